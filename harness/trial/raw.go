@@ -1,0 +1,306 @@
+package trial
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Layout of one trial's output directory (the guest's /out/trial, copied to
+// results/<run>/trials/<id>/ by the host). Paths are relative to that dir.
+const (
+	ManifestFile  = "manifest.json"
+	VictimsDir    = "victims" // <victim name>.hlog
+	HistogramExt  = ".hlog"   // HdrHistogram interval log (hdrhistogram-go log writer)
+	SnapshotsDir  = "snapshots"
+	BeforeFile    = "snapshots/before.json" // Snapshot before neighbours start
+	AfterFile     = "snapshots/after.json"  // Snapshot after victims finish
+	TimelineFile  = "timeline.jsonl"        // one Sample per line
+	LogsDir       = "logs"
+	SchedulerLog  = "logs/scheduler.log"
+	DaemonLog     = "logs/daemon.log"
+	WorkloadsLog  = "logs/workloads.log" // stderr of workload processes
+	ManifestVer   = 1
+	LatencyUnitUS = "us" // histogram values are microseconds
+)
+
+// HistogramPath is the relative path of a victim's interval log.
+func HistogramPath(victim string) string {
+	return VictimsDir + "/" + victim + HistogramExt
+}
+
+// Histogram bounds for latencies in microseconds (1 us .. 1 hour, 3 digits).
+const (
+	HistMinUS   = 1
+	HistMaxUS   = 3600 * 1000 * 1000
+	HistSigFigs = 3
+)
+
+// NewLatencyHistogram returns a histogram sized for victim latencies.
+func NewLatencyHistogram() *hdrhistogram.Histogram {
+	return hdrhistogram.New(HistMinUS, HistMaxUS, HistSigFigs)
+}
+
+// Manifest says what ran, when, and what went wrong.
+type Manifest struct {
+	Version    int              `json:"version"`
+	Spec       Spec             `json:"spec"`
+	Kernel     string           `json:"kernel"`           // uname -r
+	Started    time.Time        `json:"started"`          // guest clock
+	Finished   time.Time        `json:"finished"`         // guest clock
+	Phases     []Phase          `json:"phases"`           // setup, warmup, measure, teardown
+	Victims    []WorkloadResult `json:"victims"`          // one per spec victim, same order
+	Neighbours []WorkloadResult `json:"neighbours"`       // one per spec neighbour, same order
+	Processes  []ProcessResult  `json:"processes"`        // scheduler, daemon when asked
+	Swap       string           `json:"swap,omitempty"`   // what swap was active, e.g. "zram0 256M"
+	Cgroups    []string         `json:"cgroups"`          // every cgroup snapshotted (relative to the mount)
+	Errors     []string         `json:"errors,omitempty"` // anything that makes the trial suspect
+	OK         bool             `json:"ok"`               // no errors: usable for analysis
+}
+
+// Phase is a named interval on the guest clock.
+type Phase struct {
+	Name  string    `json:"name"`
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+}
+
+// WorkloadResult is one victim's or neighbour's outcome.
+type WorkloadResult struct {
+	Name   string `json:"name"`
+	Kind   string `json:"kind"`
+	Cgroup string `json:"cgroup"` // relative to the mount; trace: the session
+	// Histogram is the interval log's relative path (victims only).
+	Histogram string `json:"histogram,omitempty"`
+	Count     int64  `json:"count"`            // completed requests/steps (victims) or operations (neighbours)
+	Failed    int64  `json:"failed,omitempty"` // requests/steps/children that failed
+	// Nominal is, for trace victims, the sum of the compressed recorded
+	// step durations (what the replay would take with no interference).
+	Nominal  Duration `json:"nominal,omitempty"`
+	Elapsed  Duration `json:"elapsed"`
+	ExitCode int      `json:"exit_code"` // of the workload process; -1 if killed by a signal
+	Error    string   `json:"error,omitempty"`
+}
+
+// ProcessResult is a helper process's outcome.
+type ProcessResult struct {
+	Name     string   `json:"name"` // "scheduler" or "daemon"
+	Binary   string   `json:"binary"`
+	Args     []string `json:"args"`
+	Started  bool     `json:"started"`
+	ExitCode int      `json:"exit_code"`       // after we stopped it; -1 if it died by our SIGTERM/SIGKILL
+	Log      string   `json:"log"`             // relative path
+	Error    string   `json:"error,omitempty"` // e.g. binary not found, exited early
+	// SchedExt is /sys/kernel/sched_ext/state while the process ran
+	// (scheduler only), e.g. "enabled".
+	SchedExt string `json:"sched_ext,omitempty"`
+}
+
+// Snapshot holds raw cgroup interface files at one moment.
+type Snapshot struct {
+	Time time.Time `json:"time"`
+	// Cgroups maps a cgroup path (relative to the mount, "" = root) to
+	// file name -> content, for SnapshotFiles that exist.
+	Cgroups map[string]map[string]string `json:"cgroups"`
+	// System holds /proc/pressure/{cpu,memory,io}, /proc/vmstat and
+	// /proc/meminfo.
+	System map[string]string `json:"system"`
+}
+
+// SnapshotFiles are the interface files captured per cgroup.
+var SnapshotFiles = []string{
+	"memory.events", "memory.events.local", "memory.stat", "memory.current",
+	"memory.peak", "memory.swap.current", "memory.pressure", "cpu.stat", "cpu.pressure",
+	"pids.current", "pids.events",
+}
+
+// Sample is one timeline row for one cgroup.
+type Sample struct {
+	TMs           int64   `json:"t_ms"` // since the measure phase's start (negative during warmup)
+	Cgroup        string  `json:"cgroup"`
+	MemoryCurrent int64   `json:"memory_current"`
+	MemoryHigh    int64   `json:"memory_high_events"` // memory.events high (cumulative)
+	MemoryMax     int64   `json:"memory_max_events"`  // memory.events max
+	OOMKill       int64   `json:"oom_kill"`
+	MemSomeAvg10  float64 `json:"mem_some_avg10"`
+	MemFullAvg10  float64 `json:"mem_full_avg10"`
+	CPUSomeAvg10  float64 `json:"cpu_some_avg10"`
+	ThrottledUS   int64   `json:"throttled_usec"` // cpu.stat throttled_usec (cumulative)
+	UsageUS       int64   `json:"usage_usec"`     // cpu.stat usage_usec (cumulative)
+}
+
+// Raw is one trial's output, loaded and checked.
+type Raw struct {
+	Dir      string
+	Manifest Manifest
+	// Intervals holds each victim's interval histograms in log order.
+	Intervals map[string][]*hdrhistogram.Histogram
+	Before    Snapshot
+	After     Snapshot
+	Timeline  []Sample
+}
+
+// Merged returns the victim's whole-trial histogram (nil if unknown).
+func (r *Raw) Merged(victim string) *hdrhistogram.Histogram {
+	iv, ok := r.Intervals[victim]
+	if !ok {
+		return nil
+	}
+	h := NewLatencyHistogram()
+	for _, x := range iv {
+		h.Merge(x)
+	}
+	return h
+}
+
+// Load reads a trial directory and checks it is complete and consistent.
+// A manifest with OK=false still loads (so failures can be reported); a
+// missing or malformed file is an error.
+func Load(dir string) (Raw, error) {
+	r := Raw{Dir: dir, Intervals: map[string][]*hdrhistogram.Histogram{}}
+	if err := readJSON(filepath.Join(dir, ManifestFile), &r.Manifest); err != nil {
+		return r, err
+	}
+	m := &r.Manifest
+	if m.Version != ManifestVer {
+		return r, fmt.Errorf("%s: manifest version %d, this build reads %d (re-run the trial with this build)", dir, m.Version, ManifestVer)
+	}
+	var errs []error
+	if err := m.Spec.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("manifest spec: %w", err))
+	}
+	if len(m.Victims) != len(m.Spec.Victims) {
+		errs = append(errs, fmt.Errorf("manifest has %d victim results for %d spec victims", len(m.Victims), len(m.Spec.Victims)))
+	}
+	if len(m.Neighbours) != len(m.Spec.Neighbours) {
+		errs = append(errs, fmt.Errorf("manifest has %d neighbour results for %d spec neighbours", len(m.Neighbours), len(m.Spec.Neighbours)))
+	}
+	if m.OK && len(m.Errors) > 0 {
+		errs = append(errs, fmt.Errorf("manifest says ok but lists %d errors", len(m.Errors)))
+	}
+	if m.Finished.Before(m.Started) {
+		errs = append(errs, fmt.Errorf("manifest finished %v before started %v", m.Finished, m.Started))
+	}
+	for i, v := range m.Victims {
+		if i < len(m.Spec.Victims) && v.Name != m.Spec.Victims[i].Name {
+			errs = append(errs, fmt.Errorf("victim result %d is %q, spec says %q", i, v.Name, m.Spec.Victims[i].Name))
+		}
+		if v.Histogram == "" {
+			if m.OK {
+				errs = append(errs, fmt.Errorf("victim %q: no histogram in a trial marked ok", v.Name))
+			}
+			continue
+		}
+		iv, err := readHistogramLog(filepath.Join(dir, v.Histogram))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("victim %q: %w", v.Name, err))
+			continue
+		}
+		var total int64
+		for _, h := range iv {
+			total += h.TotalCount()
+		}
+		if total != v.Count {
+			errs = append(errs, fmt.Errorf("victim %q: histogram holds %d values, manifest count %d", v.Name, total, v.Count))
+		}
+		r.Intervals[v.Name] = iv
+	}
+	if err := readJSON(filepath.Join(dir, BeforeFile), &r.Before); err != nil {
+		errs = append(errs, err)
+	}
+	if err := readJSON(filepath.Join(dir, AfterFile), &r.After); err != nil {
+		errs = append(errs, err)
+	}
+	for _, cg := range m.Cgroups {
+		if _, ok := r.Before.Cgroups[cg]; !ok && r.Before.Cgroups != nil {
+			errs = append(errs, fmt.Errorf("%s: cgroup %q missing", BeforeFile, cg))
+		}
+		if _, ok := r.After.Cgroups[cg]; !ok && r.After.Cgroups != nil {
+			errs = append(errs, fmt.Errorf("%s: cgroup %q missing", AfterFile, cg))
+		}
+	}
+	tl, err := readTimeline(filepath.Join(dir, TimelineFile))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	r.Timeline = tl
+	for _, p := range m.Processes {
+		if p.Started {
+			if _, err := os.Stat(filepath.Join(dir, p.Log)); err != nil {
+				errs = append(errs, fmt.Errorf("%s log: %w", p.Name, err))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return r, fmt.Errorf("trial %s: %w", dir, errors.Join(errs...))
+	}
+	return r, nil
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("trial output incomplete: %w", err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %v", path, err)
+	}
+	return nil
+}
+
+func readHistogramLog(path string) ([]*hdrhistogram.Histogram, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	rd := hdrhistogram.NewHistogramLogReader(strings.NewReader(string(b)))
+	var out []*hdrhistogram.Histogram
+	for {
+		h, err := rd.NextIntervalHistogram()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", path, err)
+		}
+		if h == nil {
+			break
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+func readTimeline(path string) ([]Sample, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("trial output incomplete: %w", err)
+	}
+	defer f.Close()
+	return DecodeTimeline(f, path)
+}
+
+// DecodeTimeline reads JSON-lines samples; name is used in errors.
+func DecodeTimeline(rd io.Reader, name string) ([]Sample, error) {
+	var out []Sample
+	sc := bufio.NewScanner(rd)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	line := 0
+	for sc.Scan() {
+		line++
+		if len(strings.TrimSpace(sc.Text())) == 0 {
+			continue
+		}
+		var s Sample
+		if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
+			return out, fmt.Errorf("%s:%d: %v", name, line, err)
+		}
+		out = append(out, s)
+	}
+	return out, sc.Err()
+}

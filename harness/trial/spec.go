@@ -1,0 +1,347 @@
+// Package trial is the typed boundary between the host runner and the guest
+// runner (agentwork trial): Spec says what one trial does inside one fresh
+// guest, Raw is what the guest leaves in its output directory. Both sides
+// import this package; neither parses the other's files by hand.
+package trial
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// SpecVersion changes when a Spec written by an older host can no longer be
+// run correctly by a newer guest (or the other way round).
+const SpecVersion = 1
+
+// Configurations (issue 4 / design section 8.3).
+const (
+	ConfigBaseline = "baseline" // static cgroup knobs, default scheduler
+	ConfigCPUOnly  = "cpu-only" // scx_agent_flatcg + static memory knobs
+	ConfigMemOnly  = "mem-only" // default scheduler + memory policy (daemon)
+	ConfigJoint    = "joint"    // both, sharing the pressure map
+)
+
+// Configs lists every valid configuration in canonical order.
+var Configs = []string{ConfigBaseline, ConfigCPUOnly, ConfigMemOnly, ConfigJoint}
+
+// Victim kinds.
+const (
+	VictimInteractive = "interactive"
+	VictimToolBurst   = "tool_burst"
+	VictimTrace       = "trace"
+)
+
+// Neighbour kinds.
+const (
+	NeighbourCPUSpin      = "cpu_spin"
+	NeighbourForkStorm    = "fork_storm"
+	NeighbourMemoryBlowup = "memory_blowup"
+)
+
+// Step classes, matching enum agc_class in bpf/include/agentcgroup.h.
+const (
+	ClassDefault     = "default"
+	ClassInteractive = "interactive"
+	ClassToolBurst   = "tool_burst"
+	ClassBackground  = "background"
+)
+
+// Default binaries started for the scheduler and the daemon.
+const (
+	SchedulerBinary = "scx_agent_flatcg"
+	DaemonBinary    = "agentcgroupd"
+)
+
+// CgroupRoot is the directory, relative to the cgroup2 mount, that holds
+// every session: <root>/sess_<SID>/step_<TID>.
+const CgroupRoot = "agentcgroup"
+
+// Spec is everything one trial run in the guest needs.
+type Spec struct {
+	Version  int    `json:"version"`
+	ID       string `json:"id"`                 // unique within a run; used in paths
+	Scenario string `json:"scenario,omitempty"` // label only
+	Config   string `json:"config"`             // one of Configs
+	// MemoryMode labels how memory.high is enforced (e.g. "stock",
+	// "memcg_bpf_ops"); carried into the manifest, not interpreted.
+	MemoryMode string `json:"memory_mode,omitempty"`
+	Neighbour  string `json:"neighbour,omitempty"` // label of the neighbour set, "none" for solo
+	Rep        int    `json:"rep"`
+	Solo       bool   `json:"solo,omitempty"` // victims alone, for slowdown
+	Seed       uint64 `json:"seed"`
+
+	Warmup   Duration `json:"warmup"`   // neighbours run, victims not yet measured
+	Duration Duration `json:"duration"` // measured phase
+	// SampleEvery is the timeline period (0: DefaultSampleEvery).
+	SampleEvery Duration `json:"sample_every,omitempty"`
+
+	Swap Swap `json:"swap"`
+
+	Sessions   []Session   `json:"sessions"`
+	Victims    []Victim    `json:"victims"`
+	Neighbours []Neighbour `json:"neighbours,omitempty"`
+
+	Scheduler *Process `json:"scheduler,omitempty"` // nil: default scheduler
+	Daemon    *Process `json:"daemon,omitempty"`    // nil: no daemon
+}
+
+// DefaultSampleEvery is the timeline period when Spec.SampleEvery is 0.
+const DefaultSampleEvery = Duration(100 * time.Millisecond)
+
+// Swap configures guest swap. ZramMB 0 means no swap.
+type Swap struct {
+	ZramMB int `json:"zram_mb"`
+}
+
+// Session is one agent session: a cgroup sess_<ID> holding step cgroups.
+type Session struct {
+	ID     string `json:"id"`
+	Budget Budget `json:"budget,omitempty"` // on sess_<ID> itself
+	Steps  []Step `json:"steps"`
+}
+
+// Step is one step cgroup sess_<SID>/step_<ID>.
+type Step struct {
+	ID     string `json:"id"`
+	Class  string `json:"class"` // ClassDefault if empty
+	Budget Budget `json:"budget,omitempty"`
+}
+
+// Budget holds cgroup knobs; a zero field leaves the kernel default.
+type Budget struct {
+	CPUWeight  int    `json:"cpu_weight,omitempty"`  // 1..10000
+	CPUMax     string `json:"cpu_max,omitempty"`     // "QUOTA PERIOD" or "max PERIOD", as cpu.max takes it
+	MemoryHigh Bytes  `json:"memory_high,omitempty"` // bytes
+	MemoryMax  Bytes  `json:"memory_max,omitempty"`  // bytes
+	PidsMax    int    `json:"pids_max,omitempty"`
+}
+
+// Victim is a measured workload. It runs in Session/Step.
+type Victim struct {
+	Name    string `json:"name"` // unique; names its histogram log
+	Kind    string `json:"kind"`
+	Session string `json:"session"`
+	// Step is the step cgroup for interactive and tool_burst. A trace
+	// victim makes one step cgroup per tool call under Session (named
+	// step_<Name>-<n>) with the budget StepBudget; Step is unused.
+	Step string `json:"step,omitempty"`
+
+	Interactive *InteractiveParams `json:"interactive,omitempty"`
+	ToolBurst   *ToolBurstParams   `json:"tool_burst,omitempty"`
+	Trace       *TraceParams       `json:"trace,omitempty"`
+}
+
+// InteractiveParams: a request every Period (open loop); each request does
+// CPULoops iterations of a fixed mixing loop and writes TouchBytes of a
+// WorkingSetBytes buffer. Latency is measured from the intended start.
+type InteractiveParams struct {
+	Period          Duration `json:"period"`
+	CPULoops        int64    `json:"cpu_loops"`
+	TouchBytes      Bytes    `json:"touch_bytes"`
+	WorkingSetBytes Bytes    `json:"working_set_bytes"`
+}
+
+// ToolBurstParams: a step forks Children child processes (re-executing
+// agentwork), at most Parallel at once; each child does CPULoops and
+// allocates and touches AllocBytes. Latency = step completion time. Steps
+// start every Period (open loop; 0 means back to back).
+type ToolBurstParams struct {
+	Children   int      `json:"children"`
+	Parallel   int      `json:"parallel"`
+	CPULoops   int64    `json:"cpu_loops"`
+	AllocBytes Bytes    `json:"alloc_bytes"`
+	Period     Duration `json:"period,omitempty"`
+}
+
+// TraceParams replays a converted trace (workloads/traces/*.json, by name,
+// or a path inside the guest).
+type TraceParams struct {
+	Trace string `json:"trace"`
+	// Compress divides recorded durations and gaps (>= 1).
+	Compress float64 `json:"compress"`
+	// MemScale multiplies recorded memory (0 < MemScale <= 1 typically,
+	// since recorded peaks are container totals).
+	MemScale float64 `json:"mem_scale"`
+	// MaxSteps bounds the number of replayed tool calls (0: all).
+	MaxSteps   int    `json:"max_steps,omitempty"`
+	StepBudget Budget `json:"step_budget,omitempty"`
+	StepClass  string `json:"step_class,omitempty"`
+}
+
+// Neighbour is an unmeasured noisy workload in Session/Step.
+type Neighbour struct {
+	Name    string `json:"name"`
+	Kind    string `json:"kind"`
+	Session string `json:"session"`
+	Step    string `json:"step"`
+
+	CPUSpin      *CPUSpinParams      `json:"cpu_spin,omitempty"`
+	ForkStorm    *ForkStormParams    `json:"fork_storm,omitempty"`
+	MemoryBlowup *MemoryBlowupParams `json:"memory_blowup,omitempty"`
+}
+
+// CPUSpinParams: Threads busy threads.
+type CPUSpinParams struct {
+	Threads int `json:"threads"`
+}
+
+// ForkStormParams: fork+exit children at Rate per second (0: as fast as
+// possible), at most Concurrency alive at once; pids.max bounds it too.
+type ForkStormParams struct {
+	Rate        float64 `json:"rate"`
+	Concurrency int     `json:"concurrency"`
+}
+
+// MemoryBlowupParams: allocate and touch non-zero data at RateBytesPerSec
+// (0: as fast as possible) up to TargetBytes, then keep re-touching it.
+type MemoryBlowupParams struct {
+	TargetBytes     Bytes `json:"target_bytes"`
+	RateBytesPerSec Bytes `json:"rate_bytes_per_sec"`
+	ChunkBytes      Bytes `json:"chunk_bytes,omitempty"` // 0: 1 MiB
+}
+
+// Process is a helper process (scheduler or daemon) started for the trial.
+type Process struct {
+	Binary string   `json:"binary,omitempty"` // default SchedulerBinary / DaemonBinary
+	Args   []string `json:"args,omitempty"`
+	// ConfigTOML, when set, is written to a file whose path is appended
+	// as "--config PATH".
+	ConfigTOML string `json:"config_toml,omitempty"`
+	// Ready is a path that must exist before the trial proceeds (e.g.
+	// the daemon's pinned maps); empty: wait ReadyWait only.
+	Ready     string   `json:"ready,omitempty"`
+	ReadyWait Duration `json:"ready_wait,omitempty"` // 0: 10s for Ready, 500ms otherwise
+}
+
+// Duration is a time.Duration that reads and writes JSON as "1.5s".
+type Duration time.Duration
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalJSON writes the Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON accepts "1.5s" style strings or integer nanoseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("duration %q: %v (write e.g. \"250ms\" or \"2s\")", s, err)
+		}
+		*d = Duration(v)
+		return nil
+	}
+	var n int64
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("duration %s: want a string like \"2s\" or integer nanoseconds", b)
+	}
+	*d = Duration(n)
+	return nil
+}
+
+// Bytes is a byte count; JSON accepts an integer or "64M"-style string
+// (K, M, G are powers of 1024) and writes an integer.
+type Bytes int64
+
+// UnmarshalJSON accepts 1048576 or "1M".
+func (b *Bytes) UnmarshalJSON(data []byte) error {
+	var n int64
+	if err := json.Unmarshal(data, &n); err == nil {
+		*b = Bytes(n)
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(data, &s); err != nil {
+		return fmt.Errorf("byte count %s: want an integer or a string like \"64M\"", data)
+	}
+	v, err := ParseBytes(s)
+	if err != nil {
+		return err
+	}
+	*b = v
+	return nil
+}
+
+// ParseBytes reads "123", "64K", "64M", "1G" (powers of 1024, optional
+// trailing "B"/"iB").
+func ParseBytes(s string) (Bytes, error) {
+	t := strings.TrimSpace(s)
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "B"), "i")
+	mul := int64(1)
+	if t != "" {
+		switch t[len(t)-1] {
+		case 'k', 'K':
+			mul = 1 << 10
+		case 'm', 'M':
+			mul = 1 << 20
+		case 'g', 'G':
+			mul = 1 << 30
+		}
+		if mul != 1 {
+			t = t[:len(t)-1]
+		}
+	}
+	var n int64
+	if _, err := fmt.Sscan(t, &n); err != nil || t == "" || n < 0 || fmt.Sprint(n) != t {
+		return 0, fmt.Errorf("byte count %q: want a non-negative integer with optional K, M or G suffix, e.g. \"64M\"", s)
+	}
+	return Bytes(n * mul), nil
+}
+
+var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+func checkID(what, id string) error {
+	if !idRE.MatchString(id) {
+		return fmt.Errorf("%s %q: use 1-64 letters, digits, '_', '.', '-' (starting with a letter or digit)", what, id)
+	}
+	return nil
+}
+
+// StepPath is the cgroup path of a step relative to the cgroup2 mount.
+func StepPath(session, step string) string {
+	return CgroupRoot + "/sess_" + session + "/step_" + step
+}
+
+// SessionPath is the cgroup path of a session relative to the cgroup2 mount.
+func SessionPath(session string) string {
+	return CgroupRoot + "/sess_" + session
+}
+
+// ReadSpec reads and validates a Spec file.
+func ReadSpec(path string) (*Spec, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("trial spec: %w", err)
+	}
+	return DecodeSpec(b)
+}
+
+// DecodeSpec parses and validates JSON; unknown fields are errors so a
+// typo does not silently fall back to a default.
+func DecodeSpec(b []byte) (*Spec, error) {
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	var s Spec
+	if err := dec.Decode(&s); err != nil {
+		return nil, fmt.Errorf("trial spec: %v", err)
+	}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// Encode returns indented JSON.
+func (s *Spec) Encode() ([]byte, error) {
+	return json.MarshalIndent(s, "", "  ")
+}

@@ -1,0 +1,137 @@
+package trial
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestExampleSpecRoundTrip(t *testing.T) {
+	s := ExampleSpec()
+	if err := s.Validate(); err != nil {
+		t.Fatalf("example spec invalid: %v", err)
+	}
+	b, err := s.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"period": "20ms"`) {
+		t.Errorf("durations should encode as strings, got:\n%s", b)
+	}
+	got, err := DecodeSpec(b)
+	if err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	if !reflect.DeepEqual(got, s) {
+		t.Errorf("round trip changed the spec:\n got %+v\nwant %+v", got, s)
+	}
+}
+
+func TestDecodeAcceptsHumanUnits(t *testing.T) {
+	s := ExampleSpec()
+	b, _ := json.Marshal(s)
+	var m map[string]any
+	json.Unmarshal(b, &m)
+	sess := m["sessions"].([]any)[0].(map[string]any)
+	st := sess["steps"].([]any)[0].(map[string]any)
+	st["budget"].(map[string]any)["memory_high"] = "48M"
+	m["duration"] = 2000000000 // integer nanoseconds
+	b, _ = json.Marshal(m)
+	got, err := DecodeSpec(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := got.Sessions[0].Steps[0].Budget.MemoryHigh; h != 48<<20 {
+		t.Errorf("memory_high = %d, want %d", h, 48<<20)
+	}
+	if got.Duration.D() != 2*time.Second {
+		t.Errorf("duration = %v", got.Duration)
+	}
+}
+
+func TestDecodeRejectsUnknownField(t *testing.T) {
+	b, _ := ExampleSpec().Encode()
+	b = []byte(strings.Replace(string(b), `"seed"`, `"sede"`, 1))
+	_, err := DecodeSpec(b)
+	if err == nil || !strings.Contains(err.Error(), "sede") {
+		t.Fatalf("want unknown field error naming sede, got %v", err)
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	s := ExampleSpec()
+	s.Config = "fast"
+	s.Duration = 0
+	s.Victims[0].Step = "nope"
+	s.Neighbours[0].CPUSpin.Threads = 0
+	s.Sessions[0].Steps[0].Budget.MemoryHigh = 256 << 20 // above memory_max
+	s.Sessions[1].Steps[0].Budget.CPUMax = "50000"
+	err := s.Validate()
+	if err == nil {
+		t.Fatal("invalid spec accepted")
+	}
+	for _, want := range []string{
+		`config "fast"`, "duration", `victims[0].step "nope"`,
+		"neighbours[0].cpu_spin.threads", "memory_high", "cpu_max",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestValidateConfigNeedsProcesses(t *testing.T) {
+	s := ExampleSpec()
+	s.Config = ConfigJoint
+	err := s.Validate()
+	if err == nil || !strings.Contains(err.Error(), "needs the scheduler") || !strings.Contains(err.Error(), "needs the memory policy daemon") {
+		t.Fatalf("joint without scheduler/daemon: got %v", err)
+	}
+	s.Scheduler = &Process{}
+	s.Daemon = &Process{}
+	if err := s.Validate(); err != nil {
+		t.Fatalf("joint with both: %v", err)
+	}
+}
+
+func TestValidateSoloHasNoNeighbours(t *testing.T) {
+	s := ExampleSpec()
+	s.Solo = true
+	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "solo") {
+		t.Fatalf("solo with neighbours: got %v", err)
+	}
+	s.Neighbours = nil
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestParseBytes(t *testing.T) {
+	for in, want := range map[string]Bytes{"0": 0, "4096": 4096, "64K": 64 << 10, "64M": 64 << 20, "1G": 1 << 30, "2GiB": 2 << 30, "3MB": 3 << 20} {
+		got, err := ParseBytes(in)
+		if err != nil || got != want {
+			t.Errorf("ParseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "M", "-1", "1.5G", "12X", "1 M"} {
+		if _, err := ParseBytes(bad); err == nil {
+			t.Errorf("ParseBytes(%q) accepted", bad)
+		}
+	}
+}
+
+func TestParsers(t *testing.T) {
+	kv, err := ParseFlatKeyed("low 0\nhigh 102\nmax 3\noom 0\noom_kill 0\n")
+	if err != nil || kv["high"] != 102 || kv["max"] != 3 {
+		t.Fatalf("ParseFlatKeyed: %v %v", kv, err)
+	}
+	if _, err := ParseFlatKeyed("high x\n"); err == nil {
+		t.Error("bad value accepted")
+	}
+	p, err := ParsePressure("some avg10=1.50 avg60=0.20 avg300=0.00 total=12345\nfull avg10=0.75 avg60=0.00 avg300=0.00 total=99\n")
+	if err != nil || p.Some.Avg10 != 1.5 || p.Full.TotalUS != 99 {
+		t.Fatalf("ParsePressure: %+v %v", p, err)
+	}
+}

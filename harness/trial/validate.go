@@ -1,0 +1,304 @@
+package trial
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Validate reports every problem in the spec, each naming the field and
+// what to write instead.
+func (s *Spec) Validate() error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	if s.Version != SpecVersion {
+		add("version: %d, this build reads version %d (rebuild host and guest binaries from one commit)", s.Version, SpecVersion)
+	}
+	if err := checkID("id", s.ID); err != nil {
+		add("%v", err)
+	}
+	if !slices.Contains(Configs, s.Config) {
+		add("config %q: want one of %s", s.Config, strings.Join(Configs, ", "))
+	}
+	if s.Duration <= 0 {
+		add("duration: must be > 0 (e.g. \"5s\")")
+	}
+	if s.Warmup < 0 {
+		add("warmup: must be >= 0")
+	}
+	if s.SampleEvery < 0 {
+		add("sample_every: must be >= 0")
+	}
+	if s.Swap.ZramMB < 0 {
+		add("swap.zram_mb: must be >= 0 (0 = no swap)")
+	}
+
+	steps := map[string]bool{}
+	sessions := map[string]bool{}
+	for i, se := range s.Sessions {
+		p := fmt.Sprintf("sessions[%d]", i)
+		if err := checkID(p+".id", se.ID); err != nil {
+			add("%v", err)
+		}
+		if sessions[se.ID] {
+			add("%s.id %q: duplicate session", p, se.ID)
+		}
+		sessions[se.ID] = true
+		errs = append(errs, se.Budget.check(p+".budget")...)
+		for j, st := range se.Steps {
+			q := fmt.Sprintf("%s.steps[%d]", p, j)
+			if err := checkID(q+".id", st.ID); err != nil {
+				add("%v", err)
+			}
+			key := se.ID + "/" + st.ID
+			if steps[key] {
+				add("%s.id %q: duplicate step in session %q", q, st.ID, se.ID)
+			}
+			steps[key] = true
+			if err := checkClass(q+".class", st.Class); err != nil {
+				errs = append(errs, err)
+			}
+			errs = append(errs, st.Budget.check(q+".budget")...)
+		}
+	}
+
+	names := map[string]bool{}
+	checkName := func(p, name string) {
+		if err := checkID(p+".name", name); err != nil {
+			add("%v", err)
+		}
+		if names[name] {
+			add("%s.name %q: duplicate workload name", p, name)
+		}
+		names[name] = true
+	}
+	needStep := func(p, se, st string) {
+		if !sessions[se] {
+			add("%s.session %q: no such session in sessions[]", p, se)
+			return
+		}
+		if !steps[se+"/"+st] {
+			add("%s.step %q: no such step in session %q", p, st, se)
+		}
+	}
+
+	if len(s.Victims) == 0 {
+		add("victims: at least one victim is needed (nothing would be measured)")
+	}
+	for i, v := range s.Victims {
+		p := fmt.Sprintf("victims[%d]", i)
+		checkName(p, v.Name)
+		set := 0
+		for _, b := range []bool{v.Interactive != nil, v.ToolBurst != nil, v.Trace != nil} {
+			if b {
+				set++
+			}
+		}
+		if set != 1 {
+			add("%s: set exactly one of interactive, tool_burst, trace (the one matching kind %q)", p, v.Kind)
+		}
+		switch v.Kind {
+		case VictimInteractive:
+			needStep(p, v.Session, v.Step)
+			if v.Interactive == nil {
+				add("%s.interactive: missing parameters for kind interactive", p)
+			} else {
+				errs = append(errs, v.Interactive.check(p+".interactive")...)
+			}
+		case VictimToolBurst:
+			needStep(p, v.Session, v.Step)
+			if v.ToolBurst == nil {
+				add("%s.tool_burst: missing parameters for kind tool_burst", p)
+			} else {
+				errs = append(errs, v.ToolBurst.check(p+".tool_burst")...)
+			}
+		case VictimTrace:
+			if !sessions[v.Session] {
+				add("%s.session %q: no such session in sessions[]", p, v.Session)
+			}
+			if v.Trace == nil {
+				add("%s.trace: missing parameters for kind trace", p)
+			} else {
+				errs = append(errs, v.Trace.check(p+".trace")...)
+			}
+		default:
+			add("%s.kind %q: want interactive, tool_burst or trace", p, v.Kind)
+		}
+	}
+
+	if s.Solo && len(s.Neighbours) > 0 {
+		add("neighbours: a solo trial runs the victims alone; drop the neighbours or set solo false")
+	}
+	for i, n := range s.Neighbours {
+		p := fmt.Sprintf("neighbours[%d]", i)
+		checkName(p, n.Name)
+		needStep(p, n.Session, n.Step)
+		set := 0
+		for _, b := range []bool{n.CPUSpin != nil, n.ForkStorm != nil, n.MemoryBlowup != nil} {
+			if b {
+				set++
+			}
+		}
+		if set != 1 {
+			add("%s: set exactly one of cpu_spin, fork_storm, memory_blowup (the one matching kind %q)", p, n.Kind)
+		}
+		switch n.Kind {
+		case NeighbourCPUSpin:
+			if n.CPUSpin == nil {
+				add("%s.cpu_spin: missing parameters", p)
+			} else if n.CPUSpin.Threads < 1 || n.CPUSpin.Threads > 256 {
+				add("%s.cpu_spin.threads: %d, want 1..256", p, n.CPUSpin.Threads)
+			}
+		case NeighbourForkStorm:
+			if n.ForkStorm == nil {
+				add("%s.fork_storm: missing parameters", p)
+			} else {
+				if n.ForkStorm.Rate < 0 {
+					add("%s.fork_storm.rate: must be >= 0 (0 = as fast as possible)", p)
+				}
+				if n.ForkStorm.Concurrency < 1 || n.ForkStorm.Concurrency > 4096 {
+					add("%s.fork_storm.concurrency: %d, want 1..4096", p, n.ForkStorm.Concurrency)
+				}
+			}
+		case NeighbourMemoryBlowup:
+			if n.MemoryBlowup == nil {
+				add("%s.memory_blowup: missing parameters", p)
+			} else {
+				m := n.MemoryBlowup
+				if m.TargetBytes <= 0 {
+					add("%s.memory_blowup.target_bytes: must be > 0", p)
+				}
+				if m.RateBytesPerSec < 0 {
+					add("%s.memory_blowup.rate_bytes_per_sec: must be >= 0 (0 = as fast as possible)", p)
+				}
+				if m.ChunkBytes < 0 || (m.ChunkBytes > 0 && m.ChunkBytes < 4096) {
+					add("%s.memory_blowup.chunk_bytes: want 0 (default 1M) or >= 4096", p)
+				}
+			}
+		default:
+			add("%s.kind %q: want cpu_spin, fork_storm or memory_blowup", p, n.Kind)
+		}
+	}
+
+	for _, pr := range []struct {
+		name string
+		p    *Process
+	}{{"scheduler", s.Scheduler}, {"daemon", s.Daemon}} {
+		if pr.p != nil && pr.p.ReadyWait < 0 {
+			add("%s.ready_wait: must be >= 0", pr.name)
+		}
+	}
+	if s.Scheduler != nil && (s.Config == ConfigBaseline || s.Config == ConfigMemOnly) {
+		add("scheduler: config %q runs on the default scheduler; remove scheduler or use cpu-only/joint", s.Config)
+	}
+	if s.Scheduler == nil && (s.Config == ConfigCPUOnly || s.Config == ConfigJoint) {
+		add("scheduler: config %q needs the scheduler; set scheduler (may be {})", s.Config)
+	}
+	if s.Daemon == nil && (s.Config == ConfigMemOnly || s.Config == ConfigJoint) {
+		add("daemon: config %q needs the memory policy daemon; set daemon (may be {})", s.Config)
+	}
+	return errors.Join(errs...)
+}
+
+func checkClass(field, c string) error {
+	switch c {
+	case "", ClassDefault, ClassInteractive, ClassToolBurst, ClassBackground:
+		return nil
+	}
+	return fmt.Errorf("%s %q: want default, interactive, tool_burst or background", field, c)
+}
+
+func (b Budget) check(p string) []error {
+	var errs []error
+	if b.CPUWeight != 0 && (b.CPUWeight < 1 || b.CPUWeight > 10000) {
+		errs = append(errs, fmt.Errorf("%s.cpu_weight: %d, want 1..10000 (0 = default 100)", p, b.CPUWeight))
+	}
+	if b.CPUMax != "" {
+		if err := checkCPUMax(b.CPUMax); err != nil {
+			errs = append(errs, fmt.Errorf("%s.cpu_max: %v", p, err))
+		}
+	}
+	if b.MemoryHigh < 0 || b.MemoryMax < 0 {
+		errs = append(errs, fmt.Errorf("%s: memory_high and memory_max must be >= 0 (0 = no limit)", p))
+	}
+	if b.MemoryHigh > 0 && b.MemoryMax > 0 && b.MemoryHigh > b.MemoryMax {
+		errs = append(errs, fmt.Errorf("%s.memory_high %d > memory_max %d: high must not exceed max", p, b.MemoryHigh, b.MemoryMax))
+	}
+	if b.PidsMax < 0 {
+		errs = append(errs, fmt.Errorf("%s.pids_max: must be >= 0 (0 = no limit)", p))
+	}
+	return errs
+}
+
+func checkCPUMax(v string) error {
+	f := strings.Fields(v)
+	if len(f) != 2 {
+		return fmt.Errorf("%q: want \"QUOTA_US PERIOD_US\" or \"max PERIOD_US\", e.g. \"50000 100000\"", v)
+	}
+	period, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil || period < 1000 || period > 1000000 {
+		return fmt.Errorf("%q: period must be 1000..1000000 microseconds", v)
+	}
+	if f[0] != "max" {
+		q, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil || q < 1000 {
+			return fmt.Errorf("%q: quota must be \"max\" or >= 1000 microseconds", v)
+		}
+	}
+	return nil
+}
+
+func (p *InteractiveParams) check(f string) []error {
+	var errs []error
+	if p.Period <= 0 {
+		errs = append(errs, fmt.Errorf("%s.period: must be > 0 (e.g. \"20ms\")", f))
+	}
+	if p.CPULoops < 0 {
+		errs = append(errs, fmt.Errorf("%s.cpu_loops: must be >= 0", f))
+	}
+	if p.TouchBytes < 0 || p.WorkingSetBytes < 0 {
+		errs = append(errs, fmt.Errorf("%s: touch_bytes and working_set_bytes must be >= 0", f))
+	}
+	if p.TouchBytes > 0 && p.WorkingSetBytes == 0 {
+		errs = append(errs, fmt.Errorf("%s.working_set_bytes: must be > 0 when touch_bytes is set", f))
+	}
+	return errs
+}
+
+func (p *ToolBurstParams) check(f string) []error {
+	var errs []error
+	if p.Children < 1 || p.Children > 1024 {
+		errs = append(errs, fmt.Errorf("%s.children: %d, want 1..1024", f, p.Children))
+	}
+	if p.Parallel < 1 {
+		errs = append(errs, fmt.Errorf("%s.parallel: %d, want >= 1", f, p.Parallel))
+	}
+	if p.CPULoops < 0 || p.AllocBytes < 0 || p.Period < 0 {
+		errs = append(errs, fmt.Errorf("%s: cpu_loops, alloc_bytes and period must be >= 0", f))
+	}
+	return errs
+}
+
+func (p *TraceParams) check(f string) []error {
+	var errs []error
+	if p.Trace == "" {
+		errs = append(errs, fmt.Errorf("%s.trace: name a converted trace (workloads/traces/<name>.json)", f))
+	}
+	if p.Compress < 1 {
+		errs = append(errs, fmt.Errorf("%s.compress: %g, want >= 1 (recorded time divided by this)", f, p.Compress))
+	}
+	if p.MemScale <= 0 || p.MemScale > 4 {
+		errs = append(errs, fmt.Errorf("%s.mem_scale: %g, want 0 < mem_scale <= 4", f, p.MemScale))
+	}
+	if p.MaxSteps < 0 {
+		errs = append(errs, fmt.Errorf("%s.max_steps: must be >= 0 (0 = all)", f))
+	}
+	if err := checkClass(f+".step_class", p.StepClass); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, p.StepBudget.check(f+".step_budget")...)
+	return errs
+}

@@ -1,0 +1,295 @@
+package scenario
+
+import (
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/agentcgroup/agentcgroup/harness/trial"
+)
+
+// params lists, per workload kind, the parameters it takes (TOML names).
+var params = map[string][]string{
+	trial.VictimInteractive:     {"period", "cpu_loops", "touch", "working_set"},
+	trial.VictimToolBurst:       {"children", "parallel", "cpu_loops", "alloc", "period"},
+	trial.VictimTrace:           {"trace", "compress", "mem_scale", "max_steps"},
+	trial.NeighbourCPUSpin:      {"threads"},
+	trial.NeighbourForkStorm:    {"rate", "concurrency"},
+	trial.NeighbourMemoryBlowup: {"target", "rate_per_sec", "chunk"},
+}
+
+var (
+	victimKinds    = []string{trial.VictimInteractive, trial.VictimToolBurst, trial.VictimTrace}
+	neighbourKinds = []string{trial.NeighbourCPUSpin, trial.NeighbourForkStorm, trial.NeighbourMemoryBlowup}
+	commonKeys     = []string{"name", "kind", "set", "class"}
+)
+
+// reserved names cannot label a neighbour set: they mark solo trials.
+var reserved = map[string]bool{"none": true, "solo": true}
+
+func (v *validator) workloads(r *rawFile, s *Scenario) {
+	names := map[string]string{} // name -> field path of first use
+	s.Classes = map[string]string{}
+	if len(r.Victims) == 0 {
+		v.add("victims", "at least one [[victims]] entry is needed: nothing would be measured")
+	}
+	for i := range r.Victims {
+		p := fmt.Sprintf("victims[%d]", i)
+		w := &r.Victims[i]
+		name, kind := v.identity(p, w, victimKinds, names)
+		if kind == "" {
+			continue
+		}
+		vic := trial.Victim{Name: name, Kind: kind, Session: VictimSession, Step: name}
+		class := v.class(p, w, map[string]string{
+			trial.VictimInteractive: trial.ClassInteractive,
+			trial.VictimToolBurst:   trial.ClassToolBurst,
+			trial.VictimTrace:       trial.ClassToolBurst,
+		}[kind])
+		if w.Set.isSet() {
+			v.add(p+".set", "only neighbours belong to sets; victims run in every trial")
+		}
+		switch kind {
+		case trial.VictimInteractive:
+			ip := &trial.InteractiveParams{}
+			if v.required(p+".period", &w.Period) {
+				ip.Period = trial.Duration(w.Period.V)
+				if ip.Period <= 0 {
+					v.add(p+".period", "must be > 0")
+				}
+			}
+			ip.CPULoops = v.nonNeg(p+".cpu_loops", &w.CPULoops)
+			if v.ok(p+".touch", &w.Touch) {
+				ip.TouchBytes = trial.Bytes(w.Touch.V)
+			}
+			ip.WorkingSetBytes = ip.TouchBytes
+			if v.ok(p+".working_set", &w.WorkingSet) {
+				ip.WorkingSetBytes = trial.Bytes(w.WorkingSet.V)
+				if ip.WorkingSetBytes < ip.TouchBytes {
+					v.add(p+".working_set", "smaller than touch: each request touches part of the working set")
+				}
+			}
+			vic.Interactive = ip
+		case trial.VictimToolBurst:
+			tb := &trial.ToolBurstParams{}
+			if v.required(p+".children", &w.Children) {
+				tb.Children = int(w.Children.V)
+				if tb.Children < 1 || tb.Children > 1024 {
+					v.add(p+".children", "%d, want 1..1024", tb.Children)
+				}
+			}
+			tb.Parallel = s.Guest.CPUs
+			if v.ok(p+".parallel", &w.Parallel) {
+				tb.Parallel = int(w.Parallel.V)
+				if tb.Parallel < 1 {
+					v.add(p+".parallel", "%d, want >= 1", tb.Parallel)
+				}
+			}
+			tb.CPULoops = v.nonNeg(p+".cpu_loops", &w.CPULoops)
+			if v.ok(p+".alloc", &w.Alloc) {
+				tb.AllocBytes = trial.Bytes(w.Alloc.V)
+			}
+			if v.ok(p+".period", &w.Period) {
+				tb.Period = trial.Duration(w.Period.V)
+			}
+			vic.ToolBurst = tb
+		case trial.VictimTrace:
+			tp := &trial.TraceParams{Compress: 1, MemScale: 1, StepBudget: s.VictimBudget, StepClass: class}
+			if v.required(p+".trace", &w.Trace) {
+				tp.Trace = w.Trace.V
+			}
+			if v.ok(p+".compress", &w.Compress) {
+				tp.Compress = w.Compress.V
+				if tp.Compress < 1 {
+					v.add(p+".compress", "%g, want >= 1 (recorded time is divided by it)", tp.Compress)
+				}
+			}
+			if v.ok(p+".mem_scale", &w.MemScale) {
+				tp.MemScale = w.MemScale.V
+				if tp.MemScale <= 0 || tp.MemScale > 4 {
+					v.add(p+".mem_scale", "%g, want 0 < mem_scale <= 4", tp.MemScale)
+				}
+			}
+			if v.ok(p+".max_steps", &w.MaxSteps) {
+				tp.MaxSteps = int(w.MaxSteps.V)
+				if tp.MaxSteps < 0 {
+					v.add(p+".max_steps", "must be >= 0 (0 = all)")
+				}
+			}
+			vic.Step = ""
+			vic.Trace = tp
+		}
+		s.Classes[name] = class
+		s.Victims = append(s.Victims, vic)
+	}
+
+	s.SetOf = map[string]string{}
+	guestBytes := int64(s.Guest.MemMB+s.Guest.ZramMB) << 20
+	for i := range r.Neighbours {
+		p := fmt.Sprintf("neighbours[%d]", i)
+		w := &r.Neighbours[i]
+		name, kind := v.identity(p, w, neighbourKinds, names)
+		if kind == "" {
+			continue
+		}
+		s.Classes[name] = v.class(p, w, trial.ClassBackground)
+		set := name
+		if v.ok(p+".set", &w.Set) {
+			set = w.Set.V
+		}
+		switch {
+		case reserved[set]:
+			v.add(p+".set", "%q is reserved for solo trials; pick another name", set)
+		case !nameRe.MatchString(set):
+			v.add(p+".set", "%q: use 1-48 letters, digits, '_' or '-'", set)
+		}
+		if strings.HasPrefix(names[set], "victims") {
+			v.add(p+".set", "%q is also a victim's name; keep set names distinct so results are unambiguous", set)
+		}
+		if !contains(s.NeighbourSets, set) {
+			s.NeighbourSets = append(s.NeighbourSets, set)
+		}
+		s.SetOf[name] = set
+		nb := trial.Neighbour{Name: name, Kind: kind, Session: NeighbourSession, Step: name}
+		switch kind {
+		case trial.NeighbourCPUSpin:
+			nb.CPUSpin = &trial.CPUSpinParams{Threads: s.Guest.CPUs}
+			if v.ok(p+".threads", &w.Threads) {
+				nb.CPUSpin.Threads = int(w.Threads.V)
+				if nb.CPUSpin.Threads < 1 || nb.CPUSpin.Threads > 256 {
+					v.add(p+".threads", "%d, want 1..256", nb.CPUSpin.Threads)
+				}
+			}
+		case trial.NeighbourForkStorm:
+			nb.ForkStorm = &trial.ForkStormParams{Concurrency: 8}
+			if v.ok(p+".rate", &w.Rate) {
+				nb.ForkStorm.Rate = w.Rate.V
+				if w.Rate.V < 0 {
+					v.add(p+".rate", "must be >= 0 (0 = as fast as possible)")
+				}
+			}
+			if v.ok(p+".concurrency", &w.Concurrency) {
+				nb.ForkStorm.Concurrency = int(w.Concurrency.V)
+				if nb.ForkStorm.Concurrency < 1 || nb.ForkStorm.Concurrency > 4096 {
+					v.add(p+".concurrency", "%d, want 1..4096", nb.ForkStorm.Concurrency)
+				}
+			}
+		case trial.NeighbourMemoryBlowup:
+			mb := &trial.MemoryBlowupParams{}
+			if v.required(p+".target", &w.Target) {
+				if w.Target.Max {
+					v.add(p+".target", `"max" is not a target; write a size such as "512M"`)
+				}
+				mb.TargetBytes = trial.Bytes(w.Target.V)
+				if w.Target.V <= 0 && !w.Target.Max {
+					v.add(p+".target", "must be > 0")
+				}
+				if w.Target.V > guestBytes && s.NeighbourBudget.MemoryMax == 0 {
+					v.add(p+".target", "%dM exceeds guest memory plus swap (%dM) and budgets.neighbour has no memory_max: the guest itself would run out; set memory_max or lower target",
+						w.Target.V>>20, guestBytes>>20)
+				}
+			}
+			if v.ok(p+".rate_per_sec", &w.RateMem) && !w.RateMem.Max {
+				mb.RateBytesPerSec = trial.Bytes(w.RateMem.V)
+			}
+			if v.ok(p+".chunk", &w.Chunk) {
+				mb.ChunkBytes = trial.Bytes(w.Chunk.V)
+				if w.Chunk.Max || (w.Chunk.V > 0 && w.Chunk.V < 4096) {
+					v.add(p+".chunk", "want a size >= 4K")
+				}
+			}
+			nb.MemoryBlowup = mb
+		}
+		s.Neighbours = append(s.Neighbours, nb)
+	}
+	if len(r.Neighbours) == 0 && !s.Solo {
+		v.add("neighbours", "no [[neighbours]] and solo = false: there would be no trials")
+	}
+}
+
+// identity checks name and kind and rejects parameters of other kinds.
+// It returns kind "" when the kind is unusable.
+func (v *validator) identity(p string, w *rawWorkload, kinds []string, names map[string]string) (string, string) {
+	name := ""
+	if v.required(p+".name", &w.Name) {
+		name = w.Name.V
+		switch {
+		case !nameRe.MatchString(name):
+			v.add(p+".name", "%q: use 1-48 letters, digits, '_' or '-'", name)
+		case reserved[name]:
+			v.add(p+".name", "%q is reserved for solo trials; pick another name", name)
+		case names[name] != "":
+			v.add(p+".name", "%q is already used by %s; workload names must be unique", name, names[name])
+		}
+		if names[name] == "" {
+			names[name] = p
+		}
+	}
+	if !v.required(p+".kind", &w.Kind) {
+		return name, ""
+	}
+	kind := w.Kind.V
+	if !contains(kinds, kind) {
+		v.add(p+".kind", "unknown kind %q, want one of %s", kind, strings.Join(kinds, ", "))
+		return name, ""
+	}
+	allowed := append(append([]string{}, commonKeys...), params[kind]...)
+	rv := reflect.ValueOf(w).Elem()
+	rt := rv.Type()
+	var stray []string
+	for i := 0; i < rt.NumField(); i++ {
+		tag := rt.Field(i).Tag.Get("toml")
+		f, ok := rv.Field(i).Addr().Interface().(lenient)
+		if ok && f.isSet() && !contains(allowed, tag) {
+			stray = append(stray, tag)
+		}
+	}
+	sort.Strings(stray)
+	for _, t := range stray {
+		v.add(p+"."+t, "does not apply to kind %s (it takes %s)", kind, strings.Join(params[kind], ", "))
+	}
+	return name, kind
+}
+
+func (v *validator) class(p string, w *rawWorkload, def string) string {
+	if !v.ok(p+".class", &w.Class) {
+		return def
+	}
+	switch w.Class.V {
+	case trial.ClassDefault, trial.ClassInteractive, trial.ClassToolBurst, trial.ClassBackground:
+		return w.Class.V
+	}
+	v.add(p+".class", "%q, want default, interactive, tool_burst or background", w.Class.V)
+	return def
+}
+
+func (v *validator) required(field string, f lenient) bool {
+	if v.ok(field, f) {
+		return true
+	}
+	if f.problem() == "" {
+		v.add(field, "required")
+	}
+	return false
+}
+
+func (v *validator) nonNeg(field string, f *Int) int64 {
+	if !v.ok(field, f) {
+		return 0
+	}
+	if f.V < 0 {
+		v.add(field, "must be >= 0")
+		return 0
+	}
+	return f.V
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,225 @@
+package scenario
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/agentcgroup/agentcgroup/harness/kernel"
+	"github.com/agentcgroup/agentcgroup/harness/trial"
+)
+
+var kernels = Kernels{"stock": false, "patched": true}
+
+const good = `
+name = "t"
+seed = 1
+repetitions = 2
+configurations = ["baseline", "joint"]
+[guest]
+mem = "512M"
+cpus = 2
+swap = "zram:128M"
+[timing]
+duration = "5s"
+[budgets.victim]
+memory_high = "64M"
+memory_max = "128M"
+cpu_max = "50000"
+[[victims]]
+name = "chat"
+kind = "interactive"
+period = "20ms"
+touch = "1M"
+[[neighbours]]
+name = "spin"
+kind = "cpu_spin"
+[[neighbours]]
+name = "blow"
+set = "spin"
+kind = "memory_blowup"
+target = "256M"
+`
+
+func TestParseGood(t *testing.T) {
+	s, err := Parse("t.toml", []byte(good), kernels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Guest.MemMB != 512 || s.Guest.ZramMB != 128 || s.Guest.CPUs != 2 {
+		t.Errorf("guest = %+v", s.Guest)
+	}
+	if s.VictimBudget.CPUMax != "50000 100000" || s.VictimBudget.MemoryHigh != 64<<20 {
+		t.Errorf("victim budget = %+v", s.VictimBudget)
+	}
+	if got := strings.Join(s.NeighbourSets, ","); got != "spin" {
+		t.Errorf("sets = %s, want spin (blow joins spin's set)", got)
+	}
+	if s.Neighbours[0].CPUSpin.Threads != 2 {
+		t.Errorf("cpu_spin threads default = %d, want guest cpus", s.Neighbours[0].CPUSpin.Threads)
+	}
+	if s.Victims[0].Interactive.WorkingSetBytes != 1<<20 {
+		t.Errorf("working set default = %d, want touch", s.Victims[0].Interactive.WorkingSetBytes)
+	}
+	if s.Classes["chat"] != trial.ClassInteractive || s.Classes["spin"] != trial.ClassBackground {
+		t.Errorf("classes = %v", s.Classes)
+	}
+	if s.Timing.Timeout <= s.Timing.Duration {
+		t.Errorf("default timeout %v", s.Timing.Timeout)
+	}
+}
+
+// problemsOf parses text and returns its problems, failing if it parsed.
+func problemsOf(t *testing.T, text string) Problems {
+	t.Helper()
+	_, err := Parse("bad.toml", []byte(text), kernels)
+	var ps Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("want Problems, got %v", err)
+	}
+	return ps
+}
+
+func want(t *testing.T, ps Problems, line int, field, msg string) {
+	t.Helper()
+	for _, p := range ps {
+		if p.Line == line && p.Field == field && strings.Contains(p.Msg, msg) {
+			return
+		}
+	}
+	t.Errorf("no problem at line %d field %s containing %q; got:\n%v", line, field, msg, ps)
+}
+
+func TestEveryProblemReported(t *testing.T) {
+	text := `name = "t"
+seed = "one"
+kernel = "nonesuch"
+configurations = ["baseline", "turbo"]
+[guest]
+mem = "512M"
+cpus = "two"
+swap = "disk:1G"
+[timing]
+duration = "ten"
+[budgets.victim]
+memory_high = "2G"
+memory_max = "64Q"
+[[victims]]
+name = "chat"
+kind = "interactive"
+period = "20ms"
+threads = 3
+[[neighbours]]
+name = "n1"
+kind = "gpu_burner"
+[[neighbours]]
+name = "n2"
+kind = "cpu_spin"
+treads = 2
+`
+	ps := problemsOf(t, text)
+	want(t, ps, 2, "seed", "want an integer")
+	want(t, ps, 3, "kernel", `"nonesuch" is not a kernel in vmimages/kernels.toml`)
+	want(t, ps, 4, "configurations", `unknown configuration "turbo"`)
+	want(t, ps, 7, "guest.cpus", "want an integer")
+	want(t, ps, 8, "guest.swap", `want "none" or "zram:SIZE"`)
+	want(t, ps, 10, "timing.duration", "bad duration")
+	want(t, ps, 12, "budgets.victim.memory_high", "larger than the guest's memory")
+	want(t, ps, 13, "budgets.victim.memory_max", "bad size")
+	want(t, ps, 18, "victims[0].threads", "does not apply to kind interactive")
+	want(t, ps, 21, "neighbours[0].kind", `unknown kind "gpu_burner"`)
+	want(t, ps, 25, "neighbours[1].treads", "unknown field")
+	if len(ps) != 11 {
+		t.Errorf("got %d problems, want 11:\n%v", len(ps), ps)
+	}
+	if !strings.Contains(ps.Error(), "bad.toml:21: neighbours[0].kind") {
+		t.Errorf("message lacks file:line: field:\n%s", ps.Error())
+	}
+}
+
+func TestSyntaxErrorHasLine(t *testing.T) {
+	ps := problemsOf(t, "seed = 1\n[guest\nmem = 1\n")
+	// The parser notices the unclosed header at the line break.
+	if len(ps) != 1 || (ps[0].Line != 2 && ps[0].Line != 3) || !strings.Contains(ps[0].Msg, "TOML syntax") {
+		t.Errorf("got %v", ps)
+	}
+}
+
+func TestMissingRequired(t *testing.T) {
+	ps := problemsOf(t, "name = \"x\"\n")
+	want(t, ps, 0, "seed", "required")
+	want(t, ps, 0, "timing.duration", "required")
+	want(t, ps, 0, "victims", "at least one")
+}
+
+func TestSemanticChecks(t *testing.T) {
+	base := strings.Replace(good, `configurations = ["baseline", "joint"]`, `configurations = ["baseline", "joint"]
+memory_mode = "full"`, 1)
+	ps := problemsOf(t, base)
+	want(t, ps, 6, "memory_mode", "needs a kernel built with the memcg_bpf_ops patch")
+
+	s, err := Parse("t.toml", []byte(strings.Replace(base, `name = "t"`, `name = "t"
+kernel = "patched"`, 1)), kernels)
+	if err != nil || s.MemoryMode != MemFull {
+		t.Fatalf("patched kernel with full mode: %v", err)
+	}
+
+	ps = problemsOf(t, strings.Replace(good, `memory_max = "128M"`, `memory_max = "32M"`, 1))
+	want(t, ps, 13, "budgets.victim.memory_high", "above memory_max")
+
+	ps = problemsOf(t, strings.Replace(good, `target = "256M"`, `target = "4G"`, 1))
+	want(t, ps, 28, "neighbours[1].target", "guest itself would run out")
+
+	ps = problemsOf(t, strings.Replace(good, `name = "blow"`, `name = "chat"`, 1))
+	want(t, ps, 25, "neighbours[1].name", "already used by victims[0]")
+
+	ps = problemsOf(t, strings.Replace(good, `set = "spin"`, `set = "none"`, 1))
+	want(t, ps, 26, "neighbours[1].set", "reserved")
+}
+
+func TestSizes(t *testing.T) {
+	for in, want := range map[string]int64{"1": 1, "4K": 4096, "64M": 64 << 20, "1G": 1 << 30, "1GiB": 1 << 30, "2MB": 2 << 20, "1.5G": 3 << 29} {
+		got, err := ParseSize(in)
+		if err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "M", "-1M", "12X", "one"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) accepted", in)
+		}
+	}
+}
+
+// The scenarios shipped in the repository must validate against the
+// kernels the repository pins.
+func TestShippedScenarios(t *testing.T) {
+	root := filepath.Join("..", "..")
+	pins, err := kernel.LoadPins(filepath.Join(root, "vmimages", "kernels.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := Kernels{}
+	for name, p := range pins.Kernels {
+		ks[name] = p.Built()
+	}
+	files, _ := filepath.Glob(filepath.Join(root, "scenarios", "*.toml"))
+	if len(files) == 0 {
+		t.Fatal("no scenarios found")
+	}
+	for _, f := range files {
+		s, err := Load(f, ks)
+		if err != nil {
+			t.Errorf("%v", err)
+			continue
+		}
+		if s.Name+".toml" != filepath.Base(f) {
+			t.Errorf("%s: name %q should match the file name", f, s.Name)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "scenarios", "SCHEMA.md")); err != nil {
+		t.Error("scenarios/SCHEMA.md is missing")
+	}
+}

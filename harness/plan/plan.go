@@ -1,0 +1,152 @@
+// Package plan expands a validated scenario into the trials of one run:
+// every (configuration, neighbour set, repetition) plus the solo runs, each
+// as a trial.Spec, in a randomized order fixed by the scenario's seed.
+package plan
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"slices"
+
+	"github.com/agentcgroup/agentcgroup/harness/scenario"
+	"github.com/agentcgroup/agentcgroup/harness/trial"
+)
+
+// Solo is the neighbour label of a trial that runs the victims alone.
+const Solo = "none"
+
+// Trial is one planned guest boot.
+type Trial struct {
+	ID        string     `json:"id"`
+	Config    string     `json:"config"`
+	Neighbour string     `json:"neighbour"` // set name, or Solo
+	Rep       int        `json:"rep"`       // 0-based
+	Spec      trial.Spec `json:"spec"`
+}
+
+// Plan is the ordered trials of a run.
+type Plan struct {
+	Scenario string  `json:"scenario"`
+	Seed     uint64  `json:"seed"`
+	Trials   []Trial `json:"trials"`
+}
+
+// ID names a trial: "<config>.<set>.r<rep>", e.g. "joint.cpu.r03"; solo
+// trials use the set name "solo".
+func ID(config, neighbour string, rep int) string {
+	if neighbour == Solo {
+		neighbour = "solo"
+	}
+	return fmt.Sprintf("%s.%s.r%02d", config, neighbour, rep)
+}
+
+// Build expands s. The order is interleaved: each repetition is a block
+// holding every cell once, shuffled, so slow drift of the host (other load,
+// thermal state) spreads over all cells instead of biasing some.
+func Build(s *scenario.Scenario) (*Plan, error) {
+	p := &Plan{Scenario: s.Name, Seed: s.Seed}
+	rng := rand.New(rand.NewPCG(s.Seed, 0x706c616e)) // "plan"
+	var errs []error
+	for rep := 0; rep < s.Repetitions; rep++ {
+		var block []Trial
+		for _, cfg := range s.Configs {
+			for _, set := range s.NeighbourSets {
+				block = append(block, trialFor(s, cfg, set, rep))
+			}
+			if s.Solo {
+				block = append(block, trialFor(s, cfg, Solo, rep))
+			}
+		}
+		rng.Shuffle(len(block), func(i, j int) { block[i], block[j] = block[j], block[i] })
+		p.Trials = append(p.Trials, block...)
+	}
+	for _, t := range p.Trials {
+		if err := t.Spec.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("trial %s: %w", t.ID, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("scenario %s produced invalid trial specs (a harness bug, please report): %w", s.Path, err)
+	}
+	return p, nil
+}
+
+// TrialSeed is the workloads' seed: it depends on the scenario seed, the
+// repetition and the neighbour set but not on the configuration, so every
+// configuration (and the solo run) of a repetition sees the same random
+// choices and comparisons between configurations are paired.
+func TrialSeed(seed uint64, neighbour string, rep int) uint64 {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%d/%s/%d", seed, neighbour, rep)
+	return h.Sum64()
+}
+
+func trialFor(s *scenario.Scenario, cfg, set string, rep int) Trial {
+	id := ID(cfg, set, rep)
+	spec := trial.Spec{
+		Version:     trial.SpecVersion,
+		ID:          id,
+		Scenario:    s.Name,
+		Config:      cfg,
+		MemoryMode:  s.MemoryMode,
+		Neighbour:   set,
+		Rep:         rep,
+		Solo:        set == Solo,
+		Seed:        TrialSeed(s.Seed, set, rep),
+		Warmup:      trial.Duration(s.Timing.Warmup),
+		Duration:    trial.Duration(s.Timing.Duration),
+		SampleEvery: trial.Duration(s.Timing.SampleEvery),
+		Swap:        trial.Swap{ZramMB: s.Guest.ZramMB},
+	}
+	victim := trial.Session{ID: scenario.VictimSession, Budget: trial.Budget{}}
+	for _, v := range s.Victims {
+		v := cloneVictim(v)
+		if v.Kind != trial.VictimTrace {
+			victim.Steps = append(victim.Steps, trial.Step{ID: v.Step, Class: s.Classes[v.Name], Budget: s.VictimBudget})
+		}
+		spec.Victims = append(spec.Victims, v)
+	}
+	spec.Sessions = append(spec.Sessions, victim)
+	if set != Solo {
+		noisy := trial.Session{ID: scenario.NeighbourSession}
+		for _, n := range s.Neighbours {
+			if s.SetOf[n.Name] != set {
+				continue
+			}
+			noisy.Steps = append(noisy.Steps, trial.Step{ID: n.Step, Class: s.Classes[n.Name], Budget: s.NeighbourBudget})
+			spec.Neighbours = append(spec.Neighbours, n)
+		}
+		spec.Sessions = append(spec.Sessions, noisy)
+	}
+	if cfg == trial.ConfigCPUOnly || cfg == trial.ConfigJoint {
+		spec.Scheduler = cloneProcess(s.Scheduler)
+	}
+	if cfg == trial.ConfigMemOnly || cfg == trial.ConfigJoint {
+		spec.Daemon = cloneProcess(s.Daemon)
+	}
+	return Trial{ID: id, Config: cfg, Neighbour: set, Rep: rep, Spec: spec}
+}
+
+func cloneProcess(p trial.Process) *trial.Process {
+	p.Args = slices.Clone(p.Args)
+	return &p
+}
+
+// cloneVictim copies the parameter pointers so specs never share state.
+func cloneVictim(v trial.Victim) trial.Victim {
+	if v.Interactive != nil {
+		x := *v.Interactive
+		v.Interactive = &x
+	}
+	if v.ToolBurst != nil {
+		x := *v.ToolBurst
+		v.ToolBurst = &x
+	}
+	if v.Trace != nil {
+		x := *v.Trace
+		v.Trace = &x
+	}
+	return v
+}

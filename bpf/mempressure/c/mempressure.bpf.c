@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * In-kernel memory pressure signal for mainline kernels (no memcg_bpf_ops).
+ *
+ * The kernel throttles a task whose cgroup is over memory.high in
+ * __mem_cgroup_handle_over_high() (mm/memcontrol.c): it reclaims, and if
+ * reclaim cannot keep up it sleeps the task for a penalty of up to 2 s. The
+ * function runs when the task returns to user space after a charge that
+ * breached memory.high, or synchronously from try_charge_memcg() when the
+ * task has gone a whole charge batch over. We trace entry and exit:
+ *
+ *  - entry counts the event at once, so a reader (the scheduler) sees the
+ *    breach within the tick it happens, before any penalty sleep ends;
+ *  - exit adds the time the task spent in the handler (reclaim + penalty
+ *    sleep) to the delay EWMA and recomputes the thrash score.
+ *
+ * Entries are keyed by the task's cgroup2 id (the step). By default only
+ * cgroups that user space registered in step_policy are tracked, so foreign
+ * cgroups cannot fill the map; track_all lifts that for diagnostics.
+ */
+#include "bpf_defs.h"
+#include "../../include/agentcgroup.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+	__uint(type, AGC_BPF_MAP_TYPE_HASH);
+	__uint(max_entries, AGC_MAX_STEPS);
+	__type(key, __u64);
+	__type(value, struct step_policy);
+} step_policy SEC(".maps");
+
+struct {
+	__uint(type, AGC_BPF_MAP_TYPE_HASH);
+	__uint(max_entries, AGC_MAX_STEPS);
+	__type(key, __u64);
+	__type(value, struct step_pressure);
+} step_pressure SEC(".maps");
+
+/* Where a task entered the handler, so exit can charge the right step. */
+struct throttle_start {
+	__u64 ts_ns;
+	__u64 cgid;
+};
+
+struct {
+	__uint(type, AGC_BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, struct throttle_start);
+} throttle_start SEC(".maps");
+
+/*
+ * Start of the current pressure episode per cgroup: the time of the first
+ * event after the entry was stale (or absent). Lets user space measure how
+ * fast the kernel noticed a breach without polling step_pressure.
+ */
+struct {
+	__uint(type, AGC_BPF_MAP_TYPE_HASH);
+	__uint(max_entries, AGC_MAX_STEPS);
+	__type(key, __u64);
+	__type(value, __u64);
+} pressure_onset SEC(".maps");
+
+/* Set by the loader before load. */
+volatile const __u32 track_all = 0;
+
+#define WINDOW_NS (100ULL * 1000 * 1000)
+#define SCORE_UNIT_NS (100ULL * 1000)
+#define SCORE_MAX 1000
+
+static struct step_pressure *pressure_entry(__u64 cgid)
+{
+	struct step_pressure *p, zero = {};
+
+	p = bpf_map_lookup_elem(&step_pressure, &cgid);
+	if (p)
+		return p;
+	if (!track_all && !bpf_map_lookup_elem(&step_policy, &cgid))
+		return 0;
+	bpf_map_update_elem(&step_pressure, &cgid, &zero, AGC_BPF_NOEXIST);
+	return bpf_map_lookup_elem(&step_pressure, &cgid);
+}
+
+static __u32 score_of(__u64 ewma_ns)
+{
+	__u64 s = ewma_ns / SCORE_UNIT_NS;
+
+	return s > SCORE_MAX ? SCORE_MAX : (__u32)s;
+}
+
+SEC("fentry/__mem_cgroup_handle_over_high")
+int agc_over_high_enter(void *ctx)
+{
+	__u64 cgid = bpf_get_current_cgroup_id();
+	__u64 now = bpf_ktime_get_ns();
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct throttle_start st = { .ts_ns = now, .cgid = cgid };
+	struct step_pressure *p;
+
+	p = pressure_entry(cgid);
+	if (!p)
+		return 0;
+	if (!p->last_update_ns || now - p->last_update_ns > AGC_PRESSURE_STALE_NS)
+		bpf_map_update_elem(&pressure_onset, &cgid, &now, AGC_BPF_ANY);
+	/* A new 100 ms window starts the recent count over. */
+	if (now / WINDOW_NS != p->last_update_ns / WINDOW_NS)
+		p->recent_events = 0;
+	__sync_fetch_and_add(&p->recent_events, 1);
+	__sync_fetch_and_add(&p->total_events, 1);
+	/* The score reflects only delays already paid; keep it >= 1 while
+	 * events arrive so "being throttled" is visible from the first one. */
+	if (p->thrash_score == 0)
+		p->thrash_score = 1;
+	p->last_update_ns = now;
+	bpf_map_update_elem(&throttle_start, &tid, &st, AGC_BPF_ANY);
+	return 0;
+}
+
+SEC("fexit/__mem_cgroup_handle_over_high")
+int agc_over_high_exit(void *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct throttle_start *st;
+	struct step_pressure *p;
+	__u64 now, delay, ewma, cgid, start;
+
+	st = bpf_map_lookup_elem(&throttle_start, &tid);
+	if (!st)
+		return 0;
+	cgid = st->cgid;
+	start = st->ts_ns;
+	bpf_map_delete_elem(&throttle_start, &tid);
+
+	p = bpf_map_lookup_elem(&step_pressure, &cgid);
+	if (!p)
+		return 0;
+	now = bpf_ktime_get_ns();
+	delay = now - start;
+	/* EWMA with alpha 1/4; the first event seeds it. */
+	ewma = p->delay_ewma_ns;
+	ewma = ewma ? (3 * ewma + delay) / 4 : delay;
+	p->delay_ewma_ns = ewma;
+	__sync_fetch_and_add(&p->total_delay_ns, delay);
+	p->thrash_score = score_of(ewma) ? score_of(ewma) : 1;
+	p->last_update_ns = now;
+	return 0;
+}

@@ -28,9 +28,15 @@ type Trial struct {
 
 // Plan is the ordered trials of a run.
 type Plan struct {
-	Scenario string  `json:"scenario"`
-	Seed     uint64  `json:"seed"`
-	Trials   []Trial `json:"trials"`
+	Scenario    string `json:"scenario"`
+	Description string `json:"description,omitempty"`
+	Seed        uint64 `json:"seed"`
+	// Configs, Sets (neighbour sets, then Solo if solo runs are planned)
+	// and Victims in the order the scenario lists them, for reports.
+	Configs []string `json:"configs"`
+	Sets    []string `json:"sets"`
+	Victims []string `json:"victims"`
+	Trials  []Trial  `json:"trials"`
 }
 
 // ID names a trial: "<config>.<set>.r<rep>", e.g. "joint.cpu.r03"; solo
@@ -46,7 +52,14 @@ func ID(config, neighbour string, rep int) string {
 // holding every cell once, shuffled, so slow drift of the host (other load,
 // thermal state) spreads over all cells instead of biasing some.
 func Build(s *scenario.Scenario) (*Plan, error) {
-	p := &Plan{Scenario: s.Name, Seed: s.Seed}
+	p := &Plan{Scenario: s.Name, Description: s.Description, Seed: s.Seed,
+		Configs: slices.Clone(s.Configs), Sets: slices.Clone(s.NeighbourSets)}
+	if s.Solo {
+		p.Sets = append(p.Sets, Solo)
+	}
+	for _, v := range s.Victims {
+		p.Victims = append(p.Victims, v.Name)
+	}
 	rng := rand.New(rand.NewPCG(s.Seed, 0x706c616e)) // "plan"
 	var errs []error
 	for rep := 0; rep < s.Repetitions; rep++ {

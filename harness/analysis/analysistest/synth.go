@@ -1,0 +1,254 @@
+// Package analysistest builds synthetic results directories, laid out
+// exactly as agentbench eval writes them, for tests of analysis, report and
+// compare. Latencies are drawn from a seeded generator and recorded into
+// real HdrHistogram interval logs; nothing downstream is special-cased.
+package analysistest
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/agentcgroup/agentcgroup/harness/plan"
+	"github.com/agentcgroup/agentcgroup/harness/results"
+	"github.com/agentcgroup/agentcgroup/harness/scenario"
+	"github.com/agentcgroup/agentcgroup/harness/trial"
+)
+
+// Scenario is the synthetic scenario: one interactive victim, neighbour
+// sets "cpu" and "mem", all four configurations, solo runs.
+func Scenario(reps int) string {
+	return fmt.Sprintf(`
+name = "synth"
+description = "synthetic data for tests"
+seed = 11
+repetitions = %d
+[timing]
+duration = "4s"
+[budgets.victim]
+memory_high = "64M"
+[budgets.neighbour]
+memory_high = "96M"
+memory_max = "128M"
+[[victims]]
+name = "chat"
+kind = "interactive"
+period = "10ms"
+[[neighbours]]
+name = "spin"
+set = "cpu"
+kind = "cpu_spin"
+[[neighbours]]
+name = "blow"
+set = "mem"
+kind = "memory_blowup"
+target = "200M"
+`, reps)
+}
+
+// Model says what a trial's victim experiences.
+type Model struct {
+	// LatencyUS returns the median latency (us) and the tail factor (how
+	// much heavier the worst 2% are) for a cell.
+	LatencyUS func(config, neighbour string) (median, tail float64)
+	// HighEvents is the neighbour's memory.high event count per trial.
+	HighEvents func(config, neighbour string) int64
+	// Fail lists trial ids to record as failed.
+	Fail map[string]bool
+	// Samples per trial (default 2000).
+	Samples int
+}
+
+// Default is a model where neighbours slow the victim in baseline, joint
+// helps, and the memory set raises memory.high events.
+func Default() Model {
+	return Model{
+		LatencyUS: func(cfg, set string) (float64, float64) {
+			med, tail := 2000.0, 3.0
+			if set != plan.Solo {
+				med, tail = 3000, 10
+				if cfg == trial.ConfigJoint || cfg == trial.ConfigCPUOnly {
+					med, tail = 2300, 4
+				}
+			}
+			return med, tail
+		},
+		HighEvents: func(cfg, set string) int64 {
+			if set == "mem" {
+				if cfg == trial.ConfigJoint || cfg == trial.ConfigMemOnly {
+					return 400
+				}
+				return 150
+			}
+			return 0
+		},
+	}
+}
+
+// WriteRun writes a complete results directory for the synthetic scenario
+// and returns its path.
+func WriteRun(base string, reps int, m Model) (string, error) {
+	if m.Samples == 0 {
+		m.Samples = 2000
+	}
+	text := Scenario(reps)
+	s, err := scenario.Parse("synth.toml", []byte(text), scenario.Kernels{"stock": false})
+	if err != nil {
+		return "", err
+	}
+	p, err := plan.Build(s)
+	if err != nil {
+		return "", err
+	}
+	start := time.Date(2026, 11, 27, 1, 0, 0, 0, time.UTC)
+	run, err := results.Create(base, s.Name, start)
+	if err != nil {
+		return "", err
+	}
+	if err := trial.WriteFileAtomic(filepath.Join(run.Dir, results.ScenarioFile), []byte(text)); err != nil {
+		return "", err
+	}
+	if err := run.WritePlan(p); err != nil {
+		return "", err
+	}
+	prov := &results.Provenance{Scenario: s.Name, ScenarioSHA256: s.Hash, Started: start, GitCommit: "synthetic",
+		Seed: s.Seed, TrialSeeds: map[string]uint64{}, Accelerators: []string{"tcg"}}
+	for i, t := range p.Trials {
+		prov.TrialSeeds[t.ID] = t.Spec.Seed
+		staged, err := run.Staging(t.ID)
+		if err != nil {
+			return "", err
+		}
+		o := results.Outcome{ID: t.ID, Status: results.StatusOK,
+			Attempts: []results.Attempt{{Started: start, Accel: "tcg"}}}
+		if m.Fail[t.ID] {
+			o.Status, o.Reason = results.StatusFailed, "synthetic failure"
+		} else if err := writeTrial(filepath.Join(staged, "trial"), t, m, start.Add(time.Duration(i)*time.Minute)); err != nil {
+			return "", err
+		}
+		if err := run.Commit(staged, o); err != nil {
+			return "", err
+		}
+	}
+	return run.Dir, run.WriteProvenance(prov)
+}
+
+func writeTrial(dir string, t plan.Trial, m Model, start time.Time) error {
+	sp := t.Spec
+	rng := rand.New(rand.NewPCG(sp.Seed, uint64(len(t.Config))))
+	med, tail := m.LatencyUS(t.Config, t.Neighbour)
+	var buf bytes.Buffer
+	lg, err := trial.NewIntervalLog(&buf, start, "victim chat")
+	if err != nil {
+		return err
+	}
+	var count int64
+	for iv := 0; iv < 4; iv++ {
+		h := trial.NewLatencyHistogram()
+		for i := 0; i < m.Samples/4; i++ {
+			v := med * (0.8 + 0.4*rng.Float64())
+			if rng.Float64() < 0.02 {
+				v *= tail * (1 + rng.Float64())
+			}
+			if err := h.RecordValue(int64(v)); err != nil {
+				return err
+			}
+			count++
+		}
+		s := start.Add(time.Duration(iv) * time.Second)
+		if err := lg.Write(h, s, s.Add(time.Second)); err != nil {
+			return err
+		}
+	}
+	if err := trial.WriteFileAtomic(filepath.Join(dir, trial.HistogramPath("chat")), buf.Bytes()); err != nil {
+		return err
+	}
+	vcg := trial.StepPath("victim", "chat")
+	cgs := []string{trial.SessionPath("victim"), vcg}
+	man := trial.Manifest{Version: trial.ManifestVer, Spec: sp, Kernel: "7.3.4", Started: start, Finished: start.Add(5 * time.Second),
+		Victims: []trial.WorkloadResult{{Name: "chat", Kind: trial.VictimInteractive, Cgroup: vcg, Histogram: trial.HistogramPath("chat"), Count: count}},
+		OK:      true}
+	for _, n := range sp.Neighbours {
+		cg := trial.StepPath(n.Session, n.Step)
+		man.Neighbours = append(man.Neighbours, trial.WorkloadResult{Name: n.Name, Kind: n.Kind, Cgroup: cg, Count: 1})
+		cgs = append(cgs, cg)
+	}
+	if len(sp.Neighbours) > 0 {
+		cgs = append(cgs, trial.SessionPath("noisy"))
+	}
+	if sp.Scheduler != nil {
+		man.Processes = append(man.Processes, trial.ProcessResult{Name: "scheduler", Binary: trial.SchedulerBinary, Started: true, Log: trial.SchedulerLog, SchedExt: "enabled"})
+		if err := trial.WriteFileAtomic(filepath.Join(dir, trial.SchedulerLog), []byte("ok\n")); err != nil {
+			return err
+		}
+	}
+	if sp.Daemon != nil {
+		man.Processes = append(man.Processes, trial.ProcessResult{Name: "daemon", Binary: trial.DaemonBinary, Started: true, Log: trial.DaemonLog})
+		if err := trial.WriteFileAtomic(filepath.Join(dir, trial.DaemonLog), []byte("ok\n")); err != nil {
+			return err
+		}
+	}
+	man.Cgroups = cgs
+	high := m.HighEvents(t.Config, t.Neighbour)
+	snap := func(at time.Time, after bool) trial.Snapshot {
+		sn := trial.Snapshot{Time: at, Cgroups: map[string]map[string]string{}, System: map[string]string{
+			"/proc/pressure/cpu":    psi(0, 0),
+			"/proc/pressure/memory": psi(0, 0),
+		}}
+		for _, cg := range cgs {
+			var h, major, throttled, some int64
+			if after {
+				major, some = 10, 100000
+				if strings.Contains(cg, "noisy") {
+					h, throttled, some = high, 5000, 400000+high*100
+				}
+			}
+			sn.Cgroups[cg] = map[string]string{
+				"memory.events":   fmt.Sprintf("low 0\nhigh %d\nmax 0\noom 0\noom_kill 0\n", h),
+				"memory.stat":     fmt.Sprintf("anon 1\npgmajfault %d\npgscan %d\npgsteal %d\n", major, h*32, h*30),
+				"cpu.stat":        fmt.Sprintf("usage_usec %d\nthrottled_usec %d\n", throttled*10, throttled),
+				"memory.pressure": psi(some, some/2),
+				"cpu.pressure":    psi(some/4, 0),
+			}
+		}
+		if after {
+			sn.System["/proc/pressure/memory"] = psi(high*100, high*50)
+		}
+		return sn
+	}
+	if err := trial.WriteJSON(filepath.Join(dir, trial.BeforeFile), snap(start, false)); err != nil {
+		return err
+	}
+	if err := trial.WriteJSON(filepath.Join(dir, trial.AfterFile), snap(start.Add(5*time.Second), true)); err != nil {
+		return err
+	}
+	var tl strings.Builder
+	for ms := int64(0); ms <= 4000; ms += 100 {
+		for _, cg := range cgs {
+			cur := int64(8 << 20)
+			var ev, thr int64
+			if strings.Contains(cg, "noisy") {
+				cur = (20 + ms/40) << 20
+				ev = high * ms / 4000
+				thr = 5000 * ms / 4000
+			}
+			fmt.Fprintf(&tl, `{"t_ms":%d,"cgroup":%q,"memory_current":%d,"memory_high_events":%d,"throttled_usec":%d}`+"\n", ms, cg, cur, ev, thr)
+		}
+	}
+	if err := trial.WriteFileAtomic(filepath.Join(dir, trial.TimelineFile), []byte(tl.String())); err != nil {
+		return err
+	}
+	if err := trial.WriteJSON(filepath.Join(dir, trial.ManifestFile), man); err != nil {
+		return err
+	}
+	_, err = os.Stat(filepath.Join(dir, trial.ManifestFile))
+	return err
+}
+
+func psi(someUS, fullUS int64) string {
+	return fmt.Sprintf("some avg10=0.00 avg60=0.00 avg300=0.00 total=%d\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=%d\n", someUS, fullUS)
+}

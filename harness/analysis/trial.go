@@ -1,0 +1,235 @@
+package analysis
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/agentcgroup/agentcgroup/harness/trial"
+)
+
+// Roles whose cgroups are summed for group metrics.
+const (
+	RoleVictim    = "victim"
+	RoleNeighbour = "neighbour"
+)
+
+// Latency percentiles reported per victim (HdrHistogram percentiles).
+var Percentiles = []struct {
+	Name string
+	P    float64
+}{{"p50", 50}, {"p95", 95}, {"p99", 99}, {"p999", 99.9}}
+
+// EventKeys are the memory.events counters tabled per configuration.
+var EventKeys = []string{"high", "max", "oom", "oom_kill"}
+
+// TrialResult is what one finished trial contributes.
+type TrialResult struct {
+	ID        string
+	Config    string
+	Neighbour string
+	Rep       int
+	Raw       *trial.Raw
+	// Latency is each victim's whole-trial histogram (intervals merged).
+	Latency map[string]*hdrhistogram.Histogram
+	// Metrics holds every per-trial number, by metric name (see Metric*).
+	Metrics map[string]float64
+	// Issues are reasons the configuration was not fully in force (e.g.
+	// the scheduler did not start); the trial still counts as ran.
+	Issues []string
+}
+
+// Metric names. Victim latency metrics are "<victim>.<stat>".
+func LatencyMetric(victim, stat string) string { return victim + "." + stat }
+
+// GroupMetric names a role-level metric, e.g. "neighbour.mem.high".
+func GroupMetric(role, name string) string { return role + "." + name }
+
+// fromRaw computes a trial's metrics from its raw data only.
+func fromRaw(r *trial.Raw) (*TrialResult, error) {
+	sp := r.Manifest.Spec
+	tr := &TrialResult{
+		ID: sp.ID, Config: sp.Config, Neighbour: sp.Neighbour, Rep: sp.Rep, Raw: r,
+		Latency: map[string]*hdrhistogram.Histogram{}, Metrics: map[string]float64{},
+	}
+	if tr.Neighbour == "" {
+		tr.Neighbour = "none"
+	}
+	for _, v := range r.Manifest.Victims {
+		h := r.Merged(v.Name)
+		if h == nil || h.TotalCount() == 0 {
+			return nil, fmt.Errorf("trial %s: victim %s recorded no latencies", sp.ID, v.Name)
+		}
+		tr.Latency[v.Name] = h
+		for _, p := range Percentiles {
+			tr.Metrics[LatencyMetric(v.Name, p.Name+"_ms")] = float64(h.ValueAtPercentile(p.P)) / 1000
+		}
+		tr.Metrics[LatencyMetric(v.Name, "mean_ms")] = h.Mean() / 1000
+		tr.Metrics[LatencyMetric(v.Name, "max_ms")] = float64(h.Max()) / 1000
+		tr.Metrics[LatencyMetric(v.Name, "count")] = float64(h.TotalCount())
+		tr.Metrics[LatencyMetric(v.Name, "failed")] = float64(v.Failed)
+	}
+
+	wall := r.After.Time.Sub(r.Before.Time).Seconds()
+	if wall <= 0 {
+		return nil, fmt.Errorf("trial %s: snapshots not in time order (before %v, after %v)", sp.ID, r.Before.Time, r.After.Time)
+	}
+	roles := map[string][]string{RoleVictim: nil, RoleNeighbour: nil}
+	for _, v := range r.Manifest.Victims {
+		roles[RoleVictim] = append(roles[RoleVictim], v.Cgroup)
+	}
+	for _, n := range r.Manifest.Neighbours {
+		roles[RoleNeighbour] = append(roles[RoleNeighbour], n.Cgroup)
+	}
+	for _, role := range []string{RoleVictim, RoleNeighbour} {
+		if role == RoleNeighbour && len(roles[role]) == 0 {
+			continue // solo trial: no neighbour metrics rather than zeros
+		}
+		if err := groupMetrics(tr, r, role, groupCgroups(r, role, roles[role]), wall); err != nil {
+			return nil, fmt.Errorf("trial %s: %w", sp.ID, err)
+		}
+	}
+	for _, res := range []string{"cpu", "memory"} {
+		before, after := systemPressure(r.Before.System, res), systemPressure(r.After.System, res)
+		if before == "" || after == "" {
+			continue
+		}
+		b, err1 := trial.ParsePressure(before)
+		a, err2 := trial.ParsePressure(after)
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("trial %s: system %s pressure: %v %v", sp.ID, res, err1, err2)
+		}
+		short := map[string]string{"cpu": "cpu", "memory": "mem"}[res]
+		tr.Metrics["system.psi_"+short+"_some_pct"] = pct(a.Some.TotalUS-b.Some.TotalUS, wall)
+		tr.Metrics["system.psi_"+short+"_full_pct"] = pct(a.Full.TotalUS-b.Full.TotalUS, wall)
+	}
+	for _, p := range r.Manifest.Processes {
+		switch {
+		case !p.Started:
+			tr.Issues = append(tr.Issues, fmt.Sprintf("%s did not start: %s", p.Name, p.Error))
+		case p.Error != "":
+			tr.Issues = append(tr.Issues, fmt.Sprintf("%s: %s", p.Name, p.Error))
+		case p.Name == "scheduler" && p.SchedExt != "" && p.SchedExt != "enabled":
+			tr.Issues = append(tr.Issues, fmt.Sprintf("scheduler ran but sched_ext state was %q", p.SchedExt))
+		}
+	}
+	return tr, nil
+}
+
+// groupCgroups picks the cgroups whose counters stand for a role: the
+// role's session cgroup when it was snapshotted (memory.events and
+// cpu.stat there are hierarchical, so it covers every step, including the
+// per-call steps of a trace victim), otherwise the workloads' own cgroups.
+func groupCgroups(r *trial.Raw, role string, workloads []string) []string {
+	if len(workloads) > 0 {
+		sess := workloads[0]
+		if i := strings.Index(sess, "/step_"); i >= 0 {
+			sess = sess[:i]
+		}
+		same := true
+		for _, w := range workloads {
+			if !strings.HasPrefix(w+"/", sess+"/") {
+				same = false
+			}
+		}
+		if _, ok := r.After.Cgroups[sess]; ok && same {
+			return []string{sess}
+		}
+	}
+	out := append([]string(nil), workloads...)
+	sort.Strings(out)
+	return out
+}
+
+func groupMetrics(tr *TrialResult, r *trial.Raw, role string, cgroups []string, wall float64) error {
+	add := func(name string, v float64) { tr.Metrics[GroupMetric(role, name)] += v }
+	for _, k := range EventKeys {
+		add("mem."+k, 0)
+	}
+	for _, cg := range cgroups {
+		after, ok := r.After.Cgroups[cg]
+		if !ok {
+			return fmt.Errorf("cgroup %s missing from the after snapshot", cg)
+		}
+		before := r.Before.Cgroups[cg] // absent: created after the snapshot, counters start at 0
+		delta := func(file string) (map[string]int64, error) {
+			a, err := trial.ParseFlatKeyed(after[file])
+			if err != nil {
+				return nil, fmt.Errorf("%s/%s: %v", cg, file, err)
+			}
+			b, err := trial.ParseFlatKeyed(before[file])
+			if err != nil {
+				return nil, fmt.Errorf("%s/%s (before): %v", cg, file, err)
+			}
+			d := map[string]int64{}
+			for k, v := range a {
+				d[k] = v - b[k]
+			}
+			return d, nil
+		}
+		ev, err := delta("memory.events")
+		if err != nil {
+			return err
+		}
+		for _, k := range EventKeys {
+			add("mem."+k, float64(ev[k]))
+		}
+		ms, err := delta("memory.stat")
+		if err != nil {
+			return err
+		}
+		add("pgmajfault", float64(ms["pgmajfault"]))
+		add("pgscan", float64(ms["pgscan"]))
+		add("pgsteal", float64(ms["pgsteal"]))
+		cs, err := delta("cpu.stat")
+		if err != nil {
+			return err
+		}
+		add("cpu_usage_ms", float64(cs["usage_usec"])/1000)
+		add("throttled_ms", float64(cs["throttled_usec"])/1000)
+		for _, res := range []struct{ file, short string }{{"cpu.pressure", "cpu"}, {"memory.pressure", "mem"}} {
+			if after[res.file] == "" {
+				continue
+			}
+			a, err := trial.ParsePressure(after[res.file])
+			if err != nil {
+				return fmt.Errorf("%s/%s: %v", cg, res.file, err)
+			}
+			var b trial.Pressure
+			if before[res.file] != "" {
+				if b, err = trial.ParsePressure(before[res.file]); err != nil {
+					return fmt.Errorf("%s/%s (before): %v", cg, res.file, err)
+				}
+			}
+			// Several cgroups: report the worst, since stall time does not add up.
+			some, full := pct(a.Some.TotalUS-b.Some.TotalUS, wall), pct(a.Full.TotalUS-b.Full.TotalUS, wall)
+			k1, k2 := GroupMetric(role, "psi_"+res.short+"_some_pct"), GroupMetric(role, "psi_"+res.short+"_full_pct")
+			tr.Metrics[k1] = math.Max(tr.Metrics[k1], some)
+			tr.Metrics[k2] = math.Max(tr.Metrics[k2], full)
+		}
+	}
+	return nil
+}
+
+func pct(us int64, wallSec float64) float64 {
+	return float64(us) / 1e6 / wallSec * 100
+}
+
+// systemPressure finds /proc/pressure/<res> in a snapshot's system map,
+// whatever exact key the guest used for it.
+func systemPressure(sys map[string]string, res string) string {
+	keys := make([]string, 0, len(sys))
+	for k := range sys {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if strings.Contains(k, "pressure") && strings.HasSuffix(k, res) {
+			return sys[k]
+		}
+	}
+	return ""
+}

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/agentcgroup/agentcgroup/harness/trial"
+	"github.com/agentcgroup/agentcgroup/workloads/runner"
+	"github.com/agentcgroup/agentcgroup/workloads/trace"
+	"github.com/agentcgroup/agentcgroup/workloads/traces"
+	"github.com/agentcgroup/agentcgroup/workloads/victim"
+)
+
+func bytesFlag(fs *flag.FlagSet, name string, def trial.Bytes, usage string) *trial.Bytes {
+	v := def
+	fs.Func(name, usage+fmt.Sprintf(" (bytes, K/M/G suffix; default %d)", def), func(s string) error {
+		b, err := trial.ParseBytes(s)
+		if err != nil {
+			return err
+		}
+		v = b
+		return nil
+	})
+	return &v
+}
+
+func durFlag(fs *flag.FlagSet, name string, def time.Duration, usage string) *trial.Duration {
+	v := trial.Duration(def)
+	fs.Func(name, usage+fmt.Sprintf(" (default %v)", def), func(s string) error {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("want e.g. 250ms or 5s: %v", err)
+		}
+		v = trial.Duration(d)
+		return nil
+	})
+	return &v
+}
+
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+}
+
+type victimFlags struct {
+	dur  *trial.Duration
+	seed *uint64
+	hlog *string
+}
+
+func addVictimFlags(fs *flag.FlagSet) victimFlags {
+	return victimFlags{
+		dur:  durFlag(fs, "duration", 5*time.Second, "measured time"),
+		seed: fs.Uint64("seed", 1, "random seed"),
+		hlog: fs.String("hlog", "", "write the HdrHistogram interval log here (default: a temporary file)"),
+	}
+}
+
+func runStandaloneVictim(v trial.Victim, f victimFlags) error {
+	ctx, cancel := signalContext()
+	defer cancel()
+	hlog := *f.hlog
+	if hlog == "" {
+		d, err := os.MkdirTemp("", "agentwork-")
+		if err != nil {
+			return err
+		}
+		hlog = filepath.Join(d, v.Name+trial.HistogramExt)
+	}
+	res := runner.RunVictim(ctx, runner.VictimRun{
+		Victim: v, Seed: *f.seed, Ready: func() (time.Time, error) { return time.Now().Add(50 * time.Millisecond), nil }, Dur: f.dur.D(), Hlog: hlog,
+	})
+	return report(res, hlog)
+}
+
+// report prints the victim's result and percentiles from its log.
+func report(res trial.WorkloadResult, hlog string) error {
+	b, _ := json.MarshalIndent(res, "", "  ")
+	fmt.Println(string(b))
+	if res.Count > 0 {
+		h, err := runner.MergeLog(hlog)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("latency us: p50 %d  p90 %d  p99 %d  p99.9 %d  max %d  (n=%d, log %s)\n",
+			h.ValueAtQuantile(50), h.ValueAtQuantile(90), h.ValueAtQuantile(99), h.ValueAtQuantile(99.9), h.Max(), h.TotalCount(), hlog)
+	}
+	if res.Error != "" {
+		return fmt.Errorf("%s", res.Error)
+	}
+	return nil
+}
+
+func cmdInteractive(args []string) error {
+	fs := flag.NewFlagSet("interactive", flag.ExitOnError)
+	p := trial.InteractiveParams{}
+	period := durFlag(fs, "period", 20*time.Millisecond, "request interval")
+	fs.Int64Var(&p.CPULoops, "cpu-loops", 200_000, "CPU loop iterations per request (~2 ns each)")
+	touch := bytesFlag(fs, "touch", 256<<10, "bytes written per request")
+	ws := bytesFlag(fs, "working-set", 16<<20, "working set the touches land in")
+	vf := addVictimFlags(fs)
+	fs.Parse(args)
+	p.Period, p.TouchBytes, p.WorkingSetBytes = *period, *touch, *ws
+	v := trial.Victim{Name: "interactive", Kind: trial.VictimInteractive, Interactive: &p}
+	return runStandaloneVictim(v, vf)
+}
+
+func cmdToolBurst(args []string) error {
+	fs := flag.NewFlagSet("tool_burst", flag.ExitOnError)
+	p := trial.ToolBurstParams{}
+	fs.IntVar(&p.Children, "children", 4, "child processes per step")
+	fs.IntVar(&p.Parallel, "parallel", 2, "children alive at once")
+	fs.Int64Var(&p.CPULoops, "cpu-loops", 2_000_000, "mean CPU loop iterations per child")
+	alloc := bytesFlag(fs, "alloc", 4<<20, "mean bytes each child allocates and touches")
+	period := durFlag(fs, "period", 0, "step interval (0: back to back)")
+	vf := addVictimFlags(fs)
+	fs.Parse(args)
+	p.AllocBytes, p.Period = *alloc, *period
+	v := trial.Victim{Name: "tool_burst", Kind: trial.VictimToolBurst, ToolBurst: &p}
+	return runStandaloneVictim(v, vf)
+}
+
+func cmdTrace(args []string) error {
+	fs := flag.NewFlagSet("trace", flag.ExitOnError)
+	p := trial.TraceParams{}
+	fs.StringVar(&p.Trace, "trace", "", "embedded trace name (see 'agentwork traces') or a .json path")
+	fs.Float64Var(&p.Compress, "compress", 20, "divide recorded time by this")
+	fs.Float64Var(&p.MemScale, "mem-scale", 0.25, "multiply recorded memory by this")
+	fs.IntVar(&p.MaxSteps, "max-steps", 0, "replay at most this many tool calls (0: all)")
+	vf := addVictimFlags(fs)
+	fs.Parse(args)
+	if p.Trace == "" {
+		return fmt.Errorf("--trace is required; embedded traces: %v", traces.Names())
+	}
+	v := trial.Victim{Name: "trace", Kind: trial.VictimTrace, Trace: &p}
+	return runStandaloneVictim(v, vf)
+}
+
+func runStandaloneNeighbour(n trial.Neighbour, dur time.Duration, seed uint64) error {
+	ctx, cancel := signalContext()
+	defer cancel()
+	if dur > 0 {
+		var c2 context.CancelFunc
+		ctx, c2 = context.WithTimeout(ctx, dur)
+		defer c2()
+	}
+	res := runner.RunNeighbour(ctx, n, seed)
+	b, _ := json.MarshalIndent(res, "", "  ")
+	fmt.Println(string(b))
+	if res.Error != "" {
+		return fmt.Errorf("%s", res.Error)
+	}
+	return nil
+}
+
+func cmdCPUSpin(args []string) error {
+	fs := flag.NewFlagSet("cpu_spin", flag.ExitOnError)
+	p := trial.CPUSpinParams{}
+	fs.IntVar(&p.Threads, "threads", 2, "busy threads")
+	dur := durFlag(fs, "duration", 0, "run time (0: until SIGTERM/SIGINT)")
+	fs.Parse(args)
+	return runStandaloneNeighbour(trial.Neighbour{Name: "cpu_spin", Kind: trial.NeighbourCPUSpin, CPUSpin: &p}, dur.D(), 1)
+}
+
+func cmdForkStorm(args []string) error {
+	fs := flag.NewFlagSet("fork_storm", flag.ExitOnError)
+	p := trial.ForkStormParams{}
+	fs.Float64Var(&p.Rate, "rate", 0, "children per second (0: as fast as possible)")
+	fs.IntVar(&p.Concurrency, "concurrency", 8, "children alive at once")
+	dur := durFlag(fs, "duration", 0, "run time (0: until SIGTERM/SIGINT)")
+	fs.Parse(args)
+	return runStandaloneNeighbour(trial.Neighbour{Name: "fork_storm", Kind: trial.NeighbourForkStorm, ForkStorm: &p}, dur.D(), 1)
+}
+
+func cmdMemoryBlowup(args []string) error {
+	fs := flag.NewFlagSet("memory_blowup", flag.ExitOnError)
+	p := trial.MemoryBlowupParams{}
+	target := bytesFlag(fs, "target", 256<<20, "bytes to reach")
+	rate := bytesFlag(fs, "rate", 64<<20, "bytes per second (0: as fast as possible)")
+	chunk := bytesFlag(fs, "chunk", 1<<20, "allocation granule")
+	seed := fs.Uint64("seed", 1, "random seed")
+	dur := durFlag(fs, "duration", 0, "run time (0: until SIGTERM/SIGINT)")
+	fs.Parse(args)
+	p.TargetBytes, p.RateBytesPerSec, p.ChunkBytes = *target, *rate, *chunk
+	n := trial.Neighbour{Name: "memory_blowup", Kind: trial.NeighbourMemoryBlowup, MemoryBlowup: &p}
+	return runStandaloneNeighbour(n, dur.D(), *seed)
+}
+
+func cmdChild(args []string) error {
+	fs := flag.NewFlagSet("child", flag.ExitOnError)
+	var c victim.Child
+	fs.Int64Var(&c.CPULoops, "cpu-loops", 0, "")
+	fs.Int64Var(&c.AllocBytes, "alloc", 0, "")
+	fs.Uint64Var(&c.Seed, "seed", 0, "")
+	fs.Parse(args)
+	return victim.RunChild(c)
+}
+
+func cmdTraceStep(args []string) error {
+	fs := flag.NewFlagSet("trace-step", flag.ExitOnError)
+	work := fs.String("work", "", "step work JSON")
+	seed := fs.Uint64("seed", 0, "")
+	fs.Parse(args)
+	var w trace.StepWork
+	if err := json.Unmarshal([]byte(*work), &w); err != nil {
+		return fmt.Errorf("--work: %v", err)
+	}
+	ctx, cancel := signalContext()
+	defer cancel()
+	return trace.RunStep(ctx, w, *seed)
+}
+
+func cmdTraces(args []string) error {
+	for _, n := range traces.Names() {
+		t, err := traces.Load(n)
+		if err != nil {
+			return err
+		}
+		var dur int64
+		peak := 0.0
+		for _, s := range t.Steps {
+			dur += s.DurMs
+			for _, m := range s.MemMB {
+				peak = max(peak, m)
+			}
+		}
+		fmt.Printf("%-40s %3d steps, %6.1f s in tools, peak +%.0f MB  (%s)\n", n, len(t.Steps), float64(dur)/1000, peak, t.Source)
+	}
+	return nil
+}
+
+func cmdTraceConvert(args []string) error {
+	fs := flag.NewFlagSet("trace-convert", flag.ExitOnError)
+	in := fs.String("in", "", "recorded task directory holding tool_calls.json and resources.json")
+	out := fs.String("out", "", "output .json file (e.g. workloads/traces/<name>.json)")
+	name := fs.String("name", "", "trace name (default: the input directory's name)")
+	source := fs.String("source", "", "where the recording came from (kept in the file)")
+	license := fs.String("license", "", "the recording's licence (kept in the file)")
+	fs.Parse(args)
+	if *in == "" || *out == "" || *source == "" || *license == "" {
+		return fmt.Errorf("--in, --out, --source and --license are required (attribution travels with converted data)")
+	}
+	if *name == "" {
+		*name = filepath.Base(filepath.Clean(*in))
+	}
+	t, err := trace.Convert(*in, *name, *source, *license)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	return trial.WriteFileAtomic(*out, append(b, '\n'))
+}

@@ -1,0 +1,303 @@
+// Package runner runs one trial inside a guest (agentwork trial): it builds
+// the cgroup tree, starts the scheduler and daemon when asked, runs every
+// workload as its own process in its own step cgroup, samples the cgroups
+// and writes the trial.Raw layout. It also holds the in-process bodies of
+// the workloads that those processes execute.
+package runner
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/agentcgroup/agentcgroup/cgroupfs"
+	"github.com/agentcgroup/agentcgroup/harness/trial"
+	"github.com/agentcgroup/agentcgroup/workloads/latency"
+	"github.com/agentcgroup/agentcgroup/workloads/load"
+	"github.com/agentcgroup/agentcgroup/workloads/neighbour"
+	"github.com/agentcgroup/agentcgroup/workloads/trace"
+	"github.com/agentcgroup/agentcgroup/workloads/traces"
+	"github.com/agentcgroup/agentcgroup/workloads/victim"
+)
+
+// Self is the agentwork binary that child processes re-execute.
+func Self() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("cannot find own executable to spawn children: %w", err)
+	}
+	return exe, nil
+}
+
+// VictimRun says how to run one victim in this process.
+type VictimRun struct {
+	Victim trial.Victim
+	Seed   uint64 // already specific to this victim
+	// Ready is called once the victim has prepared (e.g. faulted in its
+	// working set) and returns the measured phase's start: the intended
+	// start of its first request and the base of its histogram log.
+	Ready func() (time.Time, error)
+	Dur   time.Duration
+	Hlog  string // interval log path
+	// Mount and session place a trace victim's per-step cgroups; empty
+	// Mount runs steps as plain child processes (standalone use).
+	Mount string
+
+	Start time.Time // set from Ready
+}
+
+// RunVictim runs a victim to completion and returns its result; the
+// histogram log is written to r.Hlog.
+func RunVictim(ctx context.Context, r VictimRun) trial.WorkloadResult {
+	res := trial.WorkloadResult{Name: r.Victim.Name, Kind: r.Victim.Kind}
+	var iw *victim.InteractiveWorker
+	if r.Victim.Kind == trial.VictimInteractive {
+		var err error
+		if iw, err = victim.NewInteractiveWorker(*r.Victim.Interactive); err != nil {
+			res.Error = err.Error()
+			return res
+		}
+		defer iw.Close()
+	}
+	start, err := r.Ready()
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	r.Start = start
+	var buf bytes.Buffer
+	rec, err := latency.New(&buf, r.Start, latency.DefaultInterval,
+		fmt.Sprintf("victim %s kind %s seed %d unit us", r.Victim.Name, r.Victim.Kind, r.Seed))
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	sched := victim.Schedule{Start: r.Start, Duration: r.Dur}
+	clk := victim.RealClock{}
+	switch r.Victim.Kind {
+	case trial.VictimInteractive:
+		if err := victim.RunInteractive(ctx, *r.Victim.Interactive, r.Seed, sched, clk, rec, iw.Do); err != nil {
+			res.Error = err.Error()
+		}
+	case trial.VictimToolBurst:
+		self, err := Self()
+		if err != nil {
+			res.Error = err.Error()
+			break
+		}
+		err = victim.RunToolBurst(ctx, *r.Victim.ToolBurst, r.Seed, sched, clk, rec, execChild(self))
+		if err != nil {
+			res.Error = err.Error()
+		}
+	case trial.VictimTrace:
+		nominal, err := runTrace(ctx, r, rec)
+		res.Nominal = trial.Duration(nominal)
+		if err != nil {
+			res.Error = err.Error()
+		}
+	default:
+		res.Error = fmt.Sprintf("unknown victim kind %q", r.Victim.Kind)
+	}
+	end := time.Now()
+	if err := rec.Close(end); err != nil && res.Error == "" {
+		res.Error = err.Error()
+	}
+	res.Count, res.Failed = rec.Count(), rec.Failed()
+	res.Elapsed = trial.Duration(end.Sub(r.Start))
+	if err := trial.WriteFileAtomic(r.Hlog, buf.Bytes()); err != nil && res.Error == "" {
+		res.Error = err.Error()
+	}
+	return res
+}
+
+// execChild runs a tool-burst child as a new process (fork+exec of
+// agentwork), which is what makes a tool burst kernel-heavy.
+func execChild(self string) victim.Spawner {
+	return func(ctx context.Context, c victim.Child) error {
+		cmd := exec.CommandContext(ctx, self, "child",
+			"--cpu-loops", strconv.FormatInt(c.CPULoops, 10),
+			"--alloc", strconv.FormatInt(c.AllocBytes, 10),
+			"--seed", strconv.FormatUint(c.Seed, 10))
+		cmd.Stderr = os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("tool_burst child: %w", err)
+		}
+		return nil
+	}
+}
+
+// LoadTrace finds a trace by embedded name or file path.
+func LoadTrace(name string) (*trace.Trace, error) {
+	if filepath.Ext(name) == ".json" {
+		return trace.Read(name)
+	}
+	return traces.Load(name)
+}
+
+// runTrace replays steps one after another (a session's tool calls are
+// sequential), each as its own process in its own step cgroup, and records
+// each step's wall time from its start. Steps that would start after the
+// measured phase are not started.
+func runTrace(ctx context.Context, r VictimRun, rec *latency.Recorder) (time.Duration, error) {
+	p := *r.Victim.Trace
+	t, err := LoadTrace(p.Trace)
+	if err != nil {
+		return 0, err
+	}
+	self, err := Self()
+	if err != nil {
+		return 0, err
+	}
+	work := trace.Plan(t, p)
+	var sess cgroupfs.Cgroup
+	if r.Mount != "" {
+		sess = cgroupfs.Cgroup{Path: filepath.Join(r.Mount, trial.SessionPath(r.Victim.Session))}
+	}
+	if err := (victim.RealClock{}).SleepUntil(ctx, r.Start); err != nil {
+		return 0, nil
+	}
+	end := r.Start.Add(r.Dur)
+	var nominal time.Duration
+	next := r.Start
+	for _, w := range work {
+		next = next.Add(w.Gap)
+		if !next.Before(end) {
+			break
+		}
+		if err := (victim.RealClock{}).SleepUntil(ctx, next); err != nil {
+			break
+		}
+		b, _ := json.Marshal(w)
+		cmd := exec.CommandContext(ctx, self, "trace-step", "--seed",
+			strconv.FormatUint(load.SubSeed(r.Seed, strconv.Itoa(w.Index)), 10), "--work", string(b))
+		cmd.Stderr = os.Stderr
+		began := time.Now()
+		if r.Mount != "" {
+			cg, err := cgroupfs.Mkdir(filepath.Join(sess.Path, cgroupfs.StepPrefix+TraceStepID(r.Victim.Name, w.Index)))
+			if err != nil {
+				return nominal, err
+			}
+			if err := ApplyBudget(cg, p.StepBudget); err != nil {
+				return nominal, err
+			}
+			began = time.Now()
+			err = cg.Start(cmd)
+			if err == nil {
+				err = cmd.Wait()
+			}
+			if err != nil && ctx.Err() == nil {
+				rec.Fail()
+				fmt.Fprintf(os.Stderr, "trace %s step %d: %v\n", r.Victim.Name, w.Index, err)
+			}
+		} else if err := cmd.Run(); err != nil && ctx.Err() == nil {
+			rec.Fail()
+			fmt.Fprintf(os.Stderr, "trace %s step %d: %v\n", r.Victim.Name, w.Index, err)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		done := time.Now()
+		if cmd.ProcessState != nil && cmd.ProcessState.Success() {
+			rec.Record(began, done)
+			nominal += w.Nominal
+		}
+		next = done
+	}
+	return nominal, nil
+}
+
+// TraceStepID names the step cgroup of a trace victim's n-th tool call.
+func TraceStepID(victimName string, n int) string {
+	return fmt.Sprintf("%s-%03d", victimName, n)
+}
+
+// TraceDriverStep is the step that holds a trace victim's driver process:
+// a cgroup with children may not hold processes itself.
+func TraceDriverStep(victimName string) string { return victimName + "-driver" }
+
+// RunNeighbour runs a neighbour until ctx ends.
+func RunNeighbour(ctx context.Context, n trial.Neighbour, seed uint64) trial.WorkloadResult {
+	res := trial.WorkloadResult{Name: n.Name, Kind: n.Kind}
+	start := time.Now()
+	var st neighbour.Stats
+	switch n.Kind {
+	case trial.NeighbourCPUSpin:
+		st = neighbour.CPUSpin(ctx, *n.CPUSpin)
+	case trial.NeighbourForkStorm:
+		self, err := Self()
+		if err != nil {
+			res.Error = err.Error()
+			break
+		}
+		st = neighbour.ForkStorm(ctx, *n.ForkStorm, neighbour.ExecStarter([]string{self, "noop"}))
+	case trial.NeighbourMemoryBlowup:
+		var err error
+		st, err = neighbour.MemoryBlowup(ctx, *n.MemoryBlowup, seed)
+		if err != nil {
+			res.Error = err.Error()
+		}
+	default:
+		res.Error = fmt.Sprintf("unknown neighbour kind %q", n.Kind)
+	}
+	res.Count, res.Failed = st.Ops, st.Failed
+	res.Elapsed = trial.Duration(time.Since(start))
+	return res
+}
+
+// ApplyBudget writes a budget's non-zero knobs.
+func ApplyBudget(cg cgroupfs.Cgroup, b trial.Budget) error {
+	if b.CPUWeight != 0 {
+		if err := cg.Write("cpu.weight", strconv.Itoa(b.CPUWeight)); err != nil {
+			return err
+		}
+	}
+	if b.CPUMax != "" {
+		if err := cg.Write("cpu.max", b.CPUMax); err != nil {
+			return err
+		}
+	}
+	if b.MemoryMax != 0 {
+		if err := cg.WriteLimit("memory.max", uint64(b.MemoryMax)); err != nil {
+			return err
+		}
+	}
+	if b.MemoryHigh != 0 {
+		if err := cg.WriteLimit("memory.high", uint64(b.MemoryHigh)); err != nil {
+			return err
+		}
+	}
+	if b.PidsMax != 0 {
+		if err := cg.Write("pids.max", strconv.Itoa(b.PidsMax)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// MergeLog reads an interval log and returns the merged histogram.
+func MergeLog(path string) (*hdrhistogram.Histogram, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	rd := hdrhistogram.NewHistogramLogReader(bytes.NewReader(b))
+	h := trial.NewLatencyHistogram()
+	for {
+		x, err := rd.NextIntervalHistogram()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", path, err)
+		}
+		if x == nil {
+			return h, nil
+		}
+		h.Merge(x)
+	}
+}

@@ -1,0 +1,96 @@
+// Package trace turns recorded agent sessions into compact step lists and
+// replays them: each tool call becomes one step with its recorded duration,
+// CPU share and memory profile, time compressed by a factor.
+package trace
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// FormatVersion of the converted trace JSON.
+const FormatVersion = 1
+
+// Trace is one converted agent session.
+type Trace struct {
+	Version int    `json:"version"`
+	Name    string `json:"name"`
+	// Source and License say where the recording came from; kept with
+	// the data because converted traces are derived works.
+	Source  string `json:"source"`
+	License string `json:"license"`
+	// SampleMs is the resource sampling period of the recording.
+	SampleMs int64  `json:"sample_ms"`
+	Steps    []Step `json:"steps"`
+}
+
+// Step is one tool call.
+type Step struct {
+	Tool    string `json:"tool"`
+	StartMs int64  `json:"start_ms"` // since the first call's start
+	DurMs   int64  `json:"dur_ms"`
+	// MemMB[i] is the container memory above what it held just before
+	// the call, at evenly spaced points across the call (>= 1 entry).
+	MemMB []float64 `json:"mem_mb"`
+	// CPUPct[i] is the container's CPU use (percent of one CPU) at the
+	// same points.
+	CPUPct []float64 `json:"cpu_pct"`
+}
+
+// Validate checks internal consistency.
+func (t *Trace) Validate() error {
+	if t.Version != FormatVersion {
+		return fmt.Errorf("trace %q: format version %d, want %d (re-run the converter)", t.Name, t.Version, FormatVersion)
+	}
+	if len(t.Steps) == 0 {
+		return fmt.Errorf("trace %q: no steps", t.Name)
+	}
+	prev := int64(-1)
+	for i, s := range t.Steps {
+		if s.StartMs < prev {
+			return fmt.Errorf("trace %q step %d: starts at %d ms, before the previous step (%d ms)", t.Name, i, s.StartMs, prev)
+		}
+		prev = s.StartMs
+		if s.DurMs < 0 {
+			return fmt.Errorf("trace %q step %d: negative duration", t.Name, i)
+		}
+		if len(s.MemMB) == 0 || len(s.MemMB) != len(s.CPUPct) {
+			return fmt.Errorf("trace %q step %d: mem_mb (%d) and cpu_pct (%d) must be equally long and non-empty", t.Name, i, len(s.MemMB), len(s.CPUPct))
+		}
+	}
+	return nil
+}
+
+// Read loads a converted trace. name is a path to a .json file, or a bare
+// name looked up in dirs as <name>.json.
+func Read(name string, dirs ...string) (*Trace, error) {
+	path := name
+	if !strings.ContainsRune(name, '/') && !strings.HasSuffix(name, ".json") {
+		path = ""
+		for _, d := range dirs {
+			p := filepath.Join(d, name+".json")
+			if _, err := os.Stat(p); err == nil {
+				path = p
+				break
+			}
+		}
+		if path == "" {
+			return nil, fmt.Errorf("trace %q: not found in %s (convert one with `agentwork trace-convert`)", name, strings.Join(dirs, ", "))
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("trace: %w", err)
+	}
+	var t Trace
+	if err := json.Unmarshal(b, &t); err != nil {
+		return nil, fmt.Errorf("trace %s: %v", path, err)
+	}
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}

@@ -1,0 +1,849 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * scx_agent_flatcg: a sched_ext scheduler with flattened cgroup weights and
+ * per-step agent policy.
+ *
+ * Scheduling model
+ * - Every cgroup that has the cpu controller gets a slot in the `cgroups`
+ *   array and its own vtime-ordered DSQ. Tasks are ordered by task vtime
+ *   inside their cgroup's DSQ.
+ * - A cgroup's hierarchical weight (hweight) is the product, over its
+ *   ancestry, of weight / (sum of weights of active siblings). A cgroup that
+ *   has runnable tasks of its own takes part among its children with a
+ *   pseudo weight (FCG_SELF_WEIGHT), which is how the root's tasks compete
+ *   with top-level cgroups. "Active" means something in the subtree is
+ *   runnable; the counts are maintained with atomics in runnable/quiescent
+ *   and only walk up the tree on 0<->1 transitions.
+ * - Running a task for `used` ns advances its cgroup's vtime by
+ *   used / hweight. ops.dispatch moves the first task of the cgroup with the
+ *   lowest cgroup vtime to the local DSQ: over time every active cgroup gets
+ *   CPU in proportion to its hweight, i.e. the hierarchy is flattened.
+ *
+ * Agent policy (step_policy / step_pressure maps, keyed by cgroup id)
+ * - slice from the policy; weight multiplier scales the charge rate;
+ * - interactive steps with CPU burst credit get their cgroup vtime pulled
+ *   ahead of the current cgroup vtime by at most boost_ns on wakeup and may
+ *   preempt a CPU; credit is charged in stopping and refilled by rate;
+ * - a fresh thrash_score above thrash_threshold cuts the effective weight
+ *   by thrash_penalty_q8/256, shortens the slice and disables the boost.
+ *
+ * cpu.max: ops.cgroup_set_bandwidth records quota/period; runtime is charged
+ * in tick and stopping; a cgroup over quota is parked (dispatch skips it)
+ * and a BPF timer refills quotas each period and wakes idle CPUs.
+ */
+#include "vmlinux.h"
+#include "agc_bpf.h"
+#include "agentcgroup.h"
+#include "flatcg.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define FCG_SELF_WEIGHT 100
+#define FCG_HW_ONE (1ULL << 20) /* hweight fixed point: 1.0 */
+#define FCG_NSEC_PER_SEC 1000000000ULL
+
+/* Tunables, set by the loader before load. */
+const volatile u64 slice_ns = 20ULL * 1000 * 1000;
+const volatile u64 short_slice_ns = 1ULL * 1000 * 1000;
+const volatile u64 min_slice_ns = 200ULL * 1000;
+const volatile u64 boost_ns = 5ULL * 1000 * 1000;
+const volatile u64 wake_lag_ns = 20ULL * 1000 * 1000;
+const volatile u64 bw_tick_ns = 5ULL * 1000 * 1000;
+const volatile u32 thrash_threshold = 500;
+const volatile u32 thrash_penalty_q8 = 64;
+
+/* State readable (and, for test_error_trigger, writable) from user space. */
+u32 slot_hwm;           /* slots [0, slot_hwm) may be in use */
+u32 root_slot = FCG_NO_SLOT;
+u64 cvtime_now;         /* cgroup vtime of the latest dispatch */
+u32 test_error_trigger; /* tests set this to force a scheduler error */
+struct fcg_exit_info exit_info;
+
+struct fcg_task {
+	u32 slot;       /* cgroup the task belongs to */
+	u32 acct_slot;  /* cgroup its runnable state is counted in */
+	u64 started_at;
+	u64 charged_at; /* bandwidth charged up to here */
+	u8 accounted;
+	u8 wake_idle;   /* select_cpu found an idle CPU for this wakeup */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FCG_MAX_CGROUPS);
+	__type(key, u32);
+	__type(value, struct fcg_cgroup);
+} cgroups SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_CGRP_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, u32);
+} cgroup_slot SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct fcg_task);
+} task_ctx SEC(".maps");
+
+/* Shared with agentcgroupd; the loader may replace both with pinned maps. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, AGC_MAX_STEPS);
+	__type(key, u64);
+	__type(value, struct step_policy);
+} step_policies SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, AGC_MAX_STEPS);
+	__type(key, u64);
+	__type(value, struct step_pressure);
+} step_pressures SEC(".maps");
+
+struct bw_timer {
+	struct bpf_timer timer;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct bw_timer);
+} bw_timers SEC(".maps");
+
+#define fcg_error(fmt, v)                                                     \
+	({                                                                    \
+		static char ___fmt[] = fmt;                                   \
+		unsigned long long ___data[1] = { (unsigned long long)(v) };  \
+		scx_bpf_error_bstr((char *)___fmt, ___data, sizeof(___data)); \
+	})
+
+static __always_inline struct fcg_cgroup *cg_at(u32 slot)
+{
+	return bpf_map_lookup_elem(&cgroups, &slot);
+}
+
+static __always_inline u64 cg_dsq(u32 slot)
+{
+	return FCG_DSQ_BASE + slot;
+}
+
+static __always_inline struct fcg_task *task_of(struct task_struct *p)
+{
+	return bpf_task_storage_get(&task_ctx, p, NULL, 0);
+}
+
+static u32 slot_of_cgroup(struct cgroup *cgrp)
+{
+	u32 *slot = bpf_cgrp_storage_get(&cgroup_slot, cgrp, NULL, 0);
+
+	return slot ? *slot : READ_ONCE(root_slot);
+}
+
+/* thrash_score counts only while fresh (see AGC_PRESSURE_STALE_NS). */
+static bool thrash_penalized(u64 cgid, struct step_policy *pol, u64 now)
+{
+	struct step_pressure *pr;
+	u64 last;
+
+	if (pol && (pol->flags & AGC_POLICY_NO_THRASH_PENALTY))
+		return false;
+	pr = bpf_map_lookup_elem(&step_pressures, &cgid);
+	if (!pr)
+		return false;
+	last = READ_ONCE(pr->last_update_ns);
+	if (!last || (now > last && now - last >= AGC_PRESSURE_STALE_NS))
+		return false;
+	return READ_ONCE(pr->thrash_score) > thrash_threshold;
+}
+
+/* Refill the interactive CPU credit by rate, capped at the bucket size. */
+static u64 credit_refill(struct fcg_cgroup *c, struct step_policy *pol, u64 now)
+{
+	u64 cap = pol->cpu_burst_credit_ns, dt, add, credit;
+
+	if (!cap)
+		return 0;
+	if (!c->credit_at) {
+		c->credit_ns = cap;
+		c->credit_at = now;
+		return cap;
+	}
+	dt = now > c->credit_at ? now - c->credit_at : 0;
+	dt = agc_min(dt, 100 * FCG_NSEC_PER_SEC);
+	/* microsecond resolution keeps the product far from overflow */
+	add = (dt / 1000) * pol->cpu_refill_ns_per_s / 1000000;
+	credit = agc_min(cap, c->credit_ns + add);
+	c->credit_ns = credit;
+	c->credit_at = now;
+	return credit;
+}
+
+/* hweight of the cgroup's own tasks, FCG_HW_ONE == the whole machine. */
+static u64 cg_hweight(u32 slot)
+{
+	struct fcg_cgroup *c = cg_at(slot), *pc;
+	u64 hw = FCG_HW_ONE;
+	s64 wsum;
+	u32 d;
+
+	if (!c)
+		return hw;
+	wsum = READ_ONCE(c->child_wsum);
+	if (wsum > FCG_SELF_WEIGHT)
+		hw = hw * FCG_SELF_WEIGHT / wsum;
+	for (d = 0; d < FCG_MAX_DEPTH; d++) {
+		u64 w;
+
+		if (c->parent == FCG_NO_SLOT)
+			break;
+		pc = cg_at(c->parent);
+		if (!pc)
+			break;
+		w = c->weight ?: 1;
+		wsum = READ_ONCE(pc->child_wsum);
+		if (wsum < (s64)w)
+			wsum = w;
+		hw = hw * w / wsum;
+		c = pc;
+	}
+	return hw ?: 1;
+}
+
+/* A reactivated cgroup starts no further back than wake_lag_ns. */
+static __always_inline void cg_clamp_vtime(struct fcg_cgroup *c, u64 lag)
+{
+	u64 vnow = READ_ONCE(cvtime_now);
+
+	if (vnow > lag && c->cvtime < vnow - lag)
+		c->cvtime = vnow - lag;
+}
+
+static void cg_activate(u32 slot)
+{
+	struct fcg_cgroup *c = cg_at(slot), *pc;
+	u32 d;
+
+	if (!c)
+		return;
+	if (__sync_fetch_and_add(&c->nr_self, 1) == 0)
+		__sync_fetch_and_add(&c->child_wsum, FCG_SELF_WEIGHT);
+	for (d = 0; d < FCG_MAX_DEPTH; d++) {
+		if (__sync_fetch_and_add(&c->nr_active, 1) != 0)
+			break;
+		cg_clamp_vtime(c, wake_lag_ns);
+		if (c->parent == FCG_NO_SLOT)
+			break;
+		pc = cg_at(c->parent);
+		if (!pc)
+			break;
+		__sync_fetch_and_add(&pc->child_wsum, (s64)c->weight);
+		c = pc;
+	}
+}
+
+static void cg_deactivate(u32 slot)
+{
+	struct fcg_cgroup *c = cg_at(slot), *pc;
+	u32 d;
+
+	if (!c)
+		return;
+	if (__sync_fetch_and_add(&c->nr_self, -1) == 1)
+		__sync_fetch_and_add(&c->child_wsum, -FCG_SELF_WEIGHT);
+	for (d = 0; d < FCG_MAX_DEPTH; d++) {
+		if (__sync_fetch_and_add(&c->nr_active, -1) != 1)
+			break;
+		if (c->parent == FCG_NO_SLOT)
+			break;
+		pc = cg_at(c->parent);
+		if (!pc)
+			break;
+		__sync_fetch_and_add(&pc->child_wsum, -(s64)c->weight);
+		c = pc;
+	}
+}
+
+static void bw_charge(struct fcg_cgroup *c, u64 delta, u64 now)
+{
+	s64 used;
+
+	if (!c->quota_ns || !delta)
+		return;
+	used = __sync_fetch_and_add(&c->bw_used, (s64)delta) + (s64)delta;
+	if (used >= (s64)c->quota_ns && !c->throttled) {
+		c->throttled_at = now;
+		c->throttled = 1;
+		__sync_fetch_and_add(&c->stats.throttles, 1);
+	}
+}
+
+static void bw_unthrottle(struct fcg_cgroup *c, u64 now)
+{
+	if (!c->throttled)
+		return;
+	c->throttled = 0;
+	if (now > c->throttled_at)
+		__sync_fetch_and_add(&c->stats.throttled_ns, now - c->throttled_at);
+	cg_clamp_vtime(c, wake_lag_ns);
+}
+
+static int bw_timer_fn(void *map, int *key, struct bpf_timer *timer)
+{
+	u64 now = bpf_ktime_get_ns();
+	struct bpf_iter_num it;
+	bool kick = false;
+	int *v;
+
+	bpf_iter_num_new(&it, 0, agc_min(READ_ONCE(slot_hwm), FCG_MAX_CGROUPS));
+	while ((v = bpf_iter_num_next(&it))) {
+		struct fcg_cgroup *c = cg_at(*v);
+		u64 n;
+
+		if (!c || !c->cgid || !c->quota_ns || !c->period_ns)
+			continue;
+		if (now < c->period_start + c->period_ns)
+			continue;
+		/* advance by whole periods so the average period stays exact */
+		n = (now - c->period_start) / c->period_ns;
+		c->period_start += n * c->period_ns;
+		if (__sync_fetch_and_add(&c->bw_used, -(s64)(n * c->quota_ns)) <
+		    (s64)(n * c->quota_ns))
+			c->bw_used = 0;
+		if (c->throttled && c->bw_used < (s64)c->quota_ns) {
+			bw_unthrottle(c, now);
+			kick = true;
+		}
+	}
+	bpf_iter_num_destroy(&it);
+
+	if (kick) {
+		u32 nr = scx_bpf_nr_cpu_ids();
+
+		bpf_iter_num_new(&it, 0, agc_min(nr, 1024));
+		while ((v = bpf_iter_num_next(&it)))
+			scx_bpf_kick_cpu(*v, SCX_KICK_IDLE);
+		bpf_iter_num_destroy(&it);
+	}
+	bpf_timer_start(timer, bw_tick_ns, 0);
+	return 0;
+}
+
+SEC("struct_ops/fcg_select_cpu")
+s32 fcg_select_cpu(unsigned long long *ctx)
+{
+	struct task_struct *p = (void *)ctx[0];
+	s32 prev_cpu = ctx[1];
+	u64 wake_flags = ctx[2];
+	struct fcg_task *t = task_of(p);
+	bool idle = false;
+	s32 cpu;
+
+	cpu = scx_bpf_select_cpu_dfl(p, prev_cpu, wake_flags, &idle);
+	if (t)
+		t->wake_idle = idle;
+	return cpu;
+}
+
+SEC("struct_ops/fcg_enqueue")
+int fcg_enqueue(unsigned long long *ctx)
+{
+	struct task_struct *p = (void *)ctx[0];
+	u64 enq_flags = ctx[1];
+	struct fcg_task *t = task_of(p);
+	struct step_policy *pol;
+	struct fcg_cgroup *c;
+	u64 now = bpf_ktime_get_ns(), slice, vtime, cgid;
+	bool penal, boost = false, wake_idle;
+	u32 slot;
+
+	if (!t) {
+		fcg_error("agent_flatcg: task %d has no context", p->pid);
+		return 0;
+	}
+	slot = t->slot;
+	c = cg_at(slot);
+	if (!c) {
+		fcg_error("agent_flatcg: bad cgroup slot %u", slot);
+		return 0;
+	}
+	cgid = c->cgid;
+	pol = bpf_map_lookup_elem(&step_policies, &cgid);
+
+	slice = (pol && pol->slice_ns) ? pol->slice_ns : slice_ns;
+	penal = thrash_penalized(cgid, pol, now);
+	if (penal) {
+		slice = agc_min(slice, short_slice_ns);
+		__sync_fetch_and_add(&c->stats.penalties, 1);
+	} else if (pol && pol->class == AGC_CLASS_INTERACTIVE &&
+		   (enq_flags & SCX_ENQ_WAKEUP) && credit_refill(c, pol, now) > 0) {
+		boost = true;
+	}
+
+	/* never hand out more than the quota left in this period */
+	if (c->quota_ns) {
+		s64 left = (s64)c->quota_ns - READ_ONCE(c->bw_used);
+
+		if (left < (s64)slice)
+			slice = left > (s64)min_slice_ns ? (u64)left : min_slice_ns;
+	}
+
+	/* a sleeper may not bank more than one slice of task vtime */
+	vtime = p->scx.dsq_vtime;
+	if (c->tvtime_floor > slice && vtime < c->tvtime_floor - slice)
+		vtime = c->tvtime_floor - slice;
+
+	if (boost) {
+		cg_clamp_vtime(c, 0);
+		/* pull the cgroup ahead of everyone else, by at most boost_ns */
+		u64 vnow = READ_ONCE(cvtime_now);
+		if (vnow > boost_ns && c->cvtime > vnow - boost_ns)
+			c->cvtime = vnow - boost_ns;
+		__sync_fetch_and_add(&c->stats.boosts, 1);
+	}
+
+	scx_bpf_dsq_insert_vtime(p, cg_dsq(slot), slice, vtime, enq_flags);
+	__sync_fetch_and_add(&c->stats.enqueues, 1);
+
+	wake_idle = t->wake_idle;
+	t->wake_idle = 0;
+	if (c->throttled)
+		return 0; /* parked until the refill timer releases the cgroup */
+	if (enq_flags & SCX_ENQ_LAST) {
+		/* the CPU is about to go idle with our task queued: redo dispatch */
+		scx_bpf_kick_cpu(scx_bpf_task_cpu(p), 0);
+		return 0;
+	}
+	if (wake_idle)
+		return 0; /* the chosen idle CPU is woken by the wakeup itself */
+	{
+		s32 cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
+
+		if (cpu >= 0)
+			scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
+		else if (boost)
+			scx_bpf_kick_cpu(scx_bpf_task_cpu(p), SCX_KICK_PREEMPT);
+	}
+	return 0;
+}
+
+/*
+ * Move the first task of the slot's DSQ that may run on this CPU to the local
+ * DSQ. Tasks ahead of it that are pinned elsewhere (per-CPU kthreads) go to
+ * their own CPU's local DSQ instead, so they are not stuck behind us.
+ */
+static bool move_first_to_local(u32 slot, s32 cpu)
+{
+	struct bpf_iter_scx_dsq it;
+	struct task_struct *p;
+	bool moved = false;
+	u32 seen = 0;
+
+	bpf_iter_scx_dsq_new(&it, cg_dsq(slot), 0);
+	while ((p = bpf_iter_scx_dsq_next(&it))) {
+		s32 tcpu;
+
+		if (bpf_cpumask_test_cpu(cpu, p->cpus_ptr)) {
+			moved = scx_bpf_dsq_move(&it, p, SCX_DSQ_LOCAL, 0);
+			break;
+		}
+		tcpu = scx_bpf_task_cpu(p);
+		if (bpf_cpumask_test_cpu(tcpu, p->cpus_ptr) &&
+		    scx_bpf_dsq_move(&it, p, SCX_DSQ_LOCAL_ON | tcpu, 0))
+			scx_bpf_kick_cpu(tcpu, SCX_KICK_IDLE);
+		if (++seen >= 8)
+			break;
+	}
+	bpf_iter_scx_dsq_destroy(&it);
+	return moved;
+}
+
+/* Slot of the runnable, unthrottled cgroup with the lowest vtime. */
+static u32 pick_cgroup(void)
+{
+	struct bpf_iter_num it;
+	u32 best = FCG_NO_SLOT;
+	u64 best_v = 0;
+	int *v;
+
+	bpf_iter_num_new(&it, 0, agc_min(READ_ONCE(slot_hwm), FCG_MAX_CGROUPS));
+	while ((v = bpf_iter_num_next(&it))) {
+		u32 slot = *v;
+		struct fcg_cgroup *c = cg_at(slot);
+		u64 cv;
+
+		if (!c || !c->cgid || READ_ONCE(c->nr_self) <= 0 || c->throttled)
+			continue;
+		cv = READ_ONCE(c->cvtime);
+		if (best != FCG_NO_SLOT && (s64)(cv - best_v) >= 0)
+			continue;
+		if (scx_bpf_dsq_nr_queued(cg_dsq(slot)) <= 0)
+			continue;
+		best = slot;
+		best_v = cv;
+	}
+	bpf_iter_num_destroy(&it);
+	return best;
+}
+
+/* Move the best cgroup's first task to the local DSQ; false if none moved. */
+static __always_inline bool dispatch_one(s32 cpu)
+{
+	u32 slot = pick_cgroup();
+	struct fcg_cgroup *c;
+	u64 cv;
+
+	if (slot == FCG_NO_SLOT || !move_first_to_local(slot, cpu))
+		return false;
+	c = cg_at(slot);
+	if (c) {
+		cv = READ_ONCE(c->cvtime);
+		if ((s64)(cv - READ_ONCE(cvtime_now)) > 0)
+			WRITE_ONCE(cvtime_now, cv);
+	}
+	return true;
+}
+
+SEC("struct_ops/fcg_dispatch")
+int fcg_dispatch(unsigned long long *ctx)
+{
+	s32 cpu = ctx[0];
+
+	if (READ_ONCE(test_error_trigger)) {
+		fcg_error("agent_flatcg: test-triggered error (code %u)", test_error_trigger);
+		return 0;
+	}
+	/* another CPU may drain the chosen DSQ first: one retry */
+	if (!dispatch_one(cpu))
+		dispatch_one(cpu);
+	return 0;
+}
+
+SEC("struct_ops/fcg_tick")
+int fcg_tick(unsigned long long *ctx)
+{
+	struct task_struct *p = (void *)ctx[0];
+	struct fcg_task *t = task_of(p);
+	struct fcg_cgroup *c;
+	u64 now;
+
+	if (READ_ONCE(test_error_trigger)) {
+		fcg_error("agent_flatcg: test-triggered error (code %u)", test_error_trigger);
+		return 0;
+	}
+	if (!t)
+		return 0;
+	c = cg_at(t->slot);
+	if (!c || !c->quota_ns)
+		return 0;
+	now = bpf_ktime_get_ns();
+	if (now > t->charged_at)
+		bw_charge(c, now - t->charged_at, now);
+	t->charged_at = now;
+	if (c->throttled)
+		p->scx.slice = 0;
+	return 0;
+}
+
+SEC("struct_ops/fcg_runnable")
+int fcg_runnable(unsigned long long *ctx)
+{
+	struct task_struct *p = (void *)ctx[0];
+	struct fcg_task *t = task_of(p);
+
+	if (!t || t->accounted)
+		return 0;
+	t->acct_slot = t->slot;
+	t->accounted = 1;
+	cg_activate(t->acct_slot);
+	return 0;
+}
+
+SEC("struct_ops/fcg_quiescent")
+int fcg_quiescent(unsigned long long *ctx)
+{
+	struct task_struct *p = (void *)ctx[0];
+	struct fcg_task *t = task_of(p);
+
+	if (!t || !t->accounted)
+		return 0;
+	t->accounted = 0;
+	cg_deactivate(t->acct_slot);
+	return 0;
+}
+
+SEC("struct_ops/fcg_running")
+int fcg_running(unsigned long long *ctx)
+{
+	struct task_struct *p = (void *)ctx[0];
+	struct fcg_task *t = task_of(p);
+	struct fcg_cgroup *c;
+	u64 now = bpf_ktime_get_ns();
+
+	if (!t)
+		return 0;
+	t->started_at = now;
+	t->charged_at = now;
+	c = cg_at(t->slot);
+	if (c && (s64)(p->scx.dsq_vtime - c->tvtime_floor) > 0)
+		c->tvtime_floor = p->scx.dsq_vtime;
+	return 0;
+}
+
+SEC("struct_ops/fcg_stopping")
+int fcg_stopping(unsigned long long *ctx)
+{
+	struct task_struct *p = (void *)ctx[0];
+	struct fcg_task *t = task_of(p);
+	struct step_policy *pol;
+	struct fcg_cgroup *c;
+	u64 now = bpf_ktime_get_ns(), used, hw, cgid, tw;
+
+	if (!t)
+		return 0;
+	c = cg_at(t->slot);
+	if (!c)
+		return 0;
+	used = now > t->started_at ? now - t->started_at : 0;
+	tw = p->scx.weight ?: 1;
+	p->scx.dsq_vtime += used * 100 / tw;
+
+	cgid = c->cgid;
+	pol = bpf_map_lookup_elem(&step_policies, &cgid);
+	hw = cg_hweight(t->slot);
+	if (pol && pol->weight_mul_q8)
+		hw = hw * pol->weight_mul_q8 / 256;
+	if (thrash_penalized(cgid, pol, now))
+		hw = hw * thrash_penalty_q8 / 256;
+	hw = hw ?: 1;
+	__sync_fetch_and_add(&c->cvtime, used * FCG_HW_ONE / hw);
+	__sync_fetch_and_add(&c->stats.runtime_ns, used);
+
+	if (pol && pol->class == AGC_CLASS_INTERACTIVE && pol->cpu_burst_credit_ns) {
+		u64 credit = credit_refill(c, pol, now);
+
+		c->credit_ns = credit > used ? credit - used : 0;
+	}
+	if (now > t->charged_at)
+		bw_charge(c, now - t->charged_at, now);
+	t->charged_at = now;
+	return 0;
+}
+
+SEC("struct_ops/fcg_init_task")
+s32 fcg_init_task(unsigned long long *ctx)
+{
+	struct task_struct *p = (void *)ctx[0];
+	struct scx_init_task_args *args = (void *)ctx[1];
+	struct fcg_task *t;
+
+	t = bpf_task_storage_get(&task_ctx, p, NULL, AGC_STORAGE_F_CREATE);
+	if (!t)
+		return -12; /* -ENOMEM */
+	t->slot = slot_of_cgroup(args->cgroup);
+	t->accounted = 0;
+	return 0;
+}
+
+SEC("struct_ops/fcg_cgroup_move")
+int fcg_cgroup_move(unsigned long long *ctx)
+{
+	struct task_struct *p = (void *)ctx[0];
+	struct cgroup *to = (void *)ctx[2];
+	struct fcg_task *t = task_of(p);
+
+	if (t)
+		t->slot = slot_of_cgroup(to);
+	return 0;
+}
+
+static void bw_set(struct fcg_cgroup *c, u64 period_us, u64 quota_us, u64 now)
+{
+	/* "max" arrives as an all-ones (RUNTIME_INF) quota */
+	if (!period_us || !quota_us || quota_us >= (1ULL << 40)) {
+		c->quota_ns = 0;
+		bw_unthrottle(c, now);
+		return;
+	}
+	c->period_ns = period_us * 1000;
+	c->quota_ns = quota_us * 1000;
+	c->period_start = now;
+	c->bw_used = 0;
+	bw_unthrottle(c, now);
+}
+
+SEC("struct_ops.s/fcg_cgroup_init")
+s32 fcg_cgroup_init(unsigned long long *ctx)
+{
+	struct cgroup *cgrp = (void *)ctx[0];
+	struct scx_cgroup_init_args *args = (void *)ctx[1];
+	u64 cgid = cgrp->kn->id, now = bpf_ktime_get_ns();
+	u32 slot = FCG_NO_SLOT, parent = FCG_NO_SLOT, *stored;
+	int level = cgrp->level;
+	struct bpf_iter_num it;
+	struct fcg_cgroup *c;
+	s32 ret;
+	int *v;
+
+	/* cgroup_init calls are serialized by the cgroup core */
+	bpf_iter_num_new(&it, 0, FCG_MAX_CGROUPS);
+	while ((v = bpf_iter_num_next(&it))) {
+		c = cg_at(*v);
+		if (c && !c->cgid) {
+			slot = *v;
+			break;
+		}
+	}
+	bpf_iter_num_destroy(&it);
+	if (slot == FCG_NO_SLOT) {
+		fcg_error("agent_flatcg: out of cgroup slots (max %d)", FCG_MAX_CGROUPS);
+		return -28; /* -ENOSPC */
+	}
+
+	if (level > 0) {
+		struct cgroup *anc = bpf_cgroup_ancestor(cgrp, level - 1);
+
+		if (anc) {
+			parent = slot_of_cgroup(anc);
+			bpf_cgroup_release(anc);
+		}
+	}
+
+	ret = scx_bpf_create_dsq(cg_dsq(slot), -1);
+	if (ret)
+		return ret;
+
+	stored = bpf_cgrp_storage_get(&cgroup_slot, cgrp, NULL, AGC_STORAGE_F_CREATE);
+	if (!stored) {
+		scx_bpf_destroy_dsq(cg_dsq(slot));
+		return -12;
+	}
+	*stored = slot;
+
+	c = cg_at(slot);
+	if (!c)
+		return -22;
+	__builtin_memset(c, 0, sizeof(*c));
+	c->parent = parent;
+	c->level = level;
+	c->weight = args->weight ?: 100;
+	c->cvtime = READ_ONCE(cvtime_now);
+	bw_set(c, args->bw_period_us, args->bw_quota_us, now);
+	c->cgid = cgid;
+	if (level == 0)
+		root_slot = slot;
+	if (slot + 1 > slot_hwm)
+		slot_hwm = slot + 1;
+	return 0;
+}
+
+SEC("struct_ops/fcg_cgroup_exit")
+int fcg_cgroup_exit(unsigned long long *ctx)
+{
+	struct cgroup *cgrp = (void *)ctx[0];
+	u32 *stored = bpf_cgrp_storage_get(&cgroup_slot, cgrp, NULL, 0);
+	struct fcg_cgroup *c;
+	u32 slot;
+
+	if (!stored)
+		return 0;
+	slot = *stored;
+	c = cg_at(slot);
+	if (!c)
+		return 0;
+	scx_bpf_destroy_dsq(cg_dsq(slot));
+	c->quota_ns = 0;
+	c->throttled = 0;
+	WRITE_ONCE(c->cgid, 0);
+	return 0;
+}
+
+SEC("struct_ops/fcg_cgroup_set_weight")
+int fcg_cgroup_set_weight(unsigned long long *ctx)
+{
+	struct cgroup *cgrp = (void *)ctx[0];
+	u32 weight = ctx[1];
+	struct fcg_cgroup *c = cg_at(slot_of_cgroup(cgrp)), *pc;
+	u32 old;
+
+	if (!c)
+		return 0;
+	old = c->weight;
+	c->weight = weight;
+	if (READ_ONCE(c->nr_active) > 0 && c->parent != FCG_NO_SLOT) {
+		pc = cg_at(c->parent);
+		if (pc)
+			__sync_fetch_and_add(&pc->child_wsum, (s64)weight - (s64)old);
+	}
+	return 0;
+}
+
+SEC("struct_ops/fcg_cgroup_set_bandwidth")
+int fcg_cgroup_set_bandwidth(unsigned long long *ctx)
+{
+	struct cgroup *cgrp = (void *)ctx[0];
+	struct fcg_cgroup *c = cg_at(slot_of_cgroup(cgrp));
+
+	if (c)
+		bw_set(c, ctx[1], ctx[2], bpf_ktime_get_ns());
+	return 0;
+}
+
+SEC("struct_ops.s/fcg_init")
+s32 fcg_init(unsigned long long *ctx)
+{
+	u32 key = 0;
+	struct bw_timer *bt = bpf_map_lookup_elem(&bw_timers, &key);
+	long ret;
+
+	if (!bt)
+		return -2;
+	ret = bpf_timer_init(&bt->timer, &bw_timers, AGC_CLOCK_MONOTONIC);
+	if (ret)
+		return ret;
+	ret = bpf_timer_set_callback(&bt->timer, bw_timer_fn);
+	if (ret)
+		return ret;
+	return bpf_timer_start(&bt->timer, bw_tick_ns, 0);
+}
+
+SEC("struct_ops/fcg_exit")
+int fcg_exit(unsigned long long *ctx)
+{
+	struct scx_exit_info *ei = (void *)ctx[0];
+
+	bpf_probe_read_kernel_str(exit_info.reason, sizeof(exit_info.reason), ei->reason);
+	bpf_probe_read_kernel_str(exit_info.msg, sizeof(exit_info.msg), ei->msg);
+	exit_info.exit_code = ei->exit_code;
+	WRITE_ONCE(exit_info.kind, ei->kind);
+	return 0;
+}
+
+SEC(".struct_ops.link")
+struct sched_ext_ops agent_flatcg = {
+	.select_cpu = (void *)fcg_select_cpu,
+	.enqueue = (void *)fcg_enqueue,
+	.dispatch = (void *)fcg_dispatch,
+	.tick = (void *)fcg_tick,
+	.runnable = (void *)fcg_runnable,
+	.running = (void *)fcg_running,
+	.stopping = (void *)fcg_stopping,
+	.quiescent = (void *)fcg_quiescent,
+	.init_task = (void *)fcg_init_task,
+	.cgroup_init = (void *)fcg_cgroup_init,
+	.cgroup_exit = (void *)fcg_cgroup_exit,
+	.cgroup_move = (void *)fcg_cgroup_move,
+	.cgroup_set_weight = (void *)fcg_cgroup_set_weight,
+	.cgroup_set_bandwidth = (void *)fcg_cgroup_set_bandwidth,
+	.init = (void *)fcg_init,
+	.exit = (void *)fcg_exit,
+	/* ENQ_LAST: a throttled task must not keep running just because it is
+	 * the only one on its CPU. The loader patches flags and timeout_ms. */
+	.flags = SCX_OPS_ENQ_LAST,
+	.timeout_ms = 5000,
+	.name = "agent_flatcg",
+};

@@ -1,0 +1,405 @@
+// Package flatcg loads, attaches and reads the scx_agent_flatcg sched_ext
+// scheduler: flattened cgroup weights, per-step agent policy, a cpu.max
+// equivalent and a thrash-aware CPU penalty (see flatcg.bpf.c).
+package flatcg
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+)
+
+// Generated layouts shared with the BPF side (agentcgroup.h, flatcg.h).
+type (
+	StepPolicy   = flatcgStepPolicy
+	StepPressure = flatcgStepPressure
+	Stats        = flatcgFcgStats
+)
+
+// Step classes and policy flags, as in bpf/include/agentcgroup.h.
+const (
+	ClassDefault     = 0
+	ClassInteractive = 1
+	ClassToolBurst   = 2
+	ClassBackground  = 3
+
+	PolicyNoThrashPenalty = 1 << 0
+)
+
+// Sched_ext constants of the kernel ABI this scheduler uses.
+const (
+	opsSwitchPartial = 8 // SCX_OPS_SWITCH_PARTIAL
+	opsEnqLast       = 2 // SCX_OPS_ENQ_LAST
+)
+
+// Config tunes the scheduler. The zero value is usable: every zero field
+// takes the default noted next to it.
+type Config struct {
+	// Partial only schedules tasks whose policy is SCHED_EXT (see
+	// SetSchedExt); everything else stays on the fair class.
+	Partial bool
+	// Watchdog is the kernel's stall timeout (default 5s, at most 30s).
+	Watchdog time.Duration
+	// Slice is the default time slice (default 20ms).
+	Slice time.Duration
+	// ShortSlice caps the slice of a thrash-penalized cgroup (default 1ms).
+	ShortSlice time.Duration
+	// Boost bounds how far an interactive wakeup moves its cgroup ahead of
+	// the current cgroup vtime (default 5ms).
+	Boost time.Duration
+	// ThrashThreshold: a fresh thrash_score above it triggers the penalty
+	// (default 500, range 0..1000).
+	ThrashThreshold uint32
+	// ThrashPenaltyQ8 is the weight factor of a penalized cgroup in 1/256
+	// (default 64, i.e. 0.25x).
+	ThrashPenaltyQ8 uint32
+	// BandwidthTick is the cpu.max refill timer period (default 5ms).
+	BandwidthTick time.Duration
+	// PolicyMap and PressureMap replace the program's own step_policy and
+	// step_pressure maps, e.g. with maps the daemon pinned.
+	PolicyMap, PressureMap *ebpf.Map
+}
+
+func (c *Config) withDefaults() (Config, error) {
+	out := *c
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&out.Watchdog, 5*time.Second)
+	def(&out.Slice, 20*time.Millisecond)
+	def(&out.ShortSlice, time.Millisecond)
+	def(&out.Boost, 5*time.Millisecond)
+	def(&out.BandwidthTick, 5*time.Millisecond)
+	if out.ThrashThreshold == 0 {
+		out.ThrashThreshold = 500
+	}
+	if out.ThrashPenaltyQ8 == 0 {
+		out.ThrashPenaltyQ8 = 64
+	}
+	switch {
+	case out.Watchdog < 100*time.Millisecond || out.Watchdog > 30*time.Second:
+		return out, fmt.Errorf("flatcg: watchdog %v out of range: use 100ms..30s", out.Watchdog)
+	case out.Slice < 100*time.Microsecond || out.Slice > time.Second:
+		return out, fmt.Errorf("flatcg: slice %v out of range: use 100us..1s", out.Slice)
+	case out.ShortSlice < 100*time.Microsecond || out.ShortSlice > out.Slice:
+		return out, fmt.Errorf("flatcg: short slice %v out of range: use 100us..slice (%v)", out.ShortSlice, out.Slice)
+	case out.Boost < 0 || out.Boost > time.Second:
+		return out, fmt.Errorf("flatcg: boost %v out of range: use 0..1s", out.Boost)
+	case out.ThrashThreshold > 1000:
+		return out, fmt.Errorf("flatcg: thrash threshold %d out of range: thrash_score is 0..1000", out.ThrashThreshold)
+	case out.ThrashPenaltyQ8 > 256:
+		return out, fmt.Errorf("flatcg: thrash penalty %d/256 would raise the weight: use 1..256", out.ThrashPenaltyQ8)
+	case out.BandwidthTick < time.Millisecond || out.BandwidthTick > 100*time.Millisecond:
+		return out, fmt.Errorf("flatcg: bandwidth tick %v out of range: use 1ms..100ms", out.BandwidthTick)
+	}
+	return out, nil
+}
+
+// Scheduler is an attached scx_agent_flatcg instance.
+type Scheduler struct {
+	objs flatcgObjects
+	link link.Link
+}
+
+// ExitInfo is what the kernel told the scheduler in ops.exit.
+type ExitInfo struct {
+	Kind     int32 // enum scx_exit_kind: 64 unreg, 1024 error, 1025 error (BPF), ...
+	ExitCode int64
+	Reason   string
+	Message  string
+}
+
+// KindName names the exit kind.
+func (e ExitInfo) KindName() string {
+	switch e.Kind {
+	case 0:
+		return "none"
+	case 1:
+		return "done"
+	case 64:
+		return "unregistered"
+	case 65:
+		return "unregistered (BPF)"
+	case 66:
+		return "unregistered (kernel)"
+	case 67:
+		return "sysrq"
+	case 68:
+		return "parent"
+	case 1024:
+		return "error"
+	case 1025:
+		return "error (BPF)"
+	case 1026:
+		return "error (watchdog stall)"
+	}
+	return fmt.Sprintf("kind %d", e.Kind)
+}
+
+func (e ExitInfo) String() string {
+	return fmt.Sprintf("%s (%d): %s: %s", e.KindName(), e.Kind, e.Reason, e.Message)
+}
+
+// Load loads the scheduler into the kernel and attaches it, replacing the
+// fair class for normal tasks (or only SCHED_EXT tasks with cfg.Partial).
+func Load(cfg Config) (*Scheduler, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if state, err := State(); err != nil {
+		return nil, err
+	} else if state != "disabled" {
+		return nil, fmt.Errorf("flatcg: sched_ext state is %q: another scheduler is attached; stop it first", state)
+	}
+
+	spec, err := loadFlatcg()
+	if err != nil {
+		return nil, fmt.Errorf("flatcg: parse BPF object: %w", err)
+	}
+	consts := map[string]any{
+		"slice_ns":          uint64(c.Slice),
+		"short_slice_ns":    uint64(c.ShortSlice),
+		"boost_ns":          uint64(c.Boost),
+		"wake_lag_ns":       uint64(c.Slice),
+		"bw_tick_ns":        uint64(c.BandwidthTick),
+		"thrash_threshold":  c.ThrashThreshold,
+		"thrash_penalty_q8": c.ThrashPenaltyQ8,
+	}
+	for name, v := range consts {
+		vs, ok := spec.Variables[name]
+		if !ok {
+			return nil, fmt.Errorf("flatcg: BPF object lacks variable %s (stale bindings? run make generate)", name)
+		}
+		if err := vs.Set(v); err != nil {
+			return nil, fmt.Errorf("flatcg: set %s: %w", name, err)
+		}
+	}
+	flags := uint64(opsEnqLast)
+	if c.Partial {
+		flags |= opsSwitchPartial
+	}
+	if err := patchOps(spec.Maps["agent_flatcg"], map[string]uint64{
+		"flags":      flags,
+		"timeout_ms": uint64(c.Watchdog / time.Millisecond),
+	}); err != nil {
+		return nil, err
+	}
+
+	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{}}
+	if c.PolicyMap != nil {
+		opts.MapReplacements["step_policies"] = c.PolicyMap
+	}
+	if c.PressureMap != nil {
+		opts.MapReplacements["step_pressures"] = c.PressureMap
+	}
+
+	s := &Scheduler{}
+	if err := spec.LoadAndAssign(&s.objs, opts); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("flatcg: verifier rejected the program: %+v", ve)
+		}
+		return nil, fmt.Errorf("flatcg: load: %w", err)
+	}
+	s.link, err = link.AttachStructOps(link.StructOpsOptions{Map: s.objs.AgentFlatcg})
+	if err != nil {
+		s.objs.Close()
+		return nil, fmt.Errorf("flatcg: attach (is CONFIG_SCHED_CLASS_EXT on and are you root?): %w", err)
+	}
+	return s, nil
+}
+
+// patchOps writes integer members of the struct_ops value, locating them by
+// the BTF of struct sched_ext_ops rather than by fixed offsets.
+func patchOps(ms *ebpf.MapSpec, vals map[string]uint64) error {
+	if ms == nil || len(ms.Contents) != 1 {
+		return errors.New("flatcg: BPF object has no agent_flatcg struct_ops map (stale bindings? run make generate)")
+	}
+	st, ok := ms.Value.(*btf.Struct)
+	if !ok {
+		return fmt.Errorf("flatcg: struct_ops value is %T, not a struct", ms.Value)
+	}
+	data, ok := ms.Contents[0].Value.([]byte)
+	if !ok {
+		return fmt.Errorf("flatcg: struct_ops contents are %T, not bytes", ms.Contents[0].Value)
+	}
+	data = bytes.Clone(data)
+	for name, v := range vals {
+		found := false
+		for _, m := range st.Members {
+			if m.Name != name {
+				continue
+			}
+			size, err := btf.Sizeof(m.Type)
+			if err != nil {
+				return fmt.Errorf("flatcg: size of sched_ext_ops.%s: %w", name, err)
+			}
+			off := int(m.Offset.Bytes())
+			if off+size > len(data) {
+				return fmt.Errorf("flatcg: sched_ext_ops.%s beyond the value", name)
+			}
+			switch size {
+			case 4:
+				binary.NativeEndian.PutUint32(data[off:], uint32(v))
+			case 8:
+				binary.NativeEndian.PutUint64(data[off:], v)
+			default:
+				return fmt.Errorf("flatcg: sched_ext_ops.%s has size %d", name, size)
+			}
+			found = true
+		}
+		if !found {
+			return fmt.Errorf("flatcg: sched_ext_ops has no member %s on this kernel", name)
+		}
+	}
+	ms.Contents[0].Value = data
+	return nil
+}
+
+// Close detaches the scheduler; the kernel returns tasks to the fair class.
+func (s *Scheduler) Close() error {
+	var err error
+	if s.link != nil {
+		err = s.link.Close()
+		s.link = nil
+	}
+	return errors.Join(err, s.objs.Close())
+}
+
+// PolicyMap is the step_policy map in use (cgroup id -> StepPolicy).
+func (s *Scheduler) PolicyMap() *ebpf.Map { return s.objs.StepPolicies }
+
+// PressureMap is the step_pressure map in use (cgroup id -> StepPressure).
+func (s *Scheduler) PressureMap() *ebpf.Map { return s.objs.StepPressures }
+
+// SetPolicy installs the policy of the cgroup with id cgid.
+func (s *Scheduler) SetPolicy(cgid uint64, p StepPolicy) error {
+	return s.objs.StepPolicies.Put(cgid, p)
+}
+
+// SetPressure writes the pressure entry of the cgroup with id cgid. Set
+// LastUpdateNs with MonotonicNow: entries older than 500ms count as zero.
+func (s *Scheduler) SetPressure(cgid uint64, p StepPressure) error {
+	return s.objs.StepPressures.Put(cgid, p)
+}
+
+// Exited reports whether the kernel has ended the scheduler, and why.
+func (s *Scheduler) Exited() (ExitInfo, bool, error) {
+	var raw flatcgFcgExitInfo
+	if err := s.objs.ExitInfo.Get(&raw); err != nil {
+		return ExitInfo{}, false, fmt.Errorf("flatcg: read exit info: %w", err)
+	}
+	if raw.Kind == 0 {
+		return ExitInfo{}, false, nil
+	}
+	return ExitInfo{
+		Kind:     raw.Kind,
+		ExitCode: raw.ExitCode,
+		Reason:   cString(raw.Reason[:]),
+		Message:  cString(raw.Msg[:]),
+	}, true, nil
+}
+
+// Wait blocks until the scheduler exits or ctx ends.
+func (s *Scheduler) Wait(ctx context.Context) (ExitInfo, error) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		ei, done, err := s.Exited()
+		if err != nil || done {
+			return ei, err
+		}
+		select {
+		case <-ctx.Done():
+			return ExitInfo{}, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// TriggerTestError makes the BPF scheduler call scx_bpf_error on its next
+// dispatch or tick. For tests of the fail-safe path only.
+func (s *Scheduler) TriggerTestError(code uint32) error {
+	if code == 0 {
+		return errors.New("flatcg: test error code must be non-zero")
+	}
+	return s.objs.TestErrorTrigger.Set(code)
+}
+
+// CgroupStats is one cgroup's view from the scheduler.
+type CgroupStats struct {
+	ID        uint64
+	Level     uint32
+	Weight    uint32
+	Throttled bool
+	Active    bool
+	Stats
+}
+
+// Cgroups returns every cgroup the scheduler tracks, keyed by cgroup id.
+func (s *Scheduler) Cgroups() (map[uint64]CgroupStats, error) {
+	var hwm uint32
+	if err := s.objs.SlotHwm.Get(&hwm); err != nil {
+		return nil, fmt.Errorf("flatcg: read slot count: %w", err)
+	}
+	out := make(map[uint64]CgroupStats)
+	var c flatcgFcgCgroup
+	for slot := uint32(0); slot < hwm; slot++ {
+		if err := s.objs.Cgroups.Lookup(slot, &c); err != nil {
+			return nil, fmt.Errorf("flatcg: read cgroup slot %d: %w", slot, err)
+		}
+		if c.Cgid == 0 {
+			continue
+		}
+		out[c.Cgid] = CgroupStats{
+			ID: c.Cgid, Level: c.Level, Weight: c.Weight,
+			Throttled: c.Throttled != 0, Active: c.NrActive > 0, Stats: c.Stats,
+		}
+	}
+	return out, nil
+}
+
+// CgroupStatsOf returns the stats of one cgroup by id.
+func (s *Scheduler) CgroupStatsOf(cgid uint64) (CgroupStats, error) {
+	all, err := s.Cgroups()
+	if err != nil {
+		return CgroupStats{}, err
+	}
+	st, ok := all[cgid]
+	if !ok {
+		return CgroupStats{}, fmt.Errorf("flatcg: cgroup id %d unknown to the scheduler: does it have +cpu in its parent's cgroup.subtree_control?", cgid)
+	}
+	return st, nil
+}
+
+func cString(b []int8) string {
+	var sb strings.Builder
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		sb.WriteByte(byte(c))
+	}
+	return sb.String()
+}
+
+// State reads /sys/kernel/sched_ext/state ("disabled", "enabled", ...).
+func State() (string, error) {
+	b, err := os.ReadFile("/sys/kernel/sched_ext/state")
+	if err != nil {
+		return "", fmt.Errorf("flatcg: kernel has no sched_ext (CONFIG_SCHED_CLASS_EXT): %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}

@@ -1,0 +1,134 @@
+// Command scx_agent_flatcg attaches the AgentCgroup sched_ext scheduler,
+// prints per-cgroup stats periodically and detaches on SIGINT/SIGTERM. If
+// the kernel ends the scheduler (error, watchdog, sysrq) it prints the exit
+// reason and exits non-zero; the system keeps running on the fair class.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/agentcgroup/agentcgroup/bpf/flatcg"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "scx_agent_flatcg:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("scx_agent_flatcg", flag.ContinueOnError)
+	var cfg flatcg.Config
+	fs.BoolVar(&cfg.Partial, "partial", false, "only schedule SCHED_EXT tasks (SCX_OPS_SWITCH_PARTIAL)")
+	fs.DurationVar(&cfg.Watchdog, "watchdog", 5*time.Second, "kernel stall watchdog timeout")
+	fs.DurationVar(&cfg.Slice, "slice", 20*time.Millisecond, "default time slice")
+	fs.DurationVar(&cfg.ShortSlice, "short-slice", time.Millisecond, "slice of a thrash-penalized cgroup")
+	fs.DurationVar(&cfg.Boost, "boost", 5*time.Millisecond, "largest vtime boost of an interactive wakeup")
+	thr := fs.Uint("thrash-threshold", 500, "thrash_score (0..1000) above which the CPU penalty applies")
+	pen := fs.Float64("thrash-penalty", 0.25, "weight factor of a penalized cgroup (0 < f <= 1)")
+	fs.DurationVar(&cfg.BandwidthTick, "bw-tick", 5*time.Millisecond, "cpu.max refill timer period")
+	interval := fs.Duration("interval", 2*time.Second, "stats period (0: no stats)")
+	pinned := fs.String("pinned-maps", "", "directory holding pinned step_policy and step_pressure maps to share (e.g. /sys/fs/bpf/agentcgroup)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("unexpected arguments %q: all options are flags", fs.Args())
+	}
+	if *thr > 1000 {
+		return fmt.Errorf("-thrash-threshold %d: thrash_score ranges 0..1000", *thr)
+	}
+	if !(*pen > 0 && *pen <= 1) {
+		return fmt.Errorf("-thrash-penalty %v: use a factor in (0, 1]", *pen)
+	}
+	cfg.ThrashThreshold = uint32(*thr)
+	cfg.ThrashPenaltyQ8 = uint32(*pen*256 + 0.5)
+	if cfg.ThrashPenaltyQ8 == 0 {
+		cfg.ThrashPenaltyQ8 = 1
+	}
+	if *pinned != "" {
+		var err error
+		if cfg.PolicyMap, err = ebpf.LoadPinnedMap(*pinned+"/step_policy", nil); err != nil {
+			return fmt.Errorf("open pinned step_policy map in %s (is agentcgroupd running?): %w", *pinned, err)
+		}
+		if cfg.PressureMap, err = ebpf.LoadPinnedMap(*pinned+"/step_pressure", nil); err != nil {
+			return fmt.Errorf("open pinned step_pressure map in %s (is agentcgroupd running?): %w", *pinned, err)
+		}
+	}
+
+	s, err := flatcg.Load(cfg)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	mode := "full"
+	if cfg.Partial {
+		mode = "partial"
+	}
+	fmt.Fprintf(out, "scx_agent_flatcg attached (%s mode)\n", mode)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	exited := make(chan flatcg.ExitInfo, 1)
+	go func() {
+		if ei, err := s.Wait(ctx); err == nil {
+			exited <- ei
+		}
+	}()
+
+	var tick <-chan time.Time
+	if *interval > 0 {
+		t := time.NewTicker(*interval)
+		defer t.Stop()
+		tick = t.C
+	}
+	prev := map[uint64]flatcg.CgroupStats{}
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(out, "scx_agent_flatcg: detaching")
+			return nil
+		case ei := <-exited:
+			return errors.New("scheduler ended by the kernel: " + ei.String())
+		case <-tick:
+			cur, err := s.Cgroups()
+			if err != nil {
+				return err
+			}
+			printStats(out, prev, cur, *interval)
+			prev = cur
+		}
+	}
+}
+
+func printStats(out io.Writer, prev, cur map[uint64]flatcg.CgroupStats, iv time.Duration) {
+	ids := make([]uint64, 0, len(cur))
+	for id, c := range cur {
+		if c.Active || c.RuntimeNs != prev[id].RuntimeNs {
+			ids = append(ids, id)
+		}
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	fmt.Fprintf(out, "%-10s %5s %6s %7s %8s %7s %7s %10s\n",
+		"cgroup", "lvl", "weight", "cpu%", "enq/s", "boosts", "penal", "throttled")
+	for _, id := range ids {
+		c, p := cur[id], prev[id]
+		cpu := 100 * float64(c.RuntimeNs-p.RuntimeNs) / float64(iv.Nanoseconds())
+		enq := float64(c.Enqueues-p.Enqueues) / iv.Seconds()
+		fmt.Fprintf(out, "%-10d %5d %6d %7.1f %8.0f %7d %7d %10s\n",
+			id, c.Level, c.Weight, cpu, enq, c.Boosts-p.Boosts, c.Penalties-p.Penalties,
+			time.Duration(c.ThrottledNs-p.ThrottledNs).Round(time.Millisecond))
+	}
+}

@@ -1,0 +1,59 @@
+// Package api holds the agentcgroupd request and response types (JSON over
+// HTTP on a unix socket) and a client for them.
+package api
+
+// SessionRequest starts a session.
+type SessionRequest struct {
+	ID     string            `json:"id"`
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// StepRequest creates a step; the caller then starts its command inside
+// Cgroup (CLONE_INTO_CGROUP) and deletes the step when the command ends.
+type StepRequest struct {
+	Session string   `json:"session"`
+	Step    string   `json:"step,omitempty"` // empty: the daemon picks one
+	Class   string   `json:"class"`
+	Argv    []string `json:"argv,omitempty"`
+}
+
+// Step describes a live step.
+type Step struct {
+	Session  string `json:"session"`
+	Step     string `json:"step"`
+	Class    string `json:"class"`
+	Profile  string `json:"profile"`
+	Cgroup   string `json:"cgroup"`
+	CgroupID uint64 `json:"cgroup_id"`
+	State    string `json:"state"`
+	Freezes  int    `json:"freezes"`
+
+	MemoryCurrent uint64            `json:"memory_current"`
+	MemoryHigh    string            `json:"memory_high"`
+	MemoryEvents  map[string]uint64 `json:"memory_events,omitempty"`
+	ThrashScore   uint32            `json:"thrash_score"`
+	Argv          []string          `json:"argv,omitempty"`
+}
+
+// Session describes a live session.
+type Session struct {
+	ID     string            `json:"id"`
+	Labels map[string]string `json:"labels,omitempty"`
+	Steps  []string          `json:"steps"`
+}
+
+// Status is the whole daemon view.
+type Status struct {
+	Config      string    `json:"config"`
+	MonitorOnly bool      `json:"monitor_only"`
+	Probe       string    `json:"probe"`     // attached symbol, or why not
+	Scheduler   string    `json:"scheduler"` // "off", "running", or the error
+	LastReload  string    `json:"last_reload,omitempty"`
+	Sessions    []Session `json:"sessions"`
+	Steps       []Step    `json:"steps"`
+}
+
+// Error is the body of every non-2xx response.
+type Error struct {
+	Error string `json:"error"`
+}

@@ -1,0 +1,225 @@
+// Package daemon is agentcgroupd: it owns the agent cgroup tree, the shared
+// BPF maps and the memory-pressure probe, applies per-step policy, runs the
+// escalation state machine of every step and serves the local API and
+// Prometheus metrics.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/agentcgroup/agentcgroup/bpf/mempressure"
+	"github.com/agentcgroup/agentcgroup/cgroupfs"
+	"github.com/agentcgroup/agentcgroup/daemon/config"
+	"github.com/agentcgroup/agentcgroup/daemon/eventlog"
+)
+
+// Controllers the daemon enables down its tree.
+var Controllers = []string{"cpu", "memory", "pids"}
+
+// SchedulerLoader starts the sched_ext scheduler on the shared maps and
+// returns what detaches it. cmd/agentcgroupd sets it when the scheduler
+// package is linked in; nil means the config's scheduler=true is refused.
+type SchedulerLoader func(policy, pressure *ebpf.Map) (io.Closer, error)
+
+// Options beyond the policy file.
+type Options struct {
+	ConfigPath string
+	Scheduler  SchedulerLoader
+	LogOutput  io.Writer // overrides daemon.event_log (tests)
+}
+
+// Daemon is one running agentcgroupd.
+type Daemon struct {
+	opts Options
+	tree cgroupfs.Tree
+	log  *eventlog.Log
+	logf io.Closer
+
+	mu         sync.Mutex
+	cfg        *config.Config
+	lastReload string
+	sessions   map[string]*session
+	steps      map[string]*step // key "sid/tid"
+
+	policyMap, pressureMap *ebpf.Map
+	probe                  *mempressure.Probe
+	probeStatus            string
+	sched                  io.Closer
+	schedStatus            string
+	watch                  *watcher
+
+	reg     *prometheus.Registry
+	metrics *metrics
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type session struct {
+	ID     string            `json:"id"`
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// New reads the policy and prepares a daemon; Run starts it.
+func New(opts Options) (*Daemon, error) {
+	cfg, err := config.Load(opts.ConfigPath)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{opts: opts, cfg: cfg, sessions: map[string]*session{}, steps: map[string]*step{}}
+	d.tree = cgroupfs.Tree{Mount: cfg.Daemon.CgroupMount, Base: cfg.Daemon.Base}
+	switch {
+	case opts.LogOutput != nil:
+		d.log = eventlog.New(opts.LogOutput)
+	case cfg.Daemon.EventLog == "" || cfg.Daemon.EventLog == "-":
+		d.log = eventlog.New(os.Stderr)
+	default:
+		if err := os.MkdirAll(filepath.Dir(cfg.Daemon.EventLog), 0o755); err != nil {
+			return nil, fmt.Errorf("event log directory: %w", err)
+		}
+		f, err := os.OpenFile(cfg.Daemon.EventLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("open event log %s (daemon.event_log): %w", cfg.Daemon.EventLog, err)
+		}
+		d.log, d.logf = eventlog.New(f), f
+	}
+	return d, nil
+}
+
+// Config returns the active policy.
+func (d *Daemon) Config() *config.Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg
+}
+
+// Run sets everything up, serves until ctx ends, then detaches without
+// touching live steps: a restarted daemon adopts them.
+func (d *Daemon) Run(ctx context.Context) error {
+	d.ctx, d.cancel = context.WithCancel(ctx)
+	defer d.cancel()
+	cfg := d.cfg
+	root := d.tree.Root()
+	if _, err := cgroupfs.Open(cfg.Daemon.CgroupMount); err != nil {
+		return err
+	}
+	if _, err := cgroupfs.Mkdir(root.Path); err != nil {
+		return err
+	}
+	if err := cgroupfs.EnableControllers(cfg.Daemon.CgroupMount, cfg.Daemon.Base, Controllers...); err != nil {
+		return err
+	}
+	if err := d.setupBPF(); err != nil {
+		return err
+	}
+	defer d.closeBPF()
+	w, err := newWatcher(d)
+	if err != nil {
+		return err
+	}
+	d.watch = w
+	defer w.close()
+	d.reg = prometheus.NewRegistry()
+	d.metrics = newMetrics(d)
+	d.reg.MustRegister(d.metrics)
+	if err := d.adopt(); err != nil {
+		return err
+	}
+	d.log.Emit(eventlog.Event{Kind: "config_loaded", Detail: cfg.Path})
+
+	if err := os.MkdirAll(filepath.Dir(cfg.Daemon.Socket), 0o755); err != nil {
+		return fmt.Errorf("socket directory: %w", err)
+	}
+	_ = os.Remove(cfg.Daemon.Socket)
+	ln, err := net.Listen("unix", cfg.Daemon.Socket)
+	if err != nil {
+		return fmt.Errorf("listen on %s (daemon.socket): %w", cfg.Daemon.Socket, err)
+	}
+	api := &http.Server{Handler: d.apiHandler()}
+	errc := make(chan error, 2)
+	go func() { errc <- api.Serve(ln) }()
+	var msrv *http.Server
+	if cfg.Daemon.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.Daemon.MetricsAddr)
+		if err != nil {
+			api.Close()
+			return fmt.Errorf("listen on %s (daemon.metrics_addr): %w", cfg.Daemon.MetricsAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{}))
+		msrv = &http.Server{Handler: mux}
+		go func() { errc <- msrv.Serve(mln) }()
+	}
+	select {
+	case <-d.ctx.Done():
+	case err = <-errc:
+	}
+	api.Close()
+	if msrv != nil {
+		msrv.Close()
+	}
+	d.cancel()
+	d.wg.Wait()
+	if d.logf != nil {
+		d.logf.Close()
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// Reload re-reads the policy file. An invalid file is refused and the old
+// policy stays in force; settings that need a restart are reported.
+func (d *Daemon) Reload() error {
+	cfg, err := config.Load(d.opts.ConfigPath)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err != nil {
+		d.lastReload = "rejected: " + err.Error()
+		d.log.Emit(eventlog.Event{Kind: "config_rejected", Error: err.Error(), Detail: "keeping the previous policy"})
+		d.metrics.reloads.WithLabelValues("rejected").Inc()
+		return err
+	}
+	old := d.cfg.Daemon
+	note := ""
+	if cfg.Daemon.Socket != old.Socket || cfg.Daemon.Base != old.Base || cfg.Daemon.CgroupMount != old.CgroupMount ||
+		cfg.Daemon.PinDir != old.PinDir || cfg.Daemon.MetricsAddr != old.MetricsAddr || cfg.Daemon.Scheduler != old.Scheduler ||
+		cfg.Daemon.Probe != old.Probe || cfg.Daemon.EventLog != old.EventLog {
+		note = "daemon.* settings other than monitor_only and tick take effect on restart"
+		keep := cfg.Daemon
+		cfg.Daemon = old
+		cfg.Daemon.MonitorOnly, cfg.Daemon.Tick = keep.MonitorOnly, keep.Tick
+	}
+	d.cfg = cfg
+	for _, s := range d.steps {
+		s.reprofile(cfg, d.sessions[s.sid])
+	}
+	d.lastReload = "ok"
+	d.log.Emit(eventlog.Event{Kind: "config_loaded", Detail: cfg.Path + " " + note})
+	d.metrics.reloads.WithLabelValues("ok").Inc()
+	return nil
+}
+
+func (d *Daemon) monitorOnly() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg.Daemon.MonitorOnly
+}
+
+// tick is the re-evaluation period.
+func (d *Daemon) tick() time.Duration { return d.Config().Daemon.Tick.D() }

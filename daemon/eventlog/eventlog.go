@@ -1,0 +1,73 @@
+// Package eventlog writes the daemon's JSON-lines event log. Every line
+// carries a CLOCK_MONOTONIC timestamp (the clock bpf_ktime_get_ns reads), so
+// daemon actions can be lined up with kernel-side timestamps in the pressure
+// maps to measure reaction times.
+package eventlog
+
+import (
+	"encoding/json"
+	"io"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Event is one line. Kind is one of: transition, step_created, step_removed,
+// step_adopted, burst_start, burst_end, session_started, session_ended,
+// config_loaded, config_rejected, probe, scheduler, error.
+type Event struct {
+	MonoNS   uint64 `json:"mono_ns"`
+	Time     string `json:"time"`
+	Kind     string `json:"event"`
+	Session  string `json:"session,omitempty"`
+	Step     string `json:"step,omitempty"`
+	CgroupID uint64 `json:"cgroup_id,omitempty"`
+
+	From   string `json:"from,omitempty"`
+	To     string `json:"to,omitempty"`
+	Action string `json:"action,omitempty"`
+	Cause  string `json:"cause,omitempty"`
+	DryRun bool   `json:"dry_run,omitempty"`
+
+	ThrashScore  uint32            `json:"thrash_score,omitempty"`
+	MemoryEvents map[string]uint64 `json:"memory_events,omitempty"`
+	// Start of the kernel-observed pressure episode and the time from it to
+	// this event, when the probe saw one.
+	OnsetMonoNS uint64 `json:"onset_mono_ns,omitempty"`
+	ReactionNS  int64  `json:"reaction_ns,omitempty"`
+
+	Detail string `json:"detail,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+// Log serialises events to a writer.
+type Log struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+// New writes to w.
+func New(w io.Writer) *Log { return &Log{w: w} }
+
+// Mono returns CLOCK_MONOTONIC in ns.
+func Mono() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}
+
+// Emit stamps and writes one event.
+func (l *Log) Emit(e Event) {
+	if e.MonoNS == 0 {
+		e.MonoNS = Mono()
+	}
+	e.Time = time.Now().UTC().Format(time.RFC3339Nano)
+	b, err := json.Marshal(e)
+	if err != nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.w.Write(append(b, '\n'))
+}

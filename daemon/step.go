@@ -1,0 +1,466 @@
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"net/http"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/agentcgroup/agentcgroup/bpf/mempressure"
+	"github.com/agentcgroup/agentcgroup/cgroupfs"
+	"github.com/agentcgroup/agentcgroup/daemon/api"
+	"github.com/agentcgroup/agentcgroup/daemon/config"
+	"github.com/agentcgroup/agentcgroup/daemon/escalate"
+	"github.com/agentcgroup/agentcgroup/daemon/eventlog"
+)
+
+// step is one live step and its controller goroutine.
+type step struct {
+	d        *Daemon
+	sid, tid string
+	cg       cgroupfs.Cgroup
+	id       uint64
+
+	mu       sync.Mutex
+	class    string
+	profName string
+	prof     *config.Profile
+	argv     []string
+	m        *escalate.Machine
+	lastHigh uint64
+	events   map[string]uint64
+	score    uint32
+	populated, everPopulated bool
+
+	burstOn, burstUsed bool
+	burstUntil         time.Duration
+
+	psiFired atomic.Bool
+	psiAvg10 atomic.Uint64 // float64 bits, refreshed by the watcher
+	wake     chan struct{}
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
+}
+
+func key(sid, tid string) string { return sid + "/" + tid }
+
+func (s *step) kick() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// httpError carries the status an API handler should answer with.
+type httpError struct {
+	code int
+	err  error
+}
+
+func (e *httpError) Error() string { return e.err.Error() }
+
+func errf(code int, format string, args ...any) error {
+	return &httpError{code: code, err: fmt.Errorf(format, args...)}
+}
+
+func newStepID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// policyValue turns a profile into the step_policy entry the scheduler and
+// the probe read.
+func policyValue(class string, p *config.Profile, monitor bool) mempressure.StepPolicy {
+	if monitor {
+		// Registered (so the probe tracks the step) but without policy.
+		return mempressure.StepPolicy{Class: 0}
+	}
+	v := mempressure.StepPolicy{
+		Class:            config.Classes[class],
+		WeightMulQ8:      uint32(math.Round(p.CPU.WeightMul * 256)),
+		SliceNs:          uint64(p.CPU.Slice),
+		CpuBurstCreditNs: uint64(p.CPU.BurstCredit),
+		CpuRefillNsPerS:  uint64(p.CPU.RefillPerSec),
+		MemDelayA_ms:     uint32(p.Memory.DelayA.D().Milliseconds()),
+		MemDelayK:        p.Memory.DelayK,
+		MemDelayMaxMs:    uint32(p.Memory.DelayMax.D().Milliseconds()),
+		MemProtectBudgetMs: uint32(p.Memory.ProtectBudget.D().Milliseconds()),
+	}
+	if p.Memory.BurstCredit != config.Unlimited {
+		v.MemBurstCreditBytes = uint64(p.Memory.BurstCredit)
+	}
+	if p.CPU.NoThrashPenalty {
+		v.Flags |= 1
+	}
+	if p.Memory.Protect {
+		v.Flags |= 2
+	}
+	return v
+}
+
+func limit(b config.ByteSize) uint64 {
+	if b == 0 || b == config.Unlimited {
+		return cgroupfs.Max
+	}
+	return uint64(b)
+}
+
+// applyKnobs writes the profile's cgroup knobs. With the scheduler running
+// CPU weight goes through step_policy instead of cpu.weight, so the
+// multiplier is not applied twice.
+func (d *Daemon) applyKnobs(cg cgroupfs.Cgroup, p *config.Profile, withWeight bool) error {
+	if err := cg.WriteLimit("memory.max", limit(p.Memory.Max)); err != nil {
+		return err
+	}
+	if err := cg.WriteLimit("memory.high", limit(p.Memory.High)); err != nil {
+		return err
+	}
+	oom := "0"
+	if p.Memory.OOMGroup {
+		oom = "1"
+	}
+	if err := cg.Write("memory.oom.group", oom); err != nil {
+		return err
+	}
+	if withWeight && p.CPU.WeightMul > 0 {
+		w := int(math.Round(100 * p.CPU.WeightMul))
+		w = min(max(w, 1), 10000)
+		if err := cg.Write("cpu.weight", strconv.Itoa(w)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// createStep makes the step cgroup with its policy applied. On any failure
+// it removes what it made, so bad input leaves nothing behind.
+func (d *Daemon) createStep(req api.StepRequest) (*step, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	cfg := d.cfg
+	if err := cgroupfs.ValidateID("session", req.Session); err != nil {
+		return nil, errf(http.StatusBadRequest, "%v", err)
+	}
+	sess, ok := d.sessions[req.Session]
+	if !ok {
+		return nil, errf(http.StatusNotFound, "session %q does not exist; start it first with `agentcgroup session start %s`", req.Session, req.Session)
+	}
+	if _, ok := config.Classes[req.Class]; !ok {
+		return nil, errf(http.StatusBadRequest, "unknown class %q; use one of %s", req.Class, config.ClassNames())
+	}
+	profName, prof, err := cfg.Select(req.Class, sess.Labels, req.Argv)
+	if err != nil {
+		return nil, errf(http.StatusBadRequest, "%v", err)
+	}
+	tid := req.Step
+	if tid == "" {
+		for tid = newStepID(); d.steps[key(req.Session, tid)] != nil; tid = newStepID() {
+		}
+	}
+	cg, err := d.tree.Step(req.Session, tid)
+	if err != nil {
+		return nil, errf(http.StatusBadRequest, "%v", err)
+	}
+	if d.steps[key(req.Session, tid)] != nil || cg.Exists() {
+		return nil, errf(http.StatusConflict, "step %q already exists in session %q; pick another --step id", tid, req.Session)
+	}
+	if _, err := cgroupfs.Mkdir(cg.Path); err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*step, error) {
+		_ = cg.Remove()
+		return nil, err
+	}
+	id, err := cg.ID()
+	if err != nil {
+		return fail(err)
+	}
+	mon := cfg.Daemon.MonitorOnly
+	if !mon {
+		if err := d.applyKnobs(cg, prof, d.sched == nil); err != nil {
+			return fail(fmt.Errorf("apply profile %q: %w", profName, err))
+		}
+	}
+	pv := policyValue(req.Class, prof, mon)
+	if err := d.policyMap.Put(id, &pv); err != nil {
+		return fail(fmt.Errorf("register step in step_policy: %w", err))
+	}
+	s := d.newStep(req.Session, tid, cg, id, req.Class, profName, prof, req.Argv, escalate.New(prof.Escalation, mono()))
+	if err := d.watch.add(s); err != nil {
+		_ = d.policyMap.Delete(id)
+		return fail(err)
+	}
+	d.steps[key(s.sid, s.tid)] = s
+	d.startStep(s)
+	d.saveStateLocked()
+	d.log.Emit(eventlog.Event{Kind: "step_created", Session: s.sid, Step: s.tid, CgroupID: id,
+		Detail: fmt.Sprintf("class=%s profile=%s monitor_only=%v", req.Class, profName, mon)})
+	return s, nil
+}
+
+func (d *Daemon) newStep(sid, tid string, cg cgroupfs.Cgroup, id uint64, class, profName string, prof *config.Profile, argv []string, m *escalate.Machine) *step {
+	return &step{d: d, sid: sid, tid: tid, cg: cg, id: id, class: class, profName: profName, prof: prof, argv: argv, m: m,
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (d *Daemon) startStep(s *step) {
+	if ev, err := s.cg.FlatKeyed("memory.events"); err == nil {
+		s.lastHigh, s.events = ev["high"], ev
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		defer close(s.done)
+		s.loop()
+	}()
+}
+
+func mono() time.Duration { return time.Duration(eventlog.Mono()) }
+
+func (s *step) loop() {
+	t := time.NewTicker(s.d.tick())
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.d.ctx.Done():
+			return
+		case <-s.wake:
+		case <-t.C:
+		}
+		if gone := s.evaluate(); gone {
+			return
+		}
+	}
+}
+
+// evaluate observes the step once, advances its state machine and carries
+// out the resulting action. It returns true when the step has ended.
+func (s *step) evaluate() bool {
+	d := s.d
+	mon := d.monitorOnly()
+	others := d.othersPSI(s)
+	now := mono()
+
+	ev, err := s.cg.FlatKeyed("memory.events")
+	if err != nil {
+		if !s.cg.Exists() {
+			go d.removeStep(s, "cgroup vanished")
+			return true
+		}
+		return false
+	}
+	cge, _ := s.cg.Events()
+
+	s.mu.Lock()
+	s.events = ev
+	hd := ev["high"] - s.lastHigh
+	s.lastHigh = ev["high"]
+	var score uint32
+	var onset uint64
+	sp, on, ok := d.pressure(s.id)
+	if ok {
+		score, onset = mempressure.Score(sp, uint64(now)), on
+	}
+	s.score = score
+	in := escalate.Input{Now: now, Score: score, Probe: d.probe != nil, HighDelta: hd,
+		PSIFired: s.psiFired.Swap(false), OthersPSIAvg10: others}
+	tr := s.m.Step(in)
+	var events []eventlog.Event
+	if tr != nil {
+		e := eventlog.Event{Kind: "transition", Session: s.sid, Step: s.tid, CgroupID: s.id,
+			From: tr.From.String(), To: tr.To.String(), Action: string(tr.Action), Cause: tr.Cause,
+			DryRun: mon && tr.Action != escalate.None, ThrashScore: score, MemoryEvents: ev, MonoNS: uint64(now)}
+		if onset != 0 && onset <= uint64(now) && uint64(now)-onset < uint64(10*time.Second) {
+			e.OnsetMonoNS, e.ReactionNS = onset, int64(uint64(now)-onset)
+		}
+		if !mon {
+			if err := s.act(tr.Action); err != nil {
+				e.Error = err.Error()
+			}
+		}
+		events = append(events, e)
+		if tr.From == escalate.Running && tr.To == escalate.Throttled && e.ReactionNS > 0 {
+			d.metrics.reaction.Observe(time.Duration(e.ReactionNS).Seconds())
+		}
+		d.metrics.transitions.WithLabelValues(tr.From.String(), tr.To.String()).Inc()
+		if tr.To == escalate.Running {
+			s.burstUsed = false
+		}
+	}
+	events = append(events, s.burst(tr, now, mon)...)
+	s.populated = cge.Populated
+	ended := s.everPopulated && !cge.Populated
+	if cge.Populated {
+		s.everPopulated = true
+	}
+	s.mu.Unlock()
+	for _, e := range events {
+		d.log.Emit(e)
+	}
+	if tr != nil {
+		d.saveState()
+	}
+	if ended {
+		go d.removeStep(s, "its processes exited")
+		return true
+	}
+	return false
+}
+
+// act carries out a transition's action on the cgroup.
+func (s *step) act(a escalate.Action) error {
+	ctx, cancel := context.WithTimeout(s.d.ctx, 10*time.Second)
+	defer cancel()
+	switch a {
+	case escalate.Freeze:
+		return s.cg.Freeze(ctx)
+	case escalate.Thaw:
+		return s.cg.Unfreeze(ctx)
+	case escalate.Kill:
+		// A frozen step is thawed first so its tasks can run their exit path promptly.
+		if err := s.cg.Kill(); err != nil {
+			return err
+		}
+		_ = s.cg.Write("cgroup.freeze", "0")
+		return s.cg.WaitEmpty(ctx)
+	}
+	return nil
+}
+
+// burst raises memory.high by the profile's credit when a step first comes
+// under pressure in an episode, and restores it when the credit's time is up.
+func (s *step) burst(tr *escalate.Transition, now time.Duration, mon bool) []eventlog.Event {
+	mem := s.prof.Memory
+	if mon || mem.BurstCredit == 0 || mem.High == 0 || mem.High == config.Unlimited {
+		return nil
+	}
+	base := uint64(mem.High)
+	switch {
+	case tr != nil && tr.From == escalate.Running && tr.To == escalate.Throttled && !s.burstUsed && !s.burstOn:
+		s.burstUsed, s.burstOn, s.burstUntil = true, true, now+mem.BurstDuration.D()
+		e := eventlog.Event{Kind: "burst_start", Session: s.sid, Step: s.tid, CgroupID: s.id,
+			Detail: fmt.Sprintf("memory.high %d -> %d for %v", base, base+uint64(mem.BurstCredit), mem.BurstDuration.D())}
+		if err := s.cg.WriteLimit("memory.high", base+uint64(mem.BurstCredit)); err != nil {
+			e.Error = err.Error()
+		}
+		return []eventlog.Event{e}
+	case s.burstOn && (now >= s.burstUntil || s.m.State == escalate.Killed):
+		s.burstOn = false
+		e := eventlog.Event{Kind: "burst_end", Session: s.sid, Step: s.tid, CgroupID: s.id,
+			Detail: fmt.Sprintf("memory.high back to %d", base)}
+		if err := s.cg.WriteLimit("memory.high", base); err != nil {
+			e.Error = err.Error()
+		}
+		return []eventlog.Event{e}
+	}
+	return nil
+}
+
+// reprofile applies a reloaded policy to a live step.
+func (s *step) reprofile(cfg *config.Config, sess *session) {
+	var labels map[string]string
+	if sess != nil {
+		labels = sess.Labels
+	}
+	name, p, err := cfg.Select(s.class, labels, s.argv)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.profName, s.prof, s.m.P = name, p, p.Escalation
+	if cfg.Daemon.MonitorOnly {
+		return
+	}
+	if err := s.d.applyKnobs(s.cg, p, s.d.sched == nil); err != nil {
+		s.d.log.Emit(eventlog.Event{Kind: "error", Session: s.sid, Step: s.tid, Error: err.Error()})
+	}
+	pv := policyValue(s.class, p, false)
+	_ = s.d.policyMap.Put(s.id, &pv)
+}
+
+// othersPSI is the highest memory.pressure some avg10 among the other steps.
+func (d *Daemon) othersPSI(self *step) float64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var m float64
+	for _, s := range d.steps {
+		if s != self {
+			m = max(m, math.Float64frombits(s.psiAvg10.Load()))
+		}
+	}
+	return m
+}
+
+// removeStep stops the step's controller, kills what is left in it and
+// removes its cgroup and map entries.
+func (d *Daemon) removeStep(s *step, why string) error {
+	d.mu.Lock()
+	if d.steps[key(s.sid, s.tid)] == s {
+		delete(d.steps, key(s.sid, s.tid))
+	}
+	d.mu.Unlock()
+	s.stopOnce.Do(func() { close(s.stop) })
+	<-s.done
+	d.watch.remove(s)
+	ev, _ := s.cg.FlatKeyed("memory.events")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	err := s.cg.RemoveAll(ctx, true)
+	_ = d.policyMap.Delete(s.id)
+	_ = d.pressureMap.Delete(s.id)
+	if d.probe != nil {
+		_ = d.probe.OnsetMap().Delete(s.id)
+	}
+	e := eventlog.Event{Kind: "step_removed", Session: s.sid, Step: s.tid, CgroupID: s.id, Cause: why, MemoryEvents: ev,
+		To: s.m.State.String()}
+	if err != nil {
+		e.Error = err.Error()
+	}
+	d.log.Emit(e)
+	d.saveState()
+	return err
+}
+
+func (d *Daemon) lookupStep(sid, tid string) (*step, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s, ok := d.steps[key(sid, tid)]
+	if !ok {
+		return nil, errf(http.StatusNotFound, "no step %q in session %q", tid, sid)
+	}
+	return s, nil
+}
+
+func (s *step) status() api.Step {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	high, _ := s.cg.Read("memory.high")
+	cur, _ := s.cg.ReadUint("memory.current")
+	return api.Step{Session: s.sid, Step: s.tid, Class: s.class, Profile: s.profName, Cgroup: s.cg.Path, CgroupID: s.id,
+		State: s.m.State.String(), Freezes: s.m.Freezes, MemoryCurrent: cur, MemoryHigh: high,
+		MemoryEvents: s.events, ThrashScore: s.score, Argv: s.argv}
+}
+
+func (d *Daemon) stepList() []*step {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]*step, 0, len(d.steps))
+	for _, s := range d.steps {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return key(out[i].sid, out[i].tid) < key(out[j].sid, out[j].tid) })
+	return out
+}
+

@@ -27,6 +27,8 @@ var commands = map[string]command{
 	"memory_blowup": {summary: "neighbour: allocate and touch memory up to a target", run: cmdMemoryBlowup},
 	"trace-convert": {summary: "convert a recorded task dir (tool_calls.json, resources.json) to a trace JSON", run: cmdTraceConvert},
 	"traces":        {summary: "list embedded traces", run: cmdTraces},
+	"inspect":       {summary: "check and summarise a trial output directory", run: cmdInspect},
+	"example-spec":  {summary: "print an example trial spec to start from", run: cmdExampleSpec},
 	"run":           {summary: "run one workload of a spec (used by trial)", run: cmdRun, hidden: true},
 	"child":         {summary: "tool_burst child", run: cmdChild, hidden: true},
 	"noop":          {summary: "fork_storm child", run: func([]string) error { return nil }, hidden: true},

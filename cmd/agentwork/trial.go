@@ -100,3 +100,12 @@ func readyHandshake() (time.Time, error) {
 	}
 	return time.Unix(0, ns), nil
 }
+
+func cmdExampleSpec(args []string) error {
+	b, err := trial.ExampleSpec().Encode()
+	if err != nil {
+		return err
+	}
+	fmt.Println(string(b))
+	return nil
+}

@@ -159,15 +159,13 @@ func (t *trialRun) run(ctx context.Context) {
 	for _, v := range victims {
 		v.go_(start)
 	}
-	t.phase("warmup", warm)
+	t.m.Phases = append(t.m.Phases, trial.Phase{Name: "warmup", Start: warm, End: start})
 
-	measure := time.Now()
 	deadline := start.Add(s.Duration.D() + finishGrace)
 	for _, v := range victims {
 		v.wait(deadline)
 	}
 	t.m.Phases = append(t.m.Phases, trial.Phase{Name: "measure", Start: start, End: time.Now()})
-	_ = measure
 
 	// Counters are read while neighbours still run, so they cover exactly
 	// the contended run.

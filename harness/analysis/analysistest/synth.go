@@ -127,7 +127,7 @@ func WriteRun(base string, reps int, m Model) (string, error) {
 			Attempts: []results.Attempt{{Started: start, Accel: "tcg"}}}
 		if m.Fail[t.ID] {
 			o.Status, o.Reason = results.StatusFailed, "synthetic failure"
-		} else if err := writeTrial(filepath.Join(staged, "trial"), t, m, start.Add(time.Duration(i)*time.Minute)); err != nil {
+		} else if err := WriteTrial(filepath.Join(staged, "trial"), t, m, start.Add(time.Duration(i)*time.Minute)); err != nil {
 			return "", err
 		}
 		if err := run.Commit(staged, o); err != nil {
@@ -137,7 +137,12 @@ func WriteRun(base string, reps int, m Model) (string, error) {
 	return run.Dir, run.WriteProvenance(prov)
 }
 
-func writeTrial(dir string, t plan.Trial, m Model, start time.Time) error {
+// WriteTrial writes one trial's guest output (the harness/trial layout)
+// into dir, as the guest runner would.
+func WriteTrial(dir string, t plan.Trial, m Model, start time.Time) error {
+	if m.Samples == 0 {
+		m.Samples = 2000
+	}
 	sp := t.Spec
 	rng := rand.New(rand.NewPCG(sp.Seed, uint64(len(t.Config))))
 	med, tail := m.LatencyUS(t.Config, t.Neighbour)

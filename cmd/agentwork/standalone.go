@@ -173,6 +173,7 @@ func cmdForkStorm(args []string) error {
 	p := trial.ForkStormParams{}
 	fs.Float64Var(&p.Rate, "rate", 0, "children per second (0: as fast as possible)")
 	fs.IntVar(&p.Concurrency, "concurrency", 8, "children alive at once")
+	fs.StringVar(&p.Exec, "exec", "", "program each child executes (default: exit right after fork)")
 	dur := durFlag(fs, "duration", 0, "run time (0: until SIGTERM/SIGINT)")
 	fs.Parse(args)
 	return runStandaloneNeighbour(trial.Neighbour{Name: "fork_storm", Kind: trial.NeighbourForkStorm, ForkStorm: &p}, dur.D(), 1)

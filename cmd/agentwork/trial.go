@@ -40,6 +40,7 @@ func cmdRun(args []string) error {
 	result := fs.String("result", "", "write the trial.WorkloadResult JSON here")
 	hlog := fs.String("hlog", "", "victim: interval log path")
 	mount := fs.String("mount", cgroupfs.DefaultMount, "cgroup2 mount")
+	sock := fs.String("daemon-socket", "", "trace victims: create steps through this agentcgroupd socket")
 	fs.Parse(args)
 	spec, err := trial.ReadSpec(*specPath)
 	if err != nil {
@@ -61,7 +62,7 @@ func cmdRun(args []string) error {
 		}
 		res = runner.RunVictim(ctx, runner.VictimRun{
 			Victim: *v, Seed: load.SubSeed(spec.Seed, "victim/"+v.Name), Dur: spec.Duration.D(),
-			Hlog: *hlog, Mount: *mount, Ready: readyHandshake,
+			Hlog: *hlog, Mount: *mount, DaemonSocket: *sock, Ready: readyHandshake,
 		})
 	case *nname != "":
 		var n *trial.Neighbour

@@ -54,6 +54,10 @@ const (
 const (
 	SchedulerBinary = "scx_agent_flatcg"
 	DaemonBinary    = "agentcgroupd"
+	// DaemonSocket is the daemon's API socket unless Process.Ready names
+	// another; the runner waits for it and then creates every session
+	// and step through the daemon, so the daemon knows their classes.
+	DaemonSocket = "/run/agentcgroup/agentcgroupd.sock"
 )
 
 // CgroupRoot is the directory, relative to the cgroup2 mount, that holds
@@ -191,9 +195,12 @@ type CPUSpinParams struct {
 
 // ForkStormParams: fork+exit children at Rate per second (0: as fast as
 // possible), at most Concurrency alive at once; pids.max bounds it too.
+// Exec, when set, is a program each child executes (e.g. "/bin/true")
+// instead of exiting straight after fork.
 type ForkStormParams struct {
 	Rate        float64 `json:"rate"`
 	Concurrency int     `json:"concurrency"`
+	Exec        string  `json:"exec,omitempty"`
 }
 
 // MemoryBlowupParams: allocate and touch non-zero data at RateBytesPerSec
@@ -211,8 +218,9 @@ type Process struct {
 	// ConfigTOML, when set, is written to a file whose path is appended
 	// as "--config PATH".
 	ConfigTOML string `json:"config_toml,omitempty"`
-	// Ready is a path that must exist before the trial proceeds (e.g.
-	// the daemon's pinned maps); empty: wait ReadyWait only.
+	// Ready is a path that must exist before the trial proceeds. Empty:
+	// the daemon waits for DaemonSocket, the scheduler for
+	// /sys/kernel/sched_ext/state to read "enabled".
 	Ready     string   `json:"ready,omitempty"`
 	ReadyWait Duration `json:"ready_wait,omitempty"` // 0: 10s for Ready, 500ms otherwise
 }

@@ -86,9 +86,14 @@ func TestValidateConfigNeedsProcesses(t *testing.T) {
 	s := ExampleSpec()
 	s.Config = ConfigJoint
 	err := s.Validate()
-	if err == nil || !strings.Contains(err.Error(), "needs the scheduler") || !strings.Contains(err.Error(), "needs the memory policy daemon") {
-		t.Fatalf("joint without scheduler/daemon: got %v", err)
+	if err == nil || !strings.Contains(err.Error(), "needs the memory policy daemon") {
+		t.Fatalf("joint without daemon: got %v", err)
 	}
+	s.Config = ConfigCPUOnly
+	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "needs the scheduler") {
+		t.Fatalf("cpu-only without scheduler: got %v", err)
+	}
+	s.Config = ConfigJoint
 	s.Scheduler = &Process{}
 	s.Daemon = &Process{}
 	if err := s.Validate(); err != nil {

@@ -194,7 +194,9 @@ func (s *Spec) Validate() error {
 	if s.Scheduler != nil && (s.Config == ConfigBaseline || s.Config == ConfigMemOnly) {
 		add("scheduler: config %q runs on the default scheduler; remove scheduler or use cpu-only/joint", s.Config)
 	}
-	if s.Scheduler == nil && (s.Config == ConfigCPUOnly || s.Config == ConfigJoint) {
+	// joint may leave the scheduler to the daemon (its scheduler = true);
+	// the runner checks sched_ext is enabled either way.
+	if s.Scheduler == nil && s.Config == ConfigCPUOnly {
 		add("scheduler: config %q needs the scheduler; set scheduler (may be {})", s.Config)
 	}
 	if s.Daemon == nil && (s.Config == ConfigMemOnly || s.Config == ConfigJoint) {

@@ -6,7 +6,6 @@ package neighbour
 import (
 	"context"
 	"errors"
-	"os/exec"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -51,43 +50,67 @@ func CPUSpin(ctx context.Context, p trial.CPUSpinParams) Stats {
 	return Stats{Ops: ops.Load()}
 }
 
-// Starter starts one short-lived child and returns a wait function; it is
-// a process spawn in production.
-type Starter func() (wait func() error, err error)
-
-// ExecStarter re-executes argv (e.g. agentwork's no-op child) each time.
-func ExecStarter(argv []string) Starter {
-	return func() (func() error, error) {
-		cmd := exec.Command(argv[0], argv[1:]...)
-		if err := cmd.Start(); err != nil {
-			return nil, err
-		}
-		return cmd.Wait, nil
-	}
+// Forker creates and reaps children. Start must not block; Reap blocks
+// until some child has exited (syscall.ECHILD when none is left).
+type Forker interface {
+	Start() error
+	Reap() error
 }
 
 // ForkStorm starts children at p.Rate per second (0: as fast as it can),
-// keeping at most p.Concurrency alive. A failed start (EAGAIN at pids.max)
-// is counted and retried after a short pause, as a build tool would.
-func ForkStorm(ctx context.Context, p trial.ForkStormParams, start Starter) Stats {
-	var st Stats
+// keeping at most p.Concurrency alive. A refused start (EAGAIN at pids.max)
+// is counted and retried after a millisecond: pids.max, not the storm,
+// bounds how many run.
+func ForkStorm(ctx context.Context, p trial.ForkStormParams, f Forker) Stats {
 	var reaped, failed atomic.Int64
 	sem := make(chan struct{}, p.Concurrency)
+	// One reaper, so the storm needs a fixed handful of threads: under a
+	// tight pids.max the Go runtime could not create more.
 	var wg sync.WaitGroup
+	var stopping atomic.Bool
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			err := f.Reap()
+			switch {
+			case err == nil:
+				reaped.Add(1)
+				<-sem
+			case errors.Is(err, syscall.ECHILD):
+				if stopping.Load() && len(sem) == 0 {
+					return
+				}
+				time.Sleep(time.Millisecond)
+			case errors.Is(err, syscall.EINTR):
+			default:
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
 	var interval time.Duration
 	if p.Rate > 0 {
 		interval = time.Duration(float64(time.Second) / p.Rate)
 	}
 	next := time.Now()
+	sleep := func(d time.Duration) bool {
+		if d <= 0 {
+			return ctx.Err() == nil
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 loop:
-	for {
+	for ctx.Err() == nil {
 		if interval > 0 {
-			if d := time.Until(next); d > 0 {
-				select {
-				case <-time.After(d):
-				case <-ctx.Done():
-					break loop
-				}
+			if !sleep(time.Until(next)) {
+				break
 			}
 			next = next.Add(interval)
 		}
@@ -96,33 +119,51 @@ loop:
 		case <-ctx.Done():
 			break loop
 		}
-		wait, err := start()
-		if err != nil {
+		if err := f.Start(); err != nil {
 			<-sem
 			failed.Add(1)
-			pause := time.Millisecond
-			if !errors.Is(err, syscall.EAGAIN) {
-				pause = 10 * time.Millisecond // not the expected pids.max refusal
+			if !sleep(time.Millisecond) {
+				break
 			}
-			select {
-			case <-time.After(pause):
-			case <-ctx.Done():
-				break loop
-			}
-			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			wait()
-			reaped.Add(1)
-			<-sem
-		}()
 	}
+	stopping.Store(true)
 	wg.Wait()
-	st.Ops = reaped.Load()
-	st.Failed = failed.Load()
-	return st
+	return Stats{Ops: reaped.Load(), Failed: failed.Load()}
+}
+
+// ForkExit forks children that exit at once (fork/exit, no exec): the
+// cost is the kernel's process creation and teardown, including copying
+// the parent's page tables.
+type ForkExit struct{}
+
+// Start forks one child.
+func (ForkExit) Start() error {
+	if _, err := forkExit(); err != 0 {
+		return err
+	}
+	return nil
+}
+
+// Reap waits for any child.
+func (ForkExit) Reap() error { return reapAny() }
+
+// ForkExec forks and executes Path (e.g. /bin/true) with no arguments.
+type ForkExec struct{ Path string }
+
+// Start starts one child.
+func (f ForkExec) Start() error {
+	_, err := syscall.ForkExec(f.Path, []string{f.Path}, &syscall.ProcAttr{Files: []uintptr{}})
+	return err
+}
+
+// Reap waits for any child.
+func (ForkExec) Reap() error { return reapAny() }
+
+func reapAny() error {
+	var ws syscall.WaitStatus
+	_, err := syscall.Wait4(-1, &ws, 0, nil)
+	return err
 }
 
 // BlowupPlan is the sequence of chunk sizes a memory_blowup maps, up to the

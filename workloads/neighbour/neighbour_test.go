@@ -57,47 +57,78 @@ func TestMemoryBlowupRateLimits(t *testing.T) {
 	}
 }
 
-func TestForkStormBoundsConcurrency(t *testing.T) {
-	var alive, peak, started atomic.Int64
-	start := func() (func() error, error) {
-		n := alive.Add(1)
-		for {
-			p := peak.Load()
-			if n <= p || peak.CompareAndSwap(p, n) {
-				break
-			}
-		}
-		started.Add(1)
-		return func() error { time.Sleep(2 * time.Millisecond); alive.Add(-1); return nil }, nil
+// fakeForker's children live for a fixed time; Reap returns when one ends.
+type fakeForker struct {
+	life         time.Duration
+	fail         func(n int64) bool
+	alive, peak  atomic.Int64
+	started, try atomic.Int64
+	exits        chan struct{}
+}
+
+func newFake(life time.Duration) *fakeForker {
+	return &fakeForker{life: life, exits: make(chan struct{}, 1<<16)}
+}
+
+func (f *fakeForker) Start() error {
+	if f.fail != nil && f.fail(f.try.Add(1)) {
+		return syscall.EAGAIN
 	}
+	n := f.alive.Add(1)
+	for p := f.peak.Load(); n > p && !f.peak.CompareAndSwap(p, n); p = f.peak.Load() {
+	}
+	f.started.Add(1)
+	time.AfterFunc(f.life, func() { f.alive.Add(-1); f.exits <- struct{}{} })
+	return nil
+}
+
+func (f *fakeForker) Reap() error {
+	select {
+	case <-f.exits:
+		return nil
+	case <-time.After(5 * time.Millisecond):
+		return syscall.ECHILD
+	}
+}
+
+func TestForkStormBoundsConcurrency(t *testing.T) {
+	f := newFake(2 * time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	st := ForkStorm(ctx, trial.ForkStormParams{Concurrency: 3}, start)
-	if peak.Load() > 3 {
-		t.Errorf("peak %d alive, concurrency 3", peak.Load())
+	st := ForkStorm(ctx, trial.ForkStormParams{Concurrency: 3}, f)
+	if f.peak.Load() > 3 {
+		t.Errorf("peak %d alive, concurrency 3", f.peak.Load())
 	}
-	if st.Ops != started.Load() || st.Ops < 50 {
-		t.Errorf("reaped %d of %d started", st.Ops, started.Load())
+	if st.Ops != f.started.Load() || st.Ops < 50 {
+		t.Errorf("reaped %d of %d started", st.Ops, f.started.Load())
 	}
 }
 
 func TestForkStormRateAndFailures(t *testing.T) {
-	var calls atomic.Int64
-	start := func() (func() error, error) {
-		if calls.Add(1)%2 == 0 {
-			return nil, syscall.EAGAIN // pids.max
-		}
-		return func() error { return nil }, nil
-	}
+	f := newFake(time.Millisecond)
+	f.fail = func(n int64) bool { return n%2 == 0 } // every other start hits pids.max
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	st := ForkStorm(ctx, trial.ForkStormParams{Rate: 100, Concurrency: 4}, start)
+	st := ForkStorm(ctx, trial.ForkStormParams{Rate: 100, Concurrency: 4}, f)
 	total := st.Ops + st.Failed
 	if total < 30 || total > 60 {
 		t.Errorf("%d attempts in 0.5 s at 100/s", total)
 	}
 	if st.Failed == 0 || st.Ops == 0 {
 		t.Errorf("ops %d failed %d", st.Ops, st.Failed)
+	}
+}
+
+// The real fork/exit path: children are created and reaped.
+func TestForkExitReal(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	st := ForkStorm(ctx, trial.ForkStormParams{Concurrency: 4}, ForkExit{})
+	if st.Ops < 10 {
+		t.Errorf("only %d children reaped in 200 ms", st.Ops)
+	}
+	if err := reapAny(); err != syscall.ECHILD {
+		t.Errorf("children left behind: wait4 says %v", err)
 	}
 }
 

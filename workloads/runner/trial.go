@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/agentcgroup/agentcgroup/cgroupfs"
+	"github.com/agentcgroup/agentcgroup/daemon/api"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 )
 
@@ -47,6 +48,23 @@ type trialRun struct {
 	root  cgroupfs.Cgroup
 	wlog  *os.File
 	procs []*helper
+	// daemon, when running, creates sessions and steps so it knows them.
+	daemon *api.Client
+}
+
+func (t *trialRun) daemonSocket() string {
+	if t.spec.Daemon != nil && t.spec.Daemon.Ready != "" {
+		return t.spec.Daemon.Ready
+	}
+	return trial.DaemonSocket
+}
+
+// DaemonClass maps a spec class to one the daemon accepts.
+func DaemonClass(c string) string {
+	if c == "" || c == trial.ClassDefault {
+		return trial.ClassBackground
+	}
+	return c
 }
 
 func (t *trialRun) errorf(format string, a ...any) {
@@ -122,21 +140,24 @@ func (t *trialRun) run(ctx context.Context) {
 		}
 		t.m.Swap = desc
 	}
-	if err := t.buildTree(); err != nil {
-		t.errorf("cgroup tree: %v", err)
+	if err := t.root.RemoveAll(context.Background(), true); err != nil {
+		t.errorf("clearing a previous cgroup tree: %v", err)
 		return
 	}
 	if s.Scheduler != nil {
-		h := t.startHelper(ctx, "scheduler", trial.SchedulerBinary, s.Scheduler, trial.SchedulerLog)
-		if h == nil {
+		if h := t.startHelper(ctx, "scheduler", trial.SchedulerBinary, s.Scheduler, trial.SchedulerLog); h == nil {
 			return
 		}
 	}
 	if s.Daemon != nil {
-		h := t.startHelper(ctx, "daemon", trial.DaemonBinary, s.Daemon, trial.DaemonLog)
-		if h == nil {
+		if h := t.startHelper(ctx, "daemon", trial.DaemonBinary, s.Daemon, trial.DaemonLog); h == nil {
 			return
 		}
+		t.daemon = api.NewClient(t.daemonSocket())
+	}
+	if err := t.buildTree(); err != nil {
+		t.errorf("cgroup tree: %v", err)
+		return
 	}
 	t.phase("setup", setup)
 
@@ -169,7 +190,7 @@ func (t *trialRun) run(ctx context.Context) {
 
 	// Counters are read while neighbours still run, so they cover exactly
 	// the contended run.
-	if st := t.schedExtState(); s.Scheduler != nil {
+	if st := t.schedExtState(); s.Scheduler != nil || s.Config == trial.ConfigCPUOnly || s.Config == trial.ConfigJoint {
 		for _, h := range t.procs {
 			if h.res.Name == "scheduler" {
 				h.res.SchedExt = st
@@ -251,15 +272,22 @@ func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 // buildTree creates every session and step with its budget, with cpu,
 // memory and pids enabled down to the steps (the scheduler sees a task's
 // cgroup through the cpu controller, so it must reach the leaves).
+//
+// With a daemon, sessions and steps are created through its API (it
+// refuses to adopt a step it did not create with a class) and the spec's
+// budgets are written after it applied its profile, so they hold at start;
+// the daemon's later dynamic changes follow its own profile.
 func (t *trialRun) buildTree() error {
-	if err := t.root.RemoveAll(context.Background(), true); err != nil {
-		return fmt.Errorf("clearing a previous tree: %w", err)
-	}
 	if _, err := cgroupfs.Mkdir(t.root.Path); err != nil {
 		return err
 	}
 	ctrls := []string{"cpu", "memory", "pids"}
 	for _, se := range t.spec.Sessions {
+		if t.daemon != nil {
+			if _, err := t.daemon.StartSession(api.SessionRequest{ID: se.ID}); err != nil {
+				return fmt.Errorf("daemon: start session %s: %w", se.ID, err)
+			}
+		}
 		sc, err := cgroupfs.Mkdir(filepath.Join(t.opt.Mount, trial.SessionPath(se.ID)))
 		if err != nil {
 			return err
@@ -272,6 +300,11 @@ func (t *trialRun) buildTree() error {
 		}
 		t.m.Cgroups = append(t.m.Cgroups, trial.SessionPath(se.ID))
 		for _, st := range se.Steps {
+			if t.daemon != nil {
+				if _, err := t.daemon.CreateStep(api.StepRequest{Session: se.ID, Step: st.ID, Class: DaemonClass(st.Class)}); err != nil {
+					return fmt.Errorf("daemon: create step %s/%s: %w", se.ID, st.ID, err)
+				}
+			}
 			cg, err := cgroupfs.Mkdir(filepath.Join(t.opt.Mount, trial.StepPath(se.ID, st.ID)))
 			if err != nil {
 				return err
@@ -287,6 +320,11 @@ func (t *trialRun) buildTree() error {
 			continue
 		}
 		rel := trial.StepPath(v.Session, TraceDriverStep(v.Name))
+		if t.daemon != nil {
+			if _, err := t.daemon.CreateStep(api.StepRequest{Session: v.Session, Step: TraceDriverStep(v.Name), Class: trial.ClassBackground}); err != nil {
+				return fmt.Errorf("daemon: create step %s: %w", rel, err)
+			}
+		}
 		if _, err := cgroupfs.Mkdir(filepath.Join(t.opt.Mount, rel)); err != nil {
 			return err
 		}
@@ -437,7 +475,7 @@ func (t *trialRun) startVictims(ctx context.Context) []*workload {
 			resultPath: filepath.Join(t.tmp, trial.VictimsDir, v.Name+".result.json")}
 		t.spawn(w, []string{"run", "--spec", t.opt.SpecPath, "--victim", v.Name,
 			"--result", w.resultPath, "--hlog", filepath.Join(t.tmp, trial.HistogramPath(v.Name)),
-			"--mount", t.opt.Mount}, true)
+			"--mount", t.opt.Mount, "--daemon-socket", socketArg(t)}, true)
 		if w.startErr != nil {
 			t.errorf("victim %s: %v", v.Name, w.startErr)
 		}
@@ -624,13 +662,17 @@ func (t *trialRun) startHelper(ctx context.Context, name, defBinary string, p *t
 	t.logf("started %s: %s %s", name, path, strings.Join(h.res.Args, " "))
 
 	wait := p.ReadyWait.D()
+	readyPath := p.Ready
+	if readyPath == "" && name == "daemon" {
+		readyPath = trial.DaemonSocket
+	}
 	ready := func() bool { return true }
 	switch {
-	case p.Ready != "":
+	case readyPath != "":
 		if wait == 0 {
 			wait = 10 * time.Second
 		}
-		ready = func() bool { return exists(p.Ready) }
+		ready = func() bool { return exists(readyPath) }
 	case name == "scheduler":
 		if wait == 0 {
 			wait = 15 * time.Second
@@ -655,8 +697,8 @@ func (t *trialRun) startHelper(ctx context.Context, name, defBinary string, p *t
 			return nil
 		}
 	}
-	if p.Ready != "" && !exists(p.Ready) {
-		h.res.Error = fmt.Sprintf("%s did not appear within %v (see %s)", p.Ready, wait, logRel)
+	if readyPath != "" && !exists(readyPath) {
+		h.res.Error = fmt.Sprintf("%s did not appear within %v (see %s)", readyPath, wait, logRel)
 		t.errorf("%s: %s", name, h.res.Error)
 		return nil
 	}
@@ -705,3 +747,10 @@ func (h *helper) stop(t *trialRun) {
 
 var _ = sync.Mutex{}
 var _ = errNotFound
+
+func socketArg(t *trialRun) string {
+	if t.daemon == nil {
+		return ""
+	}
+	return t.daemonSocket()
+}

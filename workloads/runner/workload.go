@@ -19,6 +19,7 @@ import (
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/agentcgroup/agentcgroup/cgroupfs"
+	"github.com/agentcgroup/agentcgroup/daemon/api"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 	"github.com/agentcgroup/agentcgroup/workloads/latency"
 	"github.com/agentcgroup/agentcgroup/workloads/load"
@@ -50,6 +51,9 @@ type VictimRun struct {
 	// Mount and session place a trace victim's per-step cgroups; empty
 	// Mount runs steps as plain child processes (standalone use).
 	Mount string
+	// DaemonSocket, when set, creates each trace step through the
+	// daemon's API so it gets the step class and policy.
+	DaemonSocket string
 
 	Start time.Time // set from Ready
 }
@@ -181,7 +185,14 @@ func runTrace(ctx context.Context, r VictimRun, rec *latency.Recorder) (time.Dur
 		cmd.Stderr = os.Stderr
 		began := time.Now()
 		if r.Mount != "" {
-			cg, err := cgroupfs.Mkdir(filepath.Join(sess.Path, cgroupfs.StepPrefix+TraceStepID(r.Victim.Name, w.Index)))
+			tid := TraceStepID(r.Victim.Name, w.Index)
+			if r.DaemonSocket != "" {
+				if _, err := api.NewClient(r.DaemonSocket).CreateStep(api.StepRequest{
+					Session: r.Victim.Session, Step: tid, Class: DaemonClass(p.StepClass), Argv: []string{w.Tool}}); err != nil {
+					return nominal, fmt.Errorf("daemon: create step %s: %w", tid, err)
+				}
+			}
+			cg, err := cgroupfs.Mkdir(filepath.Join(sess.Path, cgroupfs.StepPrefix+tid))
 			if err != nil {
 				return nominal, err
 			}
@@ -232,12 +243,11 @@ func RunNeighbour(ctx context.Context, n trial.Neighbour, seed uint64) trial.Wor
 	case trial.NeighbourCPUSpin:
 		st = neighbour.CPUSpin(ctx, *n.CPUSpin)
 	case trial.NeighbourForkStorm:
-		self, err := Self()
-		if err != nil {
-			res.Error = err.Error()
-			break
+		var f neighbour.Forker = neighbour.ForkExit{}
+		if n.ForkStorm.Exec != "" {
+			f = neighbour.ForkExec{Path: n.ForkStorm.Exec}
 		}
-		st = neighbour.ForkStorm(ctx, *n.ForkStorm, neighbour.ExecStarter([]string{self, "noop"}))
+		st = neighbour.ForkStorm(ctx, *n.ForkStorm, f)
 	case trial.NeighbourMemoryBlowup:
 		var err error
 		st, err = neighbour.MemoryBlowup(ctx, *n.MemoryBlowup, seed)

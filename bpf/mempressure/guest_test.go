@@ -1,0 +1,198 @@
+package mempressure
+
+import (
+	"bufio"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentcgroup/agentcgroup/cgroupfs"
+	"github.com/agentcgroup/agentcgroup/daemon/memhog"
+)
+
+func TestMain(m *testing.M) {
+	memhog.MaybeRun()
+	os.Exit(m.Run())
+}
+
+func TestMapSpecsMatchHeader(t *testing.T) {
+	pol, pr, err := MapSpecs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sizes of struct step_policy / step_pressure in agentcgroup.h.
+	if pol.KeySize != 8 || pol.ValueSize != 64 || pol.MaxEntries != MaxSteps {
+		t.Fatalf("step_policy spec %+v", pol)
+	}
+	if pr.KeySize != 8 || pr.ValueSize != 40 || pr.MaxEntries != MaxSteps {
+		t.Fatalf("step_pressure spec %+v", pr)
+	}
+}
+
+func TestScoreStaleness(t *testing.T) {
+	sp := StepPressure{LastUpdateNs: 1_000_000_000, ThrashScore: 300}
+	if Score(sp, 1_000_000_000+uint64(StaleAfter)/2) != 300 {
+		t.Fatal("fresh entry lost its score")
+	}
+	if Score(sp, 1_000_000_000+uint64(StaleAfter)+1) != 0 {
+		t.Fatal("stale entry kept its score")
+	}
+	if Score(StepPressure{ThrashScore: 5}, 10) != 0 {
+		t.Fatal("never-updated entry has a score")
+	}
+}
+
+// mkCgroup makes a child of the root with a memory.high.
+func mkCgroup(t *testing.T, name string, high uint64) cgroupfs.Cgroup {
+	t.Helper()
+	cg, err := cgroupfs.Mkdir("/sys/fs/cgroup/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cg.WriteLimit("memory.high", high); err != nil {
+		t.Fatal(err)
+	}
+	return cg
+}
+
+// burst runs memhog's burst mode in cg and calls atT1 right after the
+// workload reports that its over-high allocation returned.
+func burst(t *testing.T, cg cgroupfs.Cgroup, spec string, atT1 func(t0, t1 uint64)) {
+	t.Helper()
+	cmd, err := memhog.Command(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cg.Start(cmd); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	var t0 uint64
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 2 {
+			continue
+		}
+		v, _ := strconv.ParseUint(f[1], 10, 64)
+		switch f[0] {
+		case "t0":
+			t0 = v
+		case "t1":
+			atT1(t0, v)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("memhog: %v", err)
+	}
+}
+
+// The probe must record a step's memory.high throttle in step_pressure
+// before the throttled allocation even returns to user space.
+func TestGuestProbeRecordsThrottle(t *testing.T) {
+	if inGuest(t) {
+		return
+	}
+	sym, err := FindSymbol()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sym != AttachCandidates[0] {
+		t.Fatalf("pinned 7.3 kernel should offer %s, found %s", AttachCandidates[0], sym)
+	}
+	p, err := Load(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+
+	reg := mkCgroup(t, "mp-registered", 16<<20)
+	unreg := mkCgroup(t, "mp-unregistered", 16<<20)
+	regID, _ := reg.ID()
+	unregID, _ := unreg.ID()
+	if err := p.PolicyMap().Put(regID, &StepPolicy{Class: 2}); err != nil {
+		t.Fatal(err)
+	}
+	var seen StepPressure
+	var seenOK bool
+	var onset, t0, t1 uint64
+	burst(t, reg, "mode=burst,prefill=edge-2M,burst=16M,hold=100ms", func(a, b uint64) {
+		// Read before anything else: this is the state at the moment the
+		// workload got control back.
+		seen, seenOK, _ = Lookup(p.PressureMap(), regID)
+		onset, _, _ = p.Onset(regID)
+		t0, t1 = a, b
+	})
+	if !seenOK || seen.TotalEvents == 0 {
+		t.Fatalf("no step_pressure entry when the over-high allocation returned: %+v", seen)
+	}
+	if onset < t0 || onset > t1 {
+		t.Fatalf("onset %d outside the over-high allocation [%d, %d]", onset, t0, t1)
+	}
+	t.Logf("breach->kernel update: onset %.3f ms after the allocation started; allocation took %.3f ms",
+		float64(onset-t0)/1e6, float64(t1-t0)/1e6)
+
+	final, ok, err := Lookup(p.PressureMap(), regID)
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	ev, _ := reg.FlatKeyed("memory.events")
+	t.Logf("final %+v, memory.events high=%d", final, ev["high"])
+	if final.TotalDelayNs == 0 || final.DelayEwmaNs == 0 || final.ThrashScore == 0 || final.RecentEvents == 0 {
+		t.Fatalf("entry not filled in by the exit hook: %+v", final)
+	}
+	if final.LastUpdateNs < onset {
+		t.Fatalf("last update %d before onset %d", final.LastUpdateNs, onset)
+	}
+	if ev["high"] == 0 {
+		t.Fatal("memory.events high stayed 0: the workload never went over memory.high")
+	}
+
+	burst(t, unreg, "mode=burst,prefill=12M,burst=24M,hold=10ms", func(uint64, uint64) {})
+	if _, ok, _ := Lookup(p.PressureMap(), unregID); ok {
+		t.Fatal("an unregistered cgroup got an entry without track_all")
+	}
+	for _, cg := range []cgroupfs.Cgroup{reg, unreg} {
+		if err := cg.Remove(); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestGuestTrackAll(t *testing.T) {
+	if inGuest(t) {
+		return
+	}
+	p, err := Load(Options{TrackAll: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	cg := mkCgroup(t, "mp-any", 16<<20)
+	defer cg.Remove()
+	id, _ := cg.ID()
+	burst(t, cg, "mode=burst,prefill=12M,burst=24M,hold=10ms", func(uint64, uint64) {})
+	if sp, ok, _ := Lookup(p.PressureMap(), id); !ok || sp.TotalEvents == 0 {
+		t.Fatalf("track_all did not record: %+v %v", sp, ok)
+	}
+}
+
+func TestGuestMissingSymbolIsReported(t *testing.T) {
+	if inGuest(t) {
+		return
+	}
+	_, err := Load(Options{Symbol: "agc_no_such_function"})
+	if err == nil {
+		t.Fatal("attaching to a missing function succeeded")
+	}
+	if !strings.Contains(err.Error(), "agc_no_such_function") {
+		t.Fatalf("error %q does not name the symbol", err)
+	}
+	_ = time.Second
+}

@@ -1,0 +1,13 @@
+package mempressure
+
+import (
+	"os"
+	"testing"
+)
+
+func inGuest(t *testing.T) bool {
+	if os.Getenv("AGC5_GUEST") == "" {
+		t.Skip("guest test: run through the VM lab")
+	}
+	return false
+}

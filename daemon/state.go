@@ -53,7 +53,9 @@ func (d *Daemon) saveStateLocked() {
 		st.Steps = append(st.Steps, savedStep{Session: s.sid, Step: s.tid, Class: s.class, Argv: s.argv, State: s.m.State.String(), Freezes: s.m.Freezes})
 		s.mu.Unlock()
 	}
-	sort.Slice(st.Steps, func(i, j int) bool { return key(st.Steps[i].Session, st.Steps[i].Step) < key(st.Steps[j].Session, st.Steps[j].Step) })
+	sort.Slice(st.Steps, func(i, j int) bool {
+		return key(st.Steps[i].Session, st.Steps[i].Step) < key(st.Steps[j].Session, st.Steps[j].Step)
+	})
 	b, _ := json.MarshalIndent(st, "", " ")
 	dir := d.cfg.Daemon.StateDir
 	if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -28,15 +28,15 @@ type step struct {
 	cg       cgroupfs.Cgroup
 	id       uint64
 
-	mu       sync.Mutex
-	class    string
-	profName string
-	prof     *config.Profile
-	argv     []string
-	m        *escalate.Machine
-	lastHigh uint64
-	events   map[string]uint64
-	score    uint32
+	mu                       sync.Mutex
+	class                    string
+	profName                 string
+	prof                     *config.Profile
+	argv                     []string
+	m                        *escalate.Machine
+	lastHigh                 uint64
+	events                   map[string]uint64
+	score                    uint32
 	populated, everPopulated bool
 
 	burstOn, burstUsed bool
@@ -85,14 +85,14 @@ func policyValue(class string, p *config.Profile, monitor bool) mempressure.Step
 		return mempressure.StepPolicy{Class: 0}
 	}
 	v := mempressure.StepPolicy{
-		Class:            config.Classes[class],
-		WeightMulQ8:      uint32(math.Round(p.CPU.WeightMul * 256)),
-		SliceNs:          uint64(p.CPU.Slice),
-		CpuBurstCreditNs: uint64(p.CPU.BurstCredit),
-		CpuRefillNsPerS:  uint64(p.CPU.RefillPerSec),
-		MemDelayA_ms:     uint32(p.Memory.DelayA.D().Milliseconds()),
-		MemDelayK:        p.Memory.DelayK,
-		MemDelayMaxMs:    uint32(p.Memory.DelayMax.D().Milliseconds()),
+		Class:              config.Classes[class],
+		WeightMulQ8:        uint32(math.Round(p.CPU.WeightMul * 256)),
+		SliceNs:            uint64(p.CPU.Slice),
+		CpuBurstCreditNs:   uint64(p.CPU.BurstCredit),
+		CpuRefillNsPerS:    uint64(p.CPU.RefillPerSec),
+		MemDelayA_ms:       uint32(p.Memory.DelayA.D().Milliseconds()),
+		MemDelayK:          p.Memory.DelayK,
+		MemDelayMaxMs:      uint32(p.Memory.DelayMax.D().Milliseconds()),
 		MemProtectBudgetMs: uint32(p.Memory.ProtectBudget.D().Milliseconds()),
 	}
 	if p.Memory.BurstCredit != config.Unlimited {
@@ -463,4 +463,3 @@ func (d *Daemon) stepList() []*step {
 	sort.Slice(out, func(i, j int) bool { return key(out[i].sid, out[i].tid) < key(out[j].sid, out[j].tid) })
 	return out
 }
-

@@ -1,0 +1,63 @@
+package kernel
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Change is one package pin moving to a newer version.
+type Change struct{ Old, New Package }
+
+// Bump finds, for each package of the named pin, the newest version of the
+// same package in its suite. Moving to a new kernel release (new package
+// names) is a manual edit of kernels.toml, since module names and configs
+// may change with it.
+func Bump(ctx context.Context, pins *Pins, name, cacheDir string) ([]Change, error) {
+	pin, err := pins.Get(name)
+	if err != nil {
+		return nil, err
+	}
+	a, err := newApt(cacheDir, pin.Suite, pins.Suites[pin.Suite])
+	if err != nil {
+		return nil, err
+	}
+	if err := a.update(ctx); err != nil {
+		return nil, err
+	}
+	pkgs := pin.Packages
+	if pin.Source != nil {
+		pkgs = append([]Package{*pin.Source}, pkgs...)
+	}
+	var out []Change
+	for _, p := range pkgs {
+		c, err := a.candidate(ctx, p.Name)
+		if err != nil {
+			return nil, fmt.Errorf("%w (the release may have left the suite: pin a new release by hand)", err)
+		}
+		if c.Version != p.Version || c.SHA256 != p.SHA256 {
+			out = append(out, Change{Old: p, New: c})
+		}
+	}
+	return out, nil
+}
+
+// RewritePins replaces version and sha256 values in place, keeping the
+// file's comments and layout.
+func RewritePins(path string, changes []Change) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	s := string(b)
+	for _, c := range changes {
+		s = strings.ReplaceAll(s, fmt.Sprintf("%q", c.Old.SHA256), fmt.Sprintf("%q", c.New.SHA256))
+		s = strings.ReplaceAll(s, fmt.Sprintf("version = %q", c.Old.Version), fmt.Sprintf("version = %q", c.New.Version))
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(s), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,310 @@
+package kernel
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// CacheDir is where fetched and built artifacts live: $AGENTCGROUP_CACHE, or
+// agentcgroup under the user's cache directory.
+func CacheDir() (string, error) {
+	if d := os.Getenv("AGENTCGROUP_CACHE"); d != "" {
+		return d, nil
+	}
+	base, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("no cache directory: set AGENTCGROUP_CACHE (%w)", err)
+	}
+	return filepath.Join(base, "agentcgroup"), nil
+}
+
+// Image is a kernel ready to boot.
+type Image struct {
+	Name    string
+	Release string
+	Key     string
+	Dir     string
+	BzImage string
+	// Modules are uncompressed .ko files in load order (dependencies first).
+	Modules []string
+	// Vmlinux is the ELF image with BTF when we built the kernel ourselves.
+	Vmlinux string
+}
+
+// marker is written last into a cache entry; an entry without a valid one
+// is incomplete and gets rebuilt.
+type marker struct {
+	Key           string   `json:"key"`
+	Release       string   `json:"release"`
+	BzImageSHA256 string   `json:"bzimage_sha256"`
+	Modules       []string `json:"modules"`
+	Vmlinux       string   `json:"vmlinux,omitempty"`
+}
+
+const markerName = "complete.json"
+
+// Builder compiles a built kernel pin from its verified source package. It
+// is provided by the kernel build package so this one stays fetch-only.
+type Builder func(ctx context.Context, pin Pin, sourceDeb, cacheDir string, progress io.Writer) (bzImage, vmlinux string, err error)
+
+// Fetcher turns pins into bootable images in a cache directory.
+type Fetcher struct {
+	Pins     *Pins
+	CacheDir string
+	Progress io.Writer // human progress lines; nil discards
+	Build    Builder
+}
+
+// Ensure returns the named kernel, fetching and unpacking it if the cache
+// holds no verified copy.
+func (f *Fetcher) Ensure(ctx context.Context, name string) (*Image, error) {
+	pin, err := f.Pins.Get(name)
+	if err != nil {
+		return nil, err
+	}
+	key := pin.Key()
+	dir := filepath.Join(f.CacheDir, "kernels", fmt.Sprintf("%s-%s-%s", pin.Name, pin.Release, key[:12]))
+	unlock, err := lockFile(dir + ".lock")
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	if img, err := loadEntry(dir, pin, key); err == nil {
+		return img, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		f.logf("kernel %s: cache entry %s is unusable (%v); rebuilding it", name, dir, err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, err
+	}
+	tmp := dir + ".tmp"
+	if err := os.RemoveAll(tmp); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return nil, err
+	}
+	m, err := f.populate(ctx, pin, tmp)
+	if err != nil {
+		os.RemoveAll(tmp)
+		return nil, fmt.Errorf("kernel %s: %w", name, err)
+	}
+	m.Key = key
+	if err := writeJSONAtomic(filepath.Join(tmp, markerName), m); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return nil, err
+	}
+	return loadEntry(dir, pin, key)
+}
+
+func (f *Fetcher) populate(ctx context.Context, pin Pin, dir string) (marker, error) {
+	m := marker{Release: pin.Release}
+	if pin.Built() {
+		if f.Build == nil {
+			return m, errors.New("this kernel is built from source and no builder is configured")
+		}
+		deb, err := f.fetchDeb(ctx, pin, *pin.Source)
+		if err != nil {
+			return m, err
+		}
+		bz, vmlinux, err := f.Build(ctx, pin, deb, f.CacheDir, f.Progress)
+		if err != nil {
+			return m, err
+		}
+		if err := copyFile(bz, filepath.Join(dir, "bzImage")); err != nil {
+			return m, err
+		}
+		if vmlinux != "" {
+			if err := copyFile(vmlinux, filepath.Join(dir, "vmlinux")); err != nil {
+				return m, err
+			}
+			m.Vmlinux = "vmlinux"
+		}
+	} else {
+		root := filepath.Join(dir, "root")
+		for _, p := range pin.Packages {
+			deb, err := f.fetchDeb(ctx, pin, p)
+			if err != nil {
+				return m, err
+			}
+			f.logf("kernel %s: unpacking %s", pin.Name, filepath.Base(deb))
+			if err := unpackDeb(ctx, deb, root); err != nil {
+				return m, err
+			}
+		}
+		modDir := filepath.Join(root, "usr/lib/modules", pin.Release)
+		if err := os.Rename(filepath.Join(modDir, "vmlinuz"), filepath.Join(dir, "bzImage")); err != nil {
+			return m, fmt.Errorf("package set has no kernel image for release %s: %w", pin.Release, err)
+		}
+		mods, err := extractModules(modDir, pin.Modules, filepath.Join(dir, "modules"))
+		if err != nil {
+			return m, err
+		}
+		m.Modules = mods
+		if err := os.RemoveAll(root); err != nil {
+			return m, err
+		}
+	}
+	sum, err := fileSHA256(filepath.Join(dir, "bzImage"))
+	if err != nil {
+		return m, err
+	}
+	m.BzImageSHA256 = sum
+	return m, nil
+}
+
+// fetchDeb returns a verified copy of p from debs/<sha256>.deb, downloading
+// it when absent. Nothing unverified ever carries the final name.
+func (f *Fetcher) fetchDeb(ctx context.Context, pin Pin, p Package) (string, error) {
+	debs := filepath.Join(f.CacheDir, "debs")
+	final := filepath.Join(debs, p.SHA256+".deb")
+	if sum, err := fileSHA256(final); err == nil {
+		if sum == p.SHA256 {
+			return final, nil
+		}
+		f.logf("kernel %s: cached %s is corrupt; fetching it again", pin.Name, filepath.Base(final))
+		os.Remove(final)
+	}
+	a, err := newApt(f.CacheDir, pin.Suite, f.Pins.Suites[pin.Suite])
+	if err != nil {
+		return "", err
+	}
+	f.logf("kernel %s: fetching %s=%s from %s", pin.Name, p.Name, p.Version, a.suite.Suite)
+	if err := a.update(ctx); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(debs, 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp(debs, "download-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	got, err := a.download(ctx, p, tmp)
+	if errors.Is(err, errNotFound) {
+		return "", fmt.Errorf("%w: the suite has moved on; run `go run ./cmd/agentbench kernel bump %s` to pin the newest version (a deliberate commit)", err, pin.Name)
+	}
+	if err != nil {
+		return "", err
+	}
+	sum, err := fileSHA256(got)
+	if err != nil {
+		return "", err
+	}
+	if sum != p.SHA256 {
+		return "", fmt.Errorf("checksum mismatch for %s=%s: pinned %s, downloaded %s; the download is corrupt or the archive re-issued the package (check, then move the pin deliberately)", p.Name, p.Version, p.SHA256, sum)
+	}
+	if err := os.Rename(got, final); err != nil {
+		return "", err
+	}
+	return final, nil
+}
+
+func loadEntry(dir string, pin Pin, key string) (*Image, error) {
+	b, err := os.ReadFile(filepath.Join(dir, markerName))
+	if err != nil {
+		return nil, err
+	}
+	var m marker
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("bad marker: %w", err)
+	}
+	if m.Key != key {
+		return nil, fmt.Errorf("marker key %.12s does not match pin %.12s", m.Key, key)
+	}
+	img := &Image{Name: pin.Name, Release: m.Release, Key: key, Dir: dir, BzImage: filepath.Join(dir, "bzImage")}
+	sum, err := fileSHA256(img.BzImage)
+	if err != nil {
+		return nil, fmt.Errorf("bzImage: %w", err)
+	}
+	if sum != m.BzImageSHA256 {
+		return nil, fmt.Errorf("bzImage sha256 %s does not match its marker", sum)
+	}
+	for _, mod := range m.Modules {
+		p := filepath.Join(dir, "modules", mod)
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("module %s: %w", mod, err)
+		}
+		img.Modules = append(img.Modules, p)
+	}
+	if m.Vmlinux != "" {
+		img.Vmlinux = filepath.Join(dir, m.Vmlinux)
+	}
+	return img, nil
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func writeJSONAtomic(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// lockFile serialises work on one cache entry across processes.
+func lockFile(path string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("cache directory: %w", err)
+	}
+	fd, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(fd.Fd()), syscall.LOCK_EX); err != nil {
+		fd.Close()
+		return nil, err
+	}
+	return func() { fd.Close() }, nil
+}
+
+func (f *Fetcher) logf(format string, a ...any) {
+	if f.Progress != nil {
+		fmt.Fprintf(f.Progress, format+"\n", a...)
+	}
+}

@@ -163,7 +163,8 @@ func buildCommands(ctx context.Context, root, dir string) ([]string, error) {
 	}
 	var pkgs, names []string
 	for _, e := range ents {
-		if !e.IsDir() || hostOnly[e.Name()] || len(only) > 0 && !only[e.Name()] {
+		if !e.IsDir() || hostOnly[e.Name()] || strings.HasPrefix(e.Name(), "_") || strings.HasPrefix(e.Name(), ".") ||
+			len(only) > 0 && !only[e.Name()] {
 			continue
 		}
 		if m, _ := filepath.Glob(filepath.Join(root, "cmd", e.Name(), "*.go")); len(m) == 0 {

@@ -62,8 +62,7 @@ struct fcg_exit_info exit_info;
 struct fcg_task {
 	u32 slot;       /* cgroup the task belongs to */
 	u32 acct_slot;  /* cgroup its runnable state is counted in */
-	u64 started_at;
-	u64 charged_at; /* bandwidth charged up to here */
+	u64 charged_at; /* runtime charged up to here while running */
 	u8 accounted;
 	u8 wake_idle;   /* select_cpu found an idle CPU for this wakeup */
 };
@@ -333,6 +332,48 @@ static int bw_timer_fn(void *map, int *key, struct bpf_timer *timer)
 	return 0;
 }
 
+/*
+ * Charge the time p ran since the last charge: task vtime, cgroup vtime at
+ * the cgroup's effective hweight, stats, interactive credit and bandwidth.
+ * Called from tick, from dispatch for the outgoing task (dispatch runs before
+ * stopping, and picking with an uncharged cgroup vtime would favour it) and
+ * from stopping.
+ */
+static void charge(struct task_struct *p, struct fcg_task *t, u64 now)
+{
+	struct step_policy *pol;
+	struct fcg_cgroup *c;
+	u64 used, hw, cgid, tw;
+
+	if (now <= t->charged_at)
+		return;
+	used = now - t->charged_at;
+	t->charged_at = now;
+	c = cg_at(t->slot);
+	if (!c)
+		return;
+	tw = p->scx.weight ?: 1;
+	p->scx.dsq_vtime += used * 100 / tw;
+
+	cgid = c->cgid;
+	pol = bpf_map_lookup_elem(&step_policies, &cgid);
+	hw = cg_hweight(t->slot);
+	if (pol && pol->weight_mul_q8)
+		hw = hw * pol->weight_mul_q8 / 256;
+	if (thrash_penalized(cgid, pol, now))
+		hw = hw * thrash_penalty_q8 / 256;
+	hw = hw ?: 1;
+	__sync_fetch_and_add(&c->cvtime, used * FCG_HW_ONE / hw);
+	__sync_fetch_and_add(&c->stats.runtime_ns, used);
+
+	if (pol && pol->class == AGC_CLASS_INTERACTIVE && pol->cpu_burst_credit_ns) {
+		u64 credit = credit_refill(c, pol, now);
+
+		c->credit_ns = credit > used ? credit - used : 0;
+	}
+	bw_charge(c, used, now);
+}
+
 SEC("struct_ops/fcg_select_cpu")
 s32 fcg_select_cpu(unsigned long long *ctx)
 {
@@ -398,11 +439,14 @@ int fcg_enqueue(unsigned long long *ctx)
 		vtime = c->tvtime_floor - slice;
 
 	if (boost) {
-		cg_clamp_vtime(c, 0);
-		/* pull the cgroup ahead of everyone else, by at most boost_ns */
-		u64 vnow = READ_ONCE(cvtime_now);
-		if (vnow > boost_ns && c->cvtime > vnow - boost_ns)
-			c->cvtime = vnow - boost_ns;
+		/*
+		 * Place the cgroup ahead of any plain wakeup (which may start
+		 * wake_lag_ns back), by at most boost_ns more.
+		 */
+		u64 vnow = READ_ONCE(cvtime_now), lead = wake_lag_ns + boost_ns;
+
+		if (vnow > lead && c->cvtime > vnow - lead)
+			c->cvtime = vnow - lead;
 		__sync_fetch_and_add(&c->stats.boosts, 1);
 	}
 
@@ -512,10 +556,17 @@ SEC("struct_ops/fcg_dispatch")
 int fcg_dispatch(unsigned long long *ctx)
 {
 	s32 cpu = ctx[0];
+	struct task_struct *prev = (void *)ctx[1];
 
 	if (READ_ONCE(test_error_trigger)) {
 		fcg_error("agent_flatcg: test-triggered error (code %u)", test_error_trigger);
 		return 0;
+	}
+	if (prev) {
+		struct fcg_task *t = task_of(prev);
+
+		if (t)
+			charge(prev, t, bpf_ktime_get_ns());
 	}
 	/* another CPU may drain the chosen DSQ first: one retry */
 	if (!dispatch_one(cpu))
@@ -529,7 +580,6 @@ int fcg_tick(unsigned long long *ctx)
 	struct task_struct *p = (void *)ctx[0];
 	struct fcg_task *t = task_of(p);
 	struct fcg_cgroup *c;
-	u64 now;
 
 	if (READ_ONCE(test_error_trigger)) {
 		fcg_error("agent_flatcg: test-triggered error (code %u)", test_error_trigger);
@@ -537,15 +587,10 @@ int fcg_tick(unsigned long long *ctx)
 	}
 	if (!t)
 		return 0;
+	charge(p, t, bpf_ktime_get_ns());
 	c = cg_at(t->slot);
-	if (!c || !c->quota_ns)
-		return 0;
-	now = bpf_ktime_get_ns();
-	if (now > t->charged_at)
-		bw_charge(c, now - t->charged_at, now);
-	t->charged_at = now;
-	if (c->throttled)
-		p->scx.slice = 0;
+	if (c && c->throttled)
+		p->scx.slice = 0; /* over quota: off the CPU now, not at slice end */
 	return 0;
 }
 
@@ -586,7 +631,6 @@ int fcg_running(unsigned long long *ctx)
 
 	if (!t)
 		return 0;
-	t->started_at = now;
 	t->charged_at = now;
 	c = cg_at(t->slot);
 	if (c && (s64)(p->scx.dsq_vtime - c->tvtime_floor) > 0)
@@ -599,38 +643,9 @@ int fcg_stopping(unsigned long long *ctx)
 {
 	struct task_struct *p = (void *)ctx[0];
 	struct fcg_task *t = task_of(p);
-	struct step_policy *pol;
-	struct fcg_cgroup *c;
-	u64 now = bpf_ktime_get_ns(), used, hw, cgid, tw;
 
-	if (!t)
-		return 0;
-	c = cg_at(t->slot);
-	if (!c)
-		return 0;
-	used = now > t->started_at ? now - t->started_at : 0;
-	tw = p->scx.weight ?: 1;
-	p->scx.dsq_vtime += used * 100 / tw;
-
-	cgid = c->cgid;
-	pol = bpf_map_lookup_elem(&step_policies, &cgid);
-	hw = cg_hweight(t->slot);
-	if (pol && pol->weight_mul_q8)
-		hw = hw * pol->weight_mul_q8 / 256;
-	if (thrash_penalized(cgid, pol, now))
-		hw = hw * thrash_penalty_q8 / 256;
-	hw = hw ?: 1;
-	__sync_fetch_and_add(&c->cvtime, used * FCG_HW_ONE / hw);
-	__sync_fetch_and_add(&c->stats.runtime_ns, used);
-
-	if (pol && pol->class == AGC_CLASS_INTERACTIVE && pol->cpu_burst_credit_ns) {
-		u64 credit = credit_refill(c, pol, now);
-
-		c->credit_ns = credit > used ? credit - used : 0;
-	}
-	if (now > t->charged_at)
-		bw_charge(c, now - t->charged_at, now);
-	t->charged_at = now;
+	if (t)
+		charge(p, t, bpf_ktime_get_ns());
 	return 0;
 }
 

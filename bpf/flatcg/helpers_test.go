@@ -1,0 +1,263 @@
+package flatcg
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The test binary doubles as its own workload: with FLATCG_HELPER set it
+// runs a spinner or a sleeper instead of the tests, so each workload can be
+// started directly inside a cgroup as a separate process.
+func TestMain(m *testing.M) {
+	switch os.Getenv("FLATCG_HELPER") {
+	case "":
+		os.Exit(m.Run())
+	case "spin":
+		n, _ := strconv.Atoi(os.Getenv("FLATCG_THREADS"))
+		spin(max(n, 1))
+	case "sleeper":
+		sleeper()
+	default:
+		fmt.Fprintln(os.Stderr, "unknown FLATCG_HELPER", os.Getenv("FLATCG_HELPER"))
+		os.Exit(2)
+	}
+}
+
+var spinSink uint64
+
+func spin(n int) {
+	runtime.GOMAXPROCS(n)
+	for i := 0; i < n; i++ {
+		go func() {
+			x := uint64(i)
+			for {
+				x = x*6364136223846793005 + 1442695040888963407
+				if x == 0 {
+					spinSink++
+				}
+			}
+		}()
+	}
+	select {}
+}
+
+// sleeper sleeps FLATCG_PERIOD_US, FLATCG_COUNT times, on one OS thread, and
+// prints each wakeup's lateness in ns as a JSON array.
+func sleeper() {
+	runtime.LockOSThread()
+	period, _ := strconv.Atoi(os.Getenv("FLATCG_PERIOD_US"))
+	count, _ := strconv.Atoi(os.Getenv("FLATCG_COUNT"))
+	d := time.Duration(period) * time.Microsecond
+	ts := unix.NsecToTimespec(d.Nanoseconds())
+	lat := make([]int64, 0, count)
+	for i := 0; i < count; i++ {
+		t0 := MonotonicNow()
+		for {
+			if err := unix.Nanosleep(&ts, nil); err != unix.EINTR {
+				break
+			}
+		}
+		lat = append(lat, int64(MonotonicNow()-t0)-d.Nanoseconds())
+	}
+	json.NewEncoder(os.Stdout).Encode(lat)
+	os.Exit(0)
+}
+
+// cgroupRoot is where test cgroups go; the guest mounts cgroup2 here.
+const cgroupRoot = "/sys/fs/cgroup"
+
+// testTree creates a cgroup directory for the test with +cpu delegated to
+// its children and removes it (killing stragglers) at cleanup.
+func testTree(t *testing.T, name string) string {
+	t.Helper()
+	dir := filepath.Join(cgroupRoot, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatalf("create cgroup: %v", err)
+	}
+	writeFile(t, filepath.Join(dir, "cgroup.subtree_control"), "+cpu")
+	t.Cleanup(func() { removeTree(dir) })
+	return dir
+}
+
+func mkCgroup(t *testing.T, parent, name string, weight int, delegate bool) string {
+	t.Helper()
+	dir := filepath.Join(parent, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatalf("create cgroup: %v", err)
+	}
+	if weight > 0 {
+		writeFile(t, filepath.Join(dir, "cpu.weight"), strconv.Itoa(weight))
+	}
+	if delegate {
+		writeFile(t, filepath.Join(dir, "cgroup.subtree_control"), "+cpu")
+	}
+	return dir
+}
+
+func removeTree(dir string) {
+	// children first; kill whatever still runs so rmdir can succeed
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.IsDir() {
+			removeTree(filepath.Join(dir, e.Name()))
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0)
+	for i := 0; i < 50; i++ {
+		if os.Remove(dir) == nil || os.IsNotExist(os.Remove(dir)) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func writeFile(t *testing.T, path, s string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(s), 0); err != nil {
+		t.Fatalf("write %q to %s: %v", s, path, err)
+	}
+}
+
+// startIn starts a helper of the test binary directly inside cgroup dir.
+func startIn(t *testing.T, dir, helper string, env ...string) *exec.Cmd {
+	t.Helper()
+	f, err := os.Open(dir)
+	if err != nil {
+		t.Fatalf("open cgroup %s: %v", dir, err)
+	}
+	t.Cleanup(func() { f.Close() }) // must stay open until the child starts
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), append([]string{"FLATCG_HELPER=" + helper}, env...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}
+	cmd.Stderr = os.Stderr
+	return cmd
+}
+
+func startSpinner(t *testing.T, dir string, threads int) *exec.Cmd {
+	t.Helper()
+	cmd := startIn(t, dir, "spin", "FLATCG_THREADS="+strconv.Itoa(threads))
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start spinner in %s: %v", dir, err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd
+}
+
+// cpuUsage is cpu.stat usage_usec of a cgroup, as accounted by the kernel.
+func cpuUsage(t *testing.T, dir string) time.Duration {
+	t.Helper()
+	f, err := os.Open(filepath.Join(dir, "cpu.stat"))
+	if err != nil {
+		t.Fatalf("read cpu.stat: %v", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, _ := strings.Cut(sc.Text(), " ")
+		if k == "usage_usec" {
+			us, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatalf("cpu.stat usage_usec %q: %v", v, err)
+			}
+			return time.Duration(us) * time.Microsecond
+		}
+	}
+	t.Fatalf("%s/cpu.stat has no usage_usec", dir)
+	return 0
+}
+
+// measureUsage returns each cgroup's CPU time over window.
+func measureUsage(t *testing.T, window time.Duration, dirs ...string) []time.Duration {
+	t.Helper()
+	before := make([]time.Duration, len(dirs))
+	for i, d := range dirs {
+		before[i] = cpuUsage(t, d)
+	}
+	time.Sleep(window)
+	out := make([]time.Duration, len(dirs))
+	for i, d := range dirs {
+		out[i] = cpuUsage(t, d) - before[i]
+	}
+	return out
+}
+
+func shares(u []time.Duration) []float64 {
+	var sum time.Duration
+	for _, d := range u {
+		sum += d
+	}
+	out := make([]float64, len(u))
+	for i, d := range u {
+		out[i] = float64(d) / float64(sum)
+	}
+	return out
+}
+
+// within reports whether got is within tol (relative) of want.
+func within(got, want, tol float64) bool {
+	return got >= want*(1-tol) && got <= want*(1+tol)
+}
+
+func loadForTest(t *testing.T, cfg Config) *Scheduler {
+	t.Helper()
+	s, err := Load(cfg)
+	if err != nil {
+		t.Fatalf("load scheduler: %v", err)
+	}
+	t.Cleanup(func() {
+		if ei, done, err := s.Exited(); err == nil && done {
+			t.Logf("scheduler exit: %v", ei)
+		}
+		s.Close()
+	})
+	return s
+}
+
+func cgid(t *testing.T, dir string) uint64 {
+	t.Helper()
+	id, err := CgroupID(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func percentile(ns []int64, p float64) time.Duration {
+	s := append([]int64(nil), ns...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	if len(s) == 0 {
+		return 0
+	}
+	i := int(p * float64(len(s)-1))
+	return time.Duration(s[i])
+}
+
+// runSleeper runs a sleeper helper in dir and returns its wakeup latencies.
+func runSleeper(t *testing.T, dir string, period time.Duration, count int) []int64 {
+	t.Helper()
+	cmd := startIn(t, dir, "sleeper",
+		"FLATCG_PERIOD_US="+strconv.FormatInt(period.Microseconds(), 10),
+		"FLATCG_COUNT="+strconv.Itoa(count))
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("sleeper in %s: %v", dir, err)
+	}
+	var lat []int64
+	if err := json.Unmarshal(out, &lat); err != nil {
+		t.Fatalf("sleeper output %q: %v", out, err)
+	}
+	return lat
+}

@@ -327,7 +327,7 @@ func TestErrorExitIsReported(t *testing.T) {
 	}
 }
 
-func logStats(t *testing.T, s *Scheduler, dirs ...string) []CgroupStats {
+func logStats(t testing.TB, s *Scheduler, dirs ...string) []CgroupStats {
 	t.Helper()
 	out := make([]CgroupStats, len(dirs))
 	for i, d := range dirs {

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,6 +31,10 @@ func TestMain(m *testing.M) {
 		spin(max(n, 1))
 	case "sleeper":
 		sleeper()
+	case "work":
+		work()
+	case "pingpong":
+		pingpong()
 	default:
 		fmt.Fprintln(os.Stderr, "unknown FLATCG_HELPER", os.Getenv("FLATCG_HELPER"))
 		os.Exit(2)
@@ -76,12 +81,85 @@ func sleeper() {
 	os.Exit(0)
 }
 
+func envDuration(name string) time.Duration {
+	ms, _ := strconv.Atoi(os.Getenv(name))
+	return time.Duration(ms) * time.Millisecond
+}
+
+// work runs FLATCG_THREADS CPU-bound threads for FLATCG_DURATION_MS and
+// prints the total number of work units done.
+func work() {
+	n, _ := strconv.Atoi(os.Getenv("FLATCG_THREADS"))
+	n = max(n, 1)
+	runtime.GOMAXPROCS(n)
+	deadline := time.Now().Add(envDuration("FLATCG_DURATION_MS"))
+	counts := make([]uint64, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			x := uint64(i)
+			for time.Now().Before(deadline) {
+				for j := 0; j < 1<<14; j++ {
+					x = x*6364136223846793005 + 1442695040888963407
+				}
+				counts[i]++
+			}
+			if x == 0 {
+				spinSink++
+			}
+		}()
+	}
+	wg.Wait()
+	var sum uint64
+	for _, c := range counts {
+		sum += c
+	}
+	fmt.Println(sum)
+	os.Exit(0)
+}
+
+// pingpong bounces a byte between two threads over blocking pipes for
+// FLATCG_DURATION_MS and prints the number of round trips: every round trip
+// is two wakeups, so this is scheduler-bound throughput.
+func pingpong() {
+	var a, b [2]int
+	if err := unix.Pipe(a[:]); err != nil {
+		panic(err)
+	}
+	if err := unix.Pipe(b[:]); err != nil {
+		panic(err)
+	}
+	go func() {
+		runtime.LockOSThread()
+		buf := make([]byte, 1)
+		for {
+			if _, err := unix.Read(a[0], buf); err != nil {
+				return
+			}
+			unix.Write(b[1], buf)
+		}
+	}()
+	runtime.LockOSThread()
+	deadline := time.Now().Add(envDuration("FLATCG_DURATION_MS"))
+	buf := []byte{1}
+	var trips uint64
+	for time.Now().Before(deadline) {
+		unix.Write(a[1], buf)
+		unix.Read(b[0], buf)
+		trips++
+	}
+	fmt.Println(trips)
+	os.Exit(0)
+}
+
 // cgroupRoot is where test cgroups go; the guest mounts cgroup2 here.
 const cgroupRoot = "/sys/fs/cgroup"
 
 // testTree creates a cgroup directory for the test with +cpu delegated to
 // its children and removes it (killing stragglers) at cleanup.
-func testTree(t *testing.T, name string) string {
+func testTree(t testing.TB, name string) string {
 	t.Helper()
 	dir := filepath.Join(cgroupRoot, name)
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -92,7 +170,7 @@ func testTree(t *testing.T, name string) string {
 	return dir
 }
 
-func mkCgroup(t *testing.T, parent, name string, weight int, delegate bool) string {
+func mkCgroup(t testing.TB, parent, name string, weight int, delegate bool) string {
 	t.Helper()
 	dir := filepath.Join(parent, name)
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -124,7 +202,7 @@ func removeTree(dir string) {
 	}
 }
 
-func writeFile(t *testing.T, path, s string) {
+func writeFile(t testing.TB, path, s string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(s), 0); err != nil {
 		t.Fatalf("write %q to %s: %v", s, path, err)
@@ -132,7 +210,7 @@ func writeFile(t *testing.T, path, s string) {
 }
 
 // startIn starts a helper of the test binary directly inside cgroup dir.
-func startIn(t *testing.T, dir, helper string, env ...string) *exec.Cmd {
+func startIn(t testing.TB, dir, helper string, env ...string) *exec.Cmd {
 	t.Helper()
 	f, err := os.Open(dir)
 	if err != nil {
@@ -146,7 +224,7 @@ func startIn(t *testing.T, dir, helper string, env ...string) *exec.Cmd {
 	return cmd
 }
 
-func startSpinner(t *testing.T, dir string, threads int) *exec.Cmd {
+func startSpinner(t testing.TB, dir string, threads int) *exec.Cmd {
 	t.Helper()
 	cmd := startIn(t, dir, "spin", "FLATCG_THREADS="+strconv.Itoa(threads))
 	if err := cmd.Start(); err != nil {
@@ -157,7 +235,7 @@ func startSpinner(t *testing.T, dir string, threads int) *exec.Cmd {
 }
 
 // cpuUsage is cpu.stat usage_usec of a cgroup, as accounted by the kernel.
-func cpuUsage(t *testing.T, dir string) time.Duration {
+func cpuUsage(t testing.TB, dir string) time.Duration {
 	t.Helper()
 	f, err := os.Open(filepath.Join(dir, "cpu.stat"))
 	if err != nil {
@@ -180,7 +258,7 @@ func cpuUsage(t *testing.T, dir string) time.Duration {
 }
 
 // measureUsage returns each cgroup's CPU time over window.
-func measureUsage(t *testing.T, window time.Duration, dirs ...string) []time.Duration {
+func measureUsage(t testing.TB, window time.Duration, dirs ...string) []time.Duration {
 	t.Helper()
 	before := make([]time.Duration, len(dirs))
 	for i, d := range dirs {
@@ -211,7 +289,7 @@ func within(got, want, tol float64) bool {
 	return got >= want*(1-tol) && got <= want*(1+tol)
 }
 
-func loadForTest(t *testing.T, cfg Config) *Scheduler {
+func loadForTest(t testing.TB, cfg Config) *Scheduler {
 	t.Helper()
 	s, err := Load(cfg)
 	if err != nil {
@@ -226,7 +304,7 @@ func loadForTest(t *testing.T, cfg Config) *Scheduler {
 	return s
 }
 
-func cgid(t *testing.T, dir string) uint64 {
+func cgid(t testing.TB, dir string) uint64 {
 	t.Helper()
 	id, err := CgroupID(dir)
 	if err != nil {
@@ -246,7 +324,7 @@ func percentile(ns []int64, p float64) time.Duration {
 }
 
 // runSleeper runs a sleeper helper in dir and returns its wakeup latencies.
-func runSleeper(t *testing.T, dir string, period time.Duration, count int) []int64 {
+func runSleeper(t testing.TB, dir string, period time.Duration, count int) []int64 {
 	t.Helper()
 	cmd := startIn(t, dir, "sleeper",
 		"FLATCG_PERIOD_US="+strconv.FormatInt(period.Microseconds(), 10),

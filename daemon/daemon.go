@@ -64,10 +64,19 @@ type Daemon struct {
 	reg     *prometheus.Registry
 	metrics *metrics
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ctx         context.Context
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
+	ready       chan struct{}
+	metricsAddr string
 }
+
+// Ready is closed once the API socket (and metrics listener) accept connections.
+func (d *Daemon) Ready() <-chan struct{} { return d.ready }
+
+// MetricsAddr is the address /metrics listens on (after Ready), with the
+// real port when the config asked for port 0.
+func (d *Daemon) MetricsAddr() string { return d.metricsAddr }
 
 type session struct {
 	ID     string            `json:"id"`
@@ -80,7 +89,7 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{opts: opts, cfg: cfg, sessions: map[string]*session{}, steps: map[string]*step{}}
+	d := &Daemon{opts: opts, cfg: cfg, sessions: map[string]*session{}, steps: map[string]*step{}, ready: make(chan struct{})}
 	d.tree = cgroupfs.Tree{Mount: cfg.Daemon.CgroupMount, Base: cfg.Daemon.Base}
 	switch {
 	case opts.LogOutput != nil:
@@ -159,11 +168,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 			api.Close()
 			return fmt.Errorf("listen on %s (daemon.metrics_addr): %w", cfg.Daemon.MetricsAddr, err)
 		}
+		d.metricsAddr = mln.Addr().String()
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{}))
 		msrv = &http.Server{Handler: mux}
 		go func() { errc <- msrv.Serve(mln) }()
 	}
+	close(d.ready)
 	select {
 	case <-d.ctx.Done():
 	case err = <-errc:

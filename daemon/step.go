@@ -271,6 +271,11 @@ func (s *step) evaluate() bool {
 	sp, on, ok := d.pressure(s.id)
 	if ok {
 		score, onset = mempressure.Score(sp, uint64(now)), on
+		// A task sleeping off a long penalty leaves the entry stale while
+		// the step is still throttled: keep the last score then.
+		if d.probe != nil && d.probe.InFlight(s.id) > 0 {
+			score = max(sp.ThrashScore, 1)
+		}
 	}
 	s.score = score
 	in := escalate.Input{Now: now, Score: score, Probe: d.probe != nil, HighDelta: hd,
@@ -421,7 +426,7 @@ func (d *Daemon) removeStep(s *step, why string) error {
 	_ = d.policyMap.Delete(s.id)
 	_ = d.pressureMap.Delete(s.id)
 	if d.probe != nil {
-		_ = d.probe.OnsetMap().Delete(s.id)
+		d.probe.Forget(s.id)
 	}
 	e := eventlog.Event{Kind: "step_removed", Session: s.sid, Step: s.tid, CgroupID: s.id, Cause: why, MemoryEvents: ev,
 		To: s.m.State.String()}

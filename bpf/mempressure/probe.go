@@ -166,6 +166,23 @@ func (p *Probe) Onset(cgid uint64) (ns uint64, ok bool, err error) {
 	return ns, true, nil
 }
 
+// InFlight is how many of the cgroup's tasks are inside the throttle handler
+// (reclaiming or sleeping off a penalty) right now.
+func (p *Probe) InFlight(cgid uint64) uint64 {
+	var n uint64
+	if err := p.objs.ThrottleInflight.Lookup(cgid, &n); err != nil {
+		return 0
+	}
+	return n
+}
+
+// Forget drops the probe's private per-cgroup entries (onset, in-flight
+// count) of a removed cgroup; the shared maps are the caller's to clean.
+func (p *Probe) Forget(cgid uint64) {
+	_ = p.objs.PressureOnset.Delete(cgid)
+	_ = p.objs.ThrottleInflight.Delete(cgid)
+}
+
 // Lookup reads the pressure entry of a cgroup id; ok is false when none exists.
 func Lookup(m *ebpf.Map, cgid uint64) (sp StepPressure, ok bool, err error) {
 	err = m.Lookup(cgid, &sp)

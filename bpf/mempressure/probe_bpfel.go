@@ -52,6 +52,7 @@ const (
 	probeMapPressureOnset     = "pressure_onset"
 	probeMapStepPolicy        = "step_policy"
 	probeMapStepPressure      = "step_pressure"
+	probeMapThrottleInflight  = "throttle_inflight"
 	probeMapThrottleStart     = "throttle_start"
 	probeProgAgcOverHighEnter = "agc_over_high_enter"
 	probeProgAgcOverHighExit  = "agc_over_high_exit"
@@ -108,10 +109,11 @@ type probeProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type probeMapSpecs struct {
-	PressureOnset *ebpf.MapSpec `ebpf:"pressure_onset"`
-	StepPolicy    *ebpf.MapSpec `ebpf:"step_policy"`
-	StepPressure  *ebpf.MapSpec `ebpf:"step_pressure"`
-	ThrottleStart *ebpf.MapSpec `ebpf:"throttle_start"`
+	PressureOnset    *ebpf.MapSpec `ebpf:"pressure_onset"`
+	StepPolicy       *ebpf.MapSpec `ebpf:"step_policy"`
+	StepPressure     *ebpf.MapSpec `ebpf:"step_pressure"`
+	ThrottleInflight *ebpf.MapSpec `ebpf:"throttle_inflight"`
+	ThrottleStart    *ebpf.MapSpec `ebpf:"throttle_start"`
 }
 
 // probeVariableSpecs contains global variables before they are loaded into the kernel.
@@ -141,10 +143,11 @@ func (o *probeObjects) Close() error {
 //
 // It can be passed to loadProbeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type probeMaps struct {
-	PressureOnset *ebpf.Map `ebpf:"pressure_onset"`
-	StepPolicy    *ebpf.Map `ebpf:"step_policy"`
-	StepPressure  *ebpf.Map `ebpf:"step_pressure"`
-	ThrottleStart *ebpf.Map `ebpf:"throttle_start"`
+	PressureOnset    *ebpf.Map `ebpf:"pressure_onset"`
+	StepPolicy       *ebpf.Map `ebpf:"step_policy"`
+	StepPressure     *ebpf.Map `ebpf:"step_pressure"`
+	ThrottleInflight *ebpf.Map `ebpf:"throttle_inflight"`
+	ThrottleStart    *ebpf.Map `ebpf:"throttle_start"`
 }
 
 func (m *probeMaps) Close() error {
@@ -152,6 +155,7 @@ func (m *probeMaps) Close() error {
 		m.PressureOnset,
 		m.StepPolicy,
 		m.StepPressure,
+		m.ThrottleInflight,
 		m.ThrottleStart,
 	)
 }

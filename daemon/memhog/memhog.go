@@ -10,7 +10,8 @@
 //	                                      burst with one madvise(MADV_POPULATE_WRITE),
 //	                                      print "t1 <ns>", sleep hold
 //	mode=grow   chunk=N every=D total=N hold=D   add chunk every D up to total
-//	mode=steady prefill=N hold=D          keep touching prefill with short CPU bursts
+//	mode=steady prefill=N hold=D [stopfile=P]  keep touching prefill with short CPU
+//	                                      bursts until hold passes or P exists
 package memhog
 
 import (
@@ -177,7 +178,13 @@ func run(spec string) error {
 			return err
 		}
 		end := time.Now().Add(hold)
+		stop := kv["stopfile"]
 		for v := byte(1); time.Now().Before(end); v++ {
+			if stop != "" {
+				if _, err := os.Stat(stop); err == nil {
+					break
+				}
+			}
 			touch(p, v|1)
 			for spin := time.Now(); time.Since(spin) < 5*time.Millisecond; {
 			}

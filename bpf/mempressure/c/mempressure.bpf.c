@@ -62,6 +62,19 @@ struct {
 	__type(value, __u64);
 } pressure_onset SEC(".maps");
 
+/*
+ * Tasks of a cgroup inside the throttle handler right now. The penalty
+ * sleep lasts up to 2 s, longer than AGC_PRESSURE_STALE_NS, so a reader
+ * that sees a stale entry with tasks in flight knows the step is still
+ * being throttled rather than relieved.
+ */
+struct {
+	__uint(type, AGC_BPF_MAP_TYPE_HASH);
+	__uint(max_entries, AGC_MAX_STEPS);
+	__type(key, __u64);
+	__type(value, __u64);
+} throttle_inflight SEC(".maps");
+
 /* Set by the loader before load. */
 volatile const __u32 track_all = 0;
 
@@ -113,7 +126,14 @@ int agc_over_high_enter(void *ctx)
 	if (p->thrash_score == 0)
 		p->thrash_score = 1;
 	p->last_update_ns = now;
-	bpf_map_update_elem(&throttle_start, &tid, &st, AGC_BPF_ANY);
+	if (bpf_map_update_elem(&throttle_start, &tid, &st, AGC_BPF_ANY) == 0) {
+		__u64 one = 1, *n = bpf_map_lookup_elem(&throttle_inflight, &cgid);
+
+		if (n)
+			__sync_fetch_and_add(n, 1);
+		else
+			bpf_map_update_elem(&throttle_inflight, &cgid, &one, AGC_BPF_NOEXIST);
+	}
 	return 0;
 }
 
@@ -123,7 +143,7 @@ int agc_over_high_exit(void *ctx)
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct throttle_start *st;
 	struct step_pressure *p;
-	__u64 now, delay, ewma, cgid, start;
+	__u64 now, delay, ewma, cgid, start, *n;
 
 	st = bpf_map_lookup_elem(&throttle_start, &tid);
 	if (!st)
@@ -131,6 +151,9 @@ int agc_over_high_exit(void *ctx)
 	cgid = st->cgid;
 	start = st->ts_ns;
 	bpf_map_delete_elem(&throttle_start, &tid);
+	n = bpf_map_lookup_elem(&throttle_inflight, &cgid);
+	if (n && *n > 0)
+		__sync_fetch_and_add(n, -1);
 
 	p = bpf_map_lookup_elem(&step_pressure, &cgid);
 	if (!p)

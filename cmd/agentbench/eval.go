@@ -75,6 +75,9 @@ func runEval(ctx context.Context, args []string) error {
 	} else if s, err = scenario.Load(fs.Arg(0), kernels); err != nil {
 		return err
 	}
+	if err := s.ResolveFiles(root); err != nil {
+		return err
+	}
 	p, err := plan.Build(s)
 	if err != nil {
 		return err

@@ -17,6 +17,8 @@ repetitions = 3
 duration = "5s"
 [budgets.victim]
 memory_high = "64M"
+[daemon]
+config = "# test policy"
 [[victims]]
 name = "chat"
 kind = "interactive"

@@ -49,9 +49,10 @@ type rawBudget struct {
 }
 
 type rawProcess struct {
-	Args   StrList `toml:"args"`
-	Config Str     `toml:"config"`
-	Ready  Str     `toml:"ready"`
+	Args       StrList `toml:"args"`
+	Config     Str     `toml:"config"`
+	ConfigFile Str     `toml:"config_file"`
+	Ready      Str     `toml:"ready"`
 }
 
 // rawWorkload carries the parameters of every kind; kinds.go says which

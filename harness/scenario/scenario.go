@@ -49,6 +49,9 @@ type Scenario struct {
 
 	Scheduler trial.Process
 	Daemon    trial.Process
+	// configFiles are [scheduler]/[daemon] config_file entries still to be
+	// read by ResolveFiles.
+	configFiles []configFile
 
 	Victims    []trial.Victim
 	Neighbours []trial.Neighbour
@@ -262,8 +265,12 @@ func (v *validator) build(r *rawFile, s *Scenario, kernels Kernels) {
 	v.timing(r, s)
 	s.VictimBudget = v.budget("budgets.victim", &r.Budgets.Victim, s.Guest)
 	s.NeighbourBudget = v.budget("budgets.neighbour", &r.Budgets.Neighbour, s.Guest)
-	s.Scheduler = v.process("scheduler", &r.Scheduler)
-	s.Daemon = v.process("daemon", &r.Daemon)
+	s.Scheduler = v.process(s, "scheduler", &r.Scheduler)
+	s.Daemon = v.process(s, "daemon", &r.Daemon)
+	needsDaemon := slices.Contains(s.Configs, trial.ConfigMemOnly) || slices.Contains(s.Configs, trial.ConfigJoint)
+	if needsDaemon && !r.Daemon.Config.isSet() && !r.Daemon.ConfigFile.isSet() {
+		v.add("daemon", `mem-only and joint start agentcgroupd, which needs a policy: set [daemon] config_file = "configs/policy.example.toml" (or config = "<TOML>")`)
+	}
 	v.workloads(r, s)
 }
 
@@ -405,10 +412,19 @@ func normaliseCPUMax(s string) (string, error) {
 	return fmt.Sprintf("%s %d", f[0], period), nil
 }
 
-func (v *validator) process(p string, r *rawProcess) trial.Process {
+func (v *validator) process(s *Scenario, p string, r *rawProcess) trial.Process {
 	var out trial.Process
 	if v.ok(p+".args", &r.Args) {
 		out.Args = r.Args.V
+	}
+	if v.ok(p+".config_file", &r.ConfigFile) {
+		if r.Config.isSet() {
+			v.add(p+".config_file", "set either config or config_file, not both")
+		}
+		if filepath.IsAbs(r.ConfigFile.V) {
+			v.add(p+".config_file", "%q: write a path relative to the repository root so the scenario works in any checkout", r.ConfigFile.V)
+		}
+		s.configFiles = append(s.configFiles, configFile{role: p, path: r.ConfigFile.V, line: v.lines.line(p + ".config_file"), file: v.file})
 	}
 	if v.ok(p+".config", &r.Config) {
 		out.ConfigTOML = r.Config.V
@@ -424,6 +440,41 @@ func (v *validator) process(p string, r *rawProcess) trial.Process {
 		}
 	}
 	return out
+}
+
+type configFile struct {
+	role, path, file string
+	line             int
+}
+
+// ResolveFiles reads every config_file, relative to the repository root,
+// into the process's ConfigTOML and checks it is TOML.
+func (s *Scenario) ResolveFiles(root string) error {
+	var ps Problems
+	for _, cf := range s.configFiles {
+		field := cf.role + ".config_file"
+		b, err := os.ReadFile(filepath.Join(root, cf.path))
+		if err != nil {
+			ps = append(ps, Problem{File: cf.file, Line: cf.line, Field: field, Msg: fmt.Sprintf("%v (the path is relative to the repository root)", err)})
+			continue
+		}
+		var probe map[string]any
+		if _, err := toml.Decode(string(b), &probe); err != nil {
+			ps = append(ps, Problem{File: cf.file, Line: cf.line, Field: field, Msg: fmt.Sprintf("%s is not valid TOML: %v", cf.path, err)})
+			continue
+		}
+		switch cf.role {
+		case "scheduler":
+			s.Scheduler.ConfigTOML = string(b)
+		case "daemon":
+			s.Daemon.ConfigTOML = string(b)
+		}
+	}
+	s.configFiles = nil
+	if len(ps) > 0 {
+		return ps
+	}
+	return nil
 }
 
 func sortedKeys(m Kernels) []string {

@@ -41,6 +41,8 @@ name = "blow"
 set = "spin"
 kind = "memory_blowup"
 target = "256M"
+[daemon]
+config = "# policy"
 `
 
 func TestParseGood(t *testing.T) {
@@ -215,11 +217,44 @@ func TestShippedScenarios(t *testing.T) {
 			t.Errorf("%v", err)
 			continue
 		}
+		if err := s.ResolveFiles(root); err != nil {
+			t.Errorf("%v", err)
+		}
 		if s.Name+".toml" != filepath.Base(f) {
 			t.Errorf("%s: name %q should match the file name", f, s.Name)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(root, "scenarios", "SCHEMA.md")); err != nil {
 		t.Error("scenarios/SCHEMA.md is missing")
+	}
+}
+
+func TestDaemonPolicy(t *testing.T) {
+	noPolicy := strings.Replace(good, "[daemon]\nconfig = \"# policy\"\n", "", 1)
+	ps := problemsOf(t, noPolicy)
+	want(t, ps, 0, "daemon", "needs a policy")
+
+	withFile := strings.Replace(good, `config = "# policy"`, `config_file = "configs/policy.example.toml"`, 1)
+	s, err := Parse("t.toml", []byte(withFile), kernels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join("..", "..")
+	if err := s.ResolveFiles(root); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(s.Daemon.ConfigTOML, "[daemon]") {
+		t.Errorf("policy not read: %q", s.Daemon.ConfigTOML)
+	}
+
+	missing := strings.Replace(good, `config = "# policy"`, `config_file = "configs/nonesuch.toml"`, 1)
+	s, err = Parse("t.toml", []byte(missing), kernels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.ResolveFiles(root)
+	var rp Problems
+	if !errors.As(err, &rp) || rp[0].Line != 30 || rp[0].Field != "daemon.config_file" || !strings.Contains(rp[0].Msg, "relative to the repository root") {
+		t.Errorf("missing policy file: %v", err)
 	}
 }

@@ -34,6 +34,8 @@ memory_high = "64M"
 [budgets.neighbour]
 memory_high = "96M"
 memory_max = "128M"
+[daemon]
+config = "# test policy"
 [[victims]]
 name = "chat"
 kind = "interactive"

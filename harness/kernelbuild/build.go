@@ -255,6 +255,9 @@ func (b *builder) make(ctx context.Context, src, obj string) error {
 	cmd := exec.CommandContext(ctx, "make", "O="+obj, "ARCH=x86_64", "CC=ccache gcc", "PAHOLE=pahole", fmt.Sprintf("-j%d", jobs), "bzImage")
 	cmd.Dir = src
 	cmd.Env = b.env()
+	// A make that outlives its builder would race the next build (which
+	// holds the lock once we are gone) in the same object directory.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	start := time.Now()

@@ -54,7 +54,7 @@ func mkStep(t *testing.T, tr Tree, sid, tid string) Cgroup {
 }
 
 func TestGuestStartInsideCgroupBeforeExec(t *testing.T) {
-	if inGuest(t) {
+	if ranInVM(t) {
 		return
 	}
 	tr := guestTree(t)
@@ -91,7 +91,7 @@ func TestGuestStartInsideCgroupBeforeExec(t *testing.T) {
 }
 
 func TestGuestKnobsAndParsers(t *testing.T) {
-	if inGuest(t) {
+	if ranInVM(t) {
 		return
 	}
 	tr := guestTree(t)
@@ -126,7 +126,7 @@ func TestGuestKnobsAndParsers(t *testing.T) {
 }
 
 func TestGuestFreezeKillRemove(t *testing.T) {
-	if inGuest(t) {
+	if ranInVM(t) {
 		return
 	}
 	tr := guestTree(t)
@@ -177,7 +177,7 @@ func TestGuestFreezeKillRemove(t *testing.T) {
 }
 
 func TestGuestMoveProc(t *testing.T) {
-	if inGuest(t) {
+	if ranInVM(t) {
 		return
 	}
 	tr := guestTree(t)

@@ -47,7 +47,7 @@ psi_window = "1s"
 // throttled, frozen, thawed, throttled again and killed; the victim is never
 // frozen or killed.
 func TestGuestBlowupEscalatesVictimSpared(t *testing.T) {
-	if inGuest(t) {
+	if ranInVM(t) {
 		return
 	}
 	e := newEnv(t, escalationPolicy, "")

@@ -56,7 +56,7 @@ func apiStatus(err error) int {
 }
 
 func TestGuestRestartKeepsLiveSteps(t *testing.T) {
-	if inGuest(t) {
+	if ranInVM(t) {
 		return
 	}
 	e := newEnv(t, simplePolicy, "")
@@ -117,7 +117,7 @@ func TestGuestRestartKeepsLiveSteps(t *testing.T) {
 }
 
 func TestGuestBadInputLeavesNothing(t *testing.T) {
-	if inGuest(t) {
+	if ranInVM(t) {
 		return
 	}
 	e := newEnv(t, simplePolicy, "")
@@ -195,7 +195,7 @@ func TestGuestBadInputLeavesNothing(t *testing.T) {
 }
 
 func TestGuestReload(t *testing.T) {
-	if inGuest(t) {
+	if ranInVM(t) {
 		return
 	}
 	e := newEnv(t, simplePolicy, "")
@@ -243,7 +243,7 @@ func TestGuestReload(t *testing.T) {
 
 // Monitor-only: pressure is observed and logged as dry runs; no knob moves.
 func TestGuestMonitorOnly(t *testing.T) {
-	if inGuest(t) {
+	if ranInVM(t) {
 		return
 	}
 	e := newEnv(t, escalationPolicy, "monitor_only = true")

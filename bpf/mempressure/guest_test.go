@@ -96,7 +96,7 @@ func burst(t *testing.T, cg cgroupfs.Cgroup, spec string, atT1 func(t0, t1 uint6
 // The probe must record a step's memory.high throttle in step_pressure
 // before the throttled allocation even returns to user space.
 func TestGuestProbeRecordsThrottle(t *testing.T) {
-	if inGuest(t) {
+	if ranInVM(t) {
 		return
 	}
 	sym, err := FindSymbol()
@@ -166,7 +166,7 @@ func TestGuestProbeRecordsThrottle(t *testing.T) {
 }
 
 func TestGuestTrackAll(t *testing.T) {
-	if inGuest(t) {
+	if ranInVM(t) {
 		return
 	}
 	p, err := Load(Options{TrackAll: true})
@@ -184,7 +184,7 @@ func TestGuestTrackAll(t *testing.T) {
 }
 
 func TestGuestMissingSymbolIsReported(t *testing.T) {
-	if inGuest(t) {
+	if ranInVM(t) {
 		return
 	}
 	_, err := Load(Options{Symbol: "agc_no_such_function"})

@@ -133,7 +133,13 @@ func run(spec string) error {
 		if err != nil {
 			return err
 		}
+		start := Mono()
 		touch(p, 1)
+		if pre >= 1<<20 {
+			// Fault-in cost, so a reader can estimate when the burst
+			// crossed memory.high from t0 and the prefill margin.
+			fmt.Printf("ns_per_mib %d\n", (Mono()-start)*(1<<20)/uint64(pre))
+		}
 		b, err := alloc(bn)
 		if err != nil {
 			return err

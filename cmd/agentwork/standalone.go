@@ -174,8 +174,10 @@ func cmdForkStorm(args []string) error {
 	fs.Float64Var(&p.Rate, "rate", 0, "children per second (0: as fast as possible)")
 	fs.IntVar(&p.Concurrency, "concurrency", 8, "children alive at once")
 	fs.StringVar(&p.Exec, "exec", "", "program each child executes (default: exit right after fork)")
+	hold := durFlag(fs, "hold", 0, "how long each forked child lives")
 	dur := durFlag(fs, "duration", 0, "run time (0: until SIGTERM/SIGINT)")
 	fs.Parse(args)
+	p.Hold = *hold
 	return runStandaloneNeighbour(trial.Neighbour{Name: "fork_storm", Kind: trial.NeighbourForkStorm, ForkStorm: &p}, dur.D(), 1)
 }
 

@@ -195,12 +195,14 @@ type CPUSpinParams struct {
 
 // ForkStormParams: fork+exit children at Rate per second (0: as fast as
 // possible), at most Concurrency alive at once; pids.max bounds it too.
-// Exec, when set, is a program each child executes (e.g. "/bin/true")
-// instead of exiting straight after fork.
+// Each child lives Hold (0: exits at once), which is what lets a storm
+// reach pids.max. Exec, when set, is a program each child executes (e.g.
+// "/bin/true") instead of the plain fork/exit; Hold does not apply to it.
 type ForkStormParams struct {
-	Rate        float64 `json:"rate"`
-	Concurrency int     `json:"concurrency"`
-	Exec        string  `json:"exec,omitempty"`
+	Rate        float64  `json:"rate"`
+	Concurrency int      `json:"concurrency"`
+	Hold        Duration `json:"hold,omitempty"`
+	Exec        string   `json:"exec,omitempty"`
 }
 
 // MemoryBlowupParams: allocate and touch non-zero data at RateBytesPerSec

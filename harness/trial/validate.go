@@ -159,6 +159,9 @@ func (s *Spec) Validate() error {
 				if n.ForkStorm.Rate < 0 {
 					add("%s.fork_storm.rate: must be >= 0 (0 = as fast as possible)", p)
 				}
+				if n.ForkStorm.Hold < 0 {
+					add("%s.fork_storm.hold: must be >= 0", p)
+				}
 				if n.ForkStorm.Concurrency < 1 || n.ForkStorm.Concurrency > 4096 {
 					add("%s.fork_storm.concurrency: %d, want 1..4096", p, n.ForkStorm.Concurrency)
 				}

@@ -132,14 +132,19 @@ loop:
 	return Stats{Ops: reaped.Load(), Failed: failed.Load()}
 }
 
-// ForkExit forks children that exit at once (fork/exit, no exec): the
-// cost is the kernel's process creation and teardown, including copying
-// the parent's page tables.
-type ForkExit struct{}
+// ForkExit forks children that live Hold and exit (fork/exit, no exec):
+// the cost is the kernel's process creation and teardown, including
+// copying the parent's page tables.
+type ForkExit struct{ Hold time.Duration }
 
 // Start forks one child.
-func (ForkExit) Start() error {
-	if _, err := forkExit(); err != 0 {
+func (f ForkExit) Start() error {
+	var hold *syscall.Timespec
+	if f.Hold > 0 {
+		ts := syscall.NsecToTimespec(int64(f.Hold))
+		hold = &ts
+	}
+	if _, err := forkExit(hold); err != 0 {
 		return err
 	}
 	return nil

@@ -127,6 +127,13 @@ func TestForkExitReal(t *testing.T) {
 	if st.Ops < 10 {
 		t.Errorf("only %d children reaped in 200 ms", st.Ops)
 	}
+	// Children that live 20 ms: at most 4 alive, so about 200/20*4 = 40.
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel2()
+	st = ForkStorm(ctx2, trial.ForkStormParams{Concurrency: 4}, ForkExit{Hold: 20 * time.Millisecond})
+	if st.Ops < 8 || st.Ops > 48 {
+		t.Errorf("%d children with 20 ms lives and concurrency 4 in 200 ms, want about 40", st.Ops)
+	}
 	if err := reapAny(); err != syscall.ECHILD {
 		t.Errorf("children left behind: wait4 says %v", err)
 	}

@@ -199,6 +199,8 @@ func (t *trialRun) run(ctx context.Context) {
 		if st != "enabled" {
 			t.errorf("scheduler: /sys/kernel/sched_ext/state is %q at the end of the measured phase, want \"enabled\" (see %s)", st, trial.SchedulerLog)
 		}
+	} else if st == "enabled" {
+		t.errorf("config %q runs on the default scheduler but a sched_ext scheduler is attached", s.Config)
 	}
 	after := t.snapshot()
 	if err := trial.WriteJSON(filepath.Join(t.tmp, trial.AfterFile), after); err != nil {

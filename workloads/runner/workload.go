@@ -243,7 +243,7 @@ func RunNeighbour(ctx context.Context, n trial.Neighbour, seed uint64) trial.Wor
 	case trial.NeighbourCPUSpin:
 		st = neighbour.CPUSpin(ctx, *n.CPUSpin)
 	case trial.NeighbourForkStorm:
-		var f neighbour.Forker = neighbour.ForkExit{}
+		var f neighbour.Forker = neighbour.ForkExit{Hold: n.ForkStorm.Hold.D()}
 		if n.ForkStorm.Exec != "" {
 			f = neighbour.ForkExec{Path: n.ForkStorm.Exec}
 		}

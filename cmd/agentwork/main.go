@@ -9,6 +9,8 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/agentcgroup/agentcgroup/workloads/runner"
 )
 
 type command struct {
@@ -30,9 +32,15 @@ var commands = map[string]command{
 	"inspect":       {summary: "check and summarise a trial output directory", run: cmdInspect},
 	"example-spec":  {summary: "print an example trial spec to start from", run: cmdExampleSpec},
 	"run":           {summary: "run one workload of a spec (used by trial)", run: cmdRun, hidden: true},
-	"child":         {summary: "tool_burst child", run: cmdChild, hidden: true},
-	"noop":          {summary: "fork_storm child", run: func([]string) error { return nil }, hidden: true},
-	"trace-step":    {summary: "one replayed trace step", run: cmdTraceStep, hidden: true},
+	"child":         {summary: "tool_burst child", run: childCmd("child"), hidden: true},
+	"trace-step":    {summary: "one replayed trace step", run: childCmd("trace-step"), hidden: true},
+}
+
+func childCmd(name string) func([]string) error {
+	return func(args []string) error {
+		_, err := runner.ChildMain(append([]string{name}, args...))
+		return err
+	}
 }
 
 func usage() {

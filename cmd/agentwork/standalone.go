@@ -15,7 +15,6 @@ import (
 	"github.com/agentcgroup/agentcgroup/workloads/runner"
 	"github.com/agentcgroup/agentcgroup/workloads/trace"
 	"github.com/agentcgroup/agentcgroup/workloads/traces"
-	"github.com/agentcgroup/agentcgroup/workloads/victim"
 )
 
 func bytesFlag(fs *flag.FlagSet, name string, def trial.Bytes, usage string) *trial.Bytes {
@@ -193,30 +192,6 @@ func cmdMemoryBlowup(args []string) error {
 	p.TargetBytes, p.RateBytesPerSec, p.ChunkBytes = *target, *rate, *chunk
 	n := trial.Neighbour{Name: "memory_blowup", Kind: trial.NeighbourMemoryBlowup, MemoryBlowup: &p}
 	return runStandaloneNeighbour(n, dur.D(), *seed)
-}
-
-func cmdChild(args []string) error {
-	fs := flag.NewFlagSet("child", flag.ExitOnError)
-	var c victim.Child
-	fs.Int64Var(&c.CPULoops, "cpu-loops", 0, "")
-	fs.Int64Var(&c.AllocBytes, "alloc", 0, "")
-	fs.Uint64Var(&c.Seed, "seed", 0, "")
-	fs.Parse(args)
-	return victim.RunChild(c)
-}
-
-func cmdTraceStep(args []string) error {
-	fs := flag.NewFlagSet("trace-step", flag.ExitOnError)
-	work := fs.String("work", "", "step work JSON")
-	seed := fs.Uint64("seed", 0, "")
-	fs.Parse(args)
-	var w trace.StepWork
-	if err := json.Unmarshal([]byte(*work), &w); err != nil {
-		return fmt.Errorf("--work: %v", err)
-	}
-	ctx, cancel := signalContext()
-	defer cancel()
-	return trace.RunStep(ctx, w, *seed)
 }
 
 func cmdTraces(args []string) error {

@@ -159,7 +159,7 @@ func TestCPUSpinHurtsInteractive(t *testing.T) {
 		for _, solo := range []bool{true, false} {
 			spec := trial.ExampleSpec()
 			spec.Duration = trial.Duration(3 * time.Second)
-			spec.Seed = 42 // same requests in every run
+			spec.Seed = 42                                   // same requests in every run
 			spec.Victims[0].Interactive.CPULoops = 2_000_000 // ~5 ms of CPU every 20 ms
 			spec.Sessions[1].Steps[0].Budget.CPUWeight = 1000
 			spec.ID = fmt.Sprintf("cpu_spin-r%d", rep)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -326,9 +327,18 @@ func timelinePlots(tr *analysis.TrialResult) ([]*plot.Plot, error) {
 	if len(series) == 0 {
 		return nil, nil
 	}
+	// Leaf cgroups only: a session's line would repeat its steps' sum.
 	cgs := make([]string, 0, len(series))
 	for cg := range series {
-		cgs = append(cgs, cg)
+		leaf := true
+		for other := range series {
+			if strings.HasPrefix(other, cg+"/") {
+				leaf = false
+			}
+		}
+		if leaf {
+			cgs = append(cgs, cg)
+		}
 	}
 	sort.Strings(cgs)
 	mem, ev, thr := plot.New(), plot.New(), plot.New()

@@ -164,6 +164,8 @@ func runTrial(ctx context.Context, s *scenario.Scenario, run *results.Run, t pla
 			return out, err
 		}
 		a, ok := attemptOnce(ctx, s, t, specJSON, staged, o)
+		// Name files by where they end up, not the staging directory.
+		a.Error = strings.ReplaceAll(a.Error, staged, filepath.Join(results.TrialsDir, t.ID))
 		out.Attempts = append(out.Attempts, a)
 		if ctx.Err() != nil {
 			os.RemoveAll(staged)

@@ -41,6 +41,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define FCG_SELF_WEIGHT 100
 #define FCG_HW_ONE (1ULL << 20) /* hweight fixed point: 1.0 */
 #define FCG_NSEC_PER_SEC 1000000000ULL
+#define FCG_BW_IDLE_TICK_NS (100ULL * 1000 * 1000)
 
 /* Tunables, set by the loader before load. */
 const volatile u64 slice_ns = 20ULL * 1000 * 1000;
@@ -295,7 +296,7 @@ static int bw_timer_fn(void *map, int *key, struct bpf_timer *timer)
 {
 	u64 now = bpf_ktime_get_ns();
 	struct bpf_iter_num it;
-	bool kick = false;
+	bool kick = false, any = false;
 	int *v;
 
 	bpf_iter_num_new(&it, 0, agc_min(READ_ONCE(slot_hwm), FCG_MAX_CGROUPS));
@@ -305,6 +306,7 @@ static int bw_timer_fn(void *map, int *key, struct bpf_timer *timer)
 
 		if (!c || !c->cgid || !c->quota_ns || !c->period_ns)
 			continue;
+		any = true;
 		if (now < c->period_start + c->period_ns)
 			continue;
 		/* advance by whole periods so the average period stays exact */
@@ -328,8 +330,25 @@ static int bw_timer_fn(void *map, int *key, struct bpf_timer *timer)
 			scx_bpf_kick_cpu(*v, SCX_KICK_IDLE);
 		bpf_iter_num_destroy(&it);
 	}
-	bpf_timer_start(timer, bw_tick_ns, 0);
+	/* with no cpu.max anywhere, tick slowly rather than wake idle CPUs */
+	bpf_timer_start(timer, any ? bw_tick_ns : FCG_BW_IDLE_TICK_NS, 0);
 	return 0;
+}
+
+/* Slice from the policy, shortened by the thrash penalty and the quota left. */
+static u64 task_slice(struct fcg_cgroup *c, struct step_policy *pol, bool penal)
+{
+	u64 slice = (pol && pol->slice_ns) ? pol->slice_ns : slice_ns;
+
+	if (penal)
+		slice = agc_min(slice, short_slice_ns);
+	if (c->quota_ns) {
+		s64 left = (s64)c->quota_ns - READ_ONCE(c->bw_used);
+
+		if (left < (s64)slice)
+			slice = left > (s64)min_slice_ns ? (u64)left : min_slice_ns;
+	}
+	return slice;
 }
 
 /*
@@ -385,8 +404,31 @@ s32 fcg_select_cpu(unsigned long long *ctx)
 	s32 cpu;
 
 	cpu = scx_bpf_select_cpu_dfl(p, prev_cpu, wake_flags, &idle);
-	if (t)
-		t->wake_idle = idle;
+	if (!t)
+		return cpu;
+	t->wake_idle = idle;
+	if (idle && cpu != (s32)bpf_get_smp_processor_id()) {
+		/*
+		 * An idle remote CPU means nobody is waiting: run there directly
+		 * rather than through the cgroup DSQs (unless the cgroup is
+		 * parked). A wakeup onto this very CPU takes the DSQ path: the
+		 * kernel reschedules the local idle task right away, which is
+		 * quicker than the deferred local insertion plus kick.
+		 */
+		struct fcg_cgroup *c = cg_at(t->slot);
+		struct step_policy *pol;
+		u64 cgid;
+
+		if (!c || c->throttled)
+			return cpu;
+		cgid = c->cgid;
+		pol = bpf_map_lookup_elem(&step_policies, &cgid);
+		scx_bpf_dsq_insert___v2(p, SCX_DSQ_LOCAL,
+					task_slice(c, pol, thrash_penalized(cgid, pol, bpf_ktime_get_ns())), 0);
+		__sync_fetch_and_add(&c->stats.enqueues, 1);
+		t->wake_idle = 0; /* ops.enqueue will not run for this wakeup */
+		scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
+	}
 	return cpu;
 }
 
@@ -415,23 +457,13 @@ int fcg_enqueue(unsigned long long *ctx)
 	cgid = c->cgid;
 	pol = bpf_map_lookup_elem(&step_policies, &cgid);
 
-	slice = (pol && pol->slice_ns) ? pol->slice_ns : slice_ns;
 	penal = thrash_penalized(cgid, pol, now);
-	if (penal) {
-		slice = agc_min(slice, short_slice_ns);
+	slice = task_slice(c, pol, penal);
+	if (penal)
 		__sync_fetch_and_add(&c->stats.penalties, 1);
-	} else if (pol && pol->class == AGC_CLASS_INTERACTIVE &&
-		   (enq_flags & SCX_ENQ_WAKEUP) && credit_refill(c, pol, now) > 0) {
+	else if (pol && pol->class == AGC_CLASS_INTERACTIVE &&
+		 (enq_flags & SCX_ENQ_WAKEUP) && credit_refill(c, pol, now) > 0)
 		boost = true;
-	}
-
-	/* never hand out more than the quota left in this period */
-	if (c->quota_ns) {
-		s64 left = (s64)c->quota_ns - READ_ONCE(c->bw_used);
-
-		if (left < (s64)slice)
-			slice = left > (s64)min_slice_ns ? (u64)left : min_slice_ns;
-	}
 
 	/* a sleeper may not bank more than one slice of task vtime */
 	vtime = p->scx.dsq_vtime;
@@ -534,21 +566,50 @@ static u32 pick_cgroup(void)
 	return best;
 }
 
-/* Move the best cgroup's first task to the local DSQ; false if none moved. */
-static __always_inline bool dispatch_one(s32 cpu)
+static __always_inline void note_dispatch(u32 slot)
 {
-	u32 slot = pick_cgroup();
-	struct fcg_cgroup *c;
+	struct fcg_cgroup *c = cg_at(slot);
 	u64 cv;
 
-	if (slot == FCG_NO_SLOT || !move_first_to_local(slot, cpu))
+	if (!c)
+		return;
+	cv = READ_ONCE(c->cvtime);
+	if ((s64)(cv - READ_ONCE(cvtime_now)) > 0)
+		WRITE_ONCE(cvtime_now, cv);
+}
+
+/*
+ * Keep running prev if it is still runnable and its cgroup is at least as
+ * far behind as the best queued one: ops.dispatch runs before prev is
+ * re-enqueued, so without this prev's cgroup would lose every such tie.
+ */
+static bool keep_prev(struct task_struct *prev, u32 best)
+{
+	struct fcg_task *t;
+	struct fcg_cgroup *c, *b;
+	struct step_policy *pol;
+	u64 cgid, now;
+	bool penal;
+
+	if (!prev || !(prev->scx.flags & SCX_TASK_QUEUED))
 		return false;
-	c = cg_at(slot);
-	if (c) {
-		cv = READ_ONCE(c->cvtime);
-		if ((s64)(cv - READ_ONCE(cvtime_now)) > 0)
-			WRITE_ONCE(cvtime_now, cv);
+	t = task_of(prev);
+	if (!t)
+		return false;
+	c = cg_at(t->slot);
+	if (!c || c->throttled)
+		return false;
+	if (best != FCG_NO_SLOT) {
+		b = cg_at(best);
+		if (b && (s64)(READ_ONCE(c->cvtime) - READ_ONCE(b->cvtime)) > 0)
+			return false;
 	}
+	cgid = c->cgid;
+	now = bpf_ktime_get_ns();
+	pol = bpf_map_lookup_elem(&step_policies, &cgid);
+	penal = thrash_penalized(cgid, pol, now);
+	prev->scx.slice = task_slice(c, pol, penal);
+	note_dispatch(t->slot);
 	return true;
 }
 
@@ -557,6 +618,7 @@ int fcg_dispatch(unsigned long long *ctx)
 {
 	s32 cpu = ctx[0];
 	struct task_struct *prev = (void *)ctx[1];
+	u32 slot;
 
 	if (READ_ONCE(test_error_trigger)) {
 		fcg_error("agent_flatcg: test-triggered error (code %u)", test_error_trigger);
@@ -568,9 +630,19 @@ int fcg_dispatch(unsigned long long *ctx)
 		if (t)
 			charge(prev, t, bpf_ktime_get_ns());
 	}
-	/* another CPU may drain the chosen DSQ first: one retry */
-	if (!dispatch_one(cpu))
-		dispatch_one(cpu);
+	slot = pick_cgroup();
+	if (keep_prev(prev, slot))
+		return 0;
+	if (slot == FCG_NO_SLOT)
+		return 0;
+	if (move_first_to_local(slot, cpu)) {
+		note_dispatch(slot);
+		return 0;
+	}
+	/* another CPU drained that DSQ first: one more try */
+	slot = pick_cgroup();
+	if (slot != FCG_NO_SLOT && move_first_to_local(slot, cpu))
+		note_dispatch(slot);
 	return 0;
 }
 

@@ -36,6 +36,7 @@ static long (*bpf_map_update_elem)(void *map, const void *key, const void *value
 				   __u64 flags) = (void *)BPF_FUNC_map_update_elem;
 static long (*bpf_map_delete_elem)(void *map, const void *key) = (void *)BPF_FUNC_map_delete_elem;
 static __u64 (*bpf_ktime_get_ns)(void) = (void *)BPF_FUNC_ktime_get_ns;
+static __u32 (*bpf_get_smp_processor_id)(void) = (void *)BPF_FUNC_get_smp_processor_id;
 static long (*bpf_probe_read_kernel_str)(void *dst, __u32 size,
 					 const void *unsafe_ptr) = (void *)BPF_FUNC_probe_read_kernel_str;
 static void *(*bpf_task_storage_get)(void *map, struct task_struct *task, void *value,
@@ -63,20 +64,26 @@ extern void bpf_cgroup_release(struct cgroup *cgrp) __ksym;
 /*
  * sched_ext kfuncs.
  *
- * Workaround for cilium/ebpf v0.22 on 7.x kernels: its kfunc lookup
- * (btf.Spec.AnyTypesByName) matches by "essential name" (text before a
- * "___" suffix) and then filters with a loop that skips an element after
- * each deletion. The 7.x kernel exports scx_bpf_dsq_insert,
- * scx_bpf_dsq_insert___v2 and scx_bpf_dsq_insert___v2_impl (likewise
- * scx_bpf_dsq_move_to_local and scx_bpf_reenqueue_local), so looking any of
- * them up either fails with "multiple types" or succeeds only by the order
- * of the kernel's BTF. We therefore import none of those three families:
- * tasks are always queued on our own vtime DSQs with scx_bpf_dsq_insert_vtime
- * and moved to a CPU's local DSQ with the DSQ iterator plus
- * scx_bpf_dsq_move, whose names are unique in the kernel BTF. The loader's
- * test (TestLoadsOnPinnedKernel) checks that every kfunc this object
- * imports resolves to exactly one kernel function.
+ * The one workaround for cilium/ebpf v0.22 on 7.x kernels lives here. Its
+ * kfunc lookup (btf.Spec.AnyTypesByName) matches candidates by "essential
+ * name" (the text before a "___" suffix) and then filters them with a loop
+ * that skips the element after each deletion. 7.x exports
+ * scx_bpf_dsq_insert, scx_bpf_dsq_insert___v2 and
+ * scx_bpf_dsq_insert___v2_impl (likewise for scx_bpf_dsq_move_to_local and
+ * scx_bpf_reenqueue_local), so asking for the plain names fails with
+ * "multiple types". We therefore:
+ *  - never import scx_bpf_dsq_move_to_local or scx_bpf_reenqueue_local:
+ *    tasks are moved from our DSQs with the DSQ iterator and
+ *    scx_bpf_dsq_move, whose names are unique;
+ *  - import the kernel's exact name scx_bpf_dsq_insert___v2, used only for
+ *    the idle-CPU fast path. With the pinned kernel's BTF order the buggy
+ *    filter happens to leave exactly that function; TestLoadsOnPinnedKernel
+ *    runs the same lookup against the guest kernel for every kfunc this
+ *    object imports and fails if any resolves to anything but one function,
+ *    so a kernel pin move that breaks this is caught before use.
  */
+extern bool scx_bpf_dsq_insert___v2(struct task_struct *p, u64 dsq_id, u64 slice,
+				    u64 enq_flags) __ksym;
 extern s32 scx_bpf_create_dsq(u64 dsq_id, s32 node) __ksym;
 extern void scx_bpf_destroy_dsq(u64 dsq_id) __ksym;
 extern s32 scx_bpf_select_cpu_dfl(struct task_struct *p, s32 prev_cpu, u64 wake_flags,

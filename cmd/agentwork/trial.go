@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -81,17 +82,24 @@ func cmdRun(args []string) error {
 	if err := trial.WriteJSON(*result, res); err != nil {
 		return err
 	}
+	if *vname != "" {
+		// Stay in the cgroup until the runner has taken its snapshot.
+		fmt.Println("done")
+		io.Copy(io.Discard, stdin)
+	}
 	if res.Error != "" {
 		return fmt.Errorf("%s", res.Error)
 	}
 	return nil
 }
 
+var stdin = bufio.NewReader(os.Stdin)
+
 // readyHandshake tells the trial runner we are prepared and reads the
 // measured phase's start (Unix ns) from stdin.
 func readyHandshake() (time.Time, error) {
 	fmt.Println("ready")
-	line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+	line, err := stdin.ReadString('\n')
 	if err != nil {
 		return time.Time{}, fmt.Errorf("waiting for the start time: %v", err)
 	}

@@ -208,6 +208,9 @@ func (t *trialRun) run(ctx context.Context) {
 	}
 
 	teardown := time.Now()
+	for _, v := range victims {
+		v.release()
+	}
 	for _, n := range neighbours {
 		n.stop()
 	}
@@ -228,6 +231,12 @@ func (t *trialRun) finish() error {
 		t.procs[i].stop(t)
 	}
 	for _, h := range t.procs {
+		// name files by where they end up, not the staging directory
+		for i, a := range h.res.Args {
+			if strings.HasPrefix(a, t.tmp+"/") {
+				h.res.Args[i] = t.opt.Out + strings.TrimPrefix(a, t.tmp)
+			}
+		}
 		t.m.Processes = append(t.m.Processes, h.res)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -400,6 +409,7 @@ type workload struct {
 	resultPath         string
 	stdin              io.WriteCloser
 	ready              chan error
+	finished           chan struct{} // victim reported its result and waits to be released
 	done               chan struct{}
 	waitErr            error
 	startErr           error
@@ -432,13 +442,26 @@ func (t *trialRun) spawn(w *workload, args []string, pipes bool) {
 	w.cmd = cmd
 	if pipes {
 		w.ready = make(chan error, 1)
+		w.finished = make(chan struct{})
 		go func() {
-			line, err := bufio.NewReader(stdout).ReadString('\n')
+			br := bufio.NewReader(stdout)
+			line, err := br.ReadString('\n')
 			if err == nil && strings.TrimSpace(line) != readyLine {
 				err = fmt.Errorf("unexpected line %q", line)
 			}
 			w.ready <- err
-			io.Copy(t.wlog, stdout)
+			for {
+				line, err := br.ReadString('\n')
+				if strings.TrimSpace(line) == doneLine {
+					close(w.finished)
+					break
+				}
+				if err != nil {
+					return
+				}
+				t.wlog.WriteString(line)
+			}
+			io.Copy(t.wlog, br)
 		}()
 	}
 	go func() {
@@ -447,9 +470,15 @@ func (t *trialRun) spawn(w *workload, args []string, pipes bool) {
 	}()
 }
 
-// readyLine is what a victim process prints once prepared; it then reads
-// the measured phase's start (Unix ns) from stdin.
-const readyLine = "ready"
+// The victim handshake on stdin/stdout: the victim prints readyLine once
+// prepared and reads the measured phase's start (Unix ns) from stdin; when
+// finished it writes its result, prints doneLine and stays alive until
+// stdin closes. Staying alive keeps its cgroup populated until the "after"
+// snapshot (agentcgroupd removes a step cgroup once it empties).
+const (
+	readyLine = "ready"
+	doneLine  = "done"
+)
 
 func (t *trialRun) startNeighbours() []*workload {
 	var out []*workload
@@ -506,17 +535,35 @@ func (t *trialRun) startVictims(ctx context.Context) []*workload {
 func (w *workload) go_(start time.Time) {
 	if w.stdin != nil {
 		fmt.Fprintf(w.stdin, "%d\n", start.UnixNano())
-		w.stdin.Close()
 	}
 }
 
+// wait returns once the victim has finished (or exited); past the deadline
+// it is killed.
 func (w *workload) wait(deadline time.Time) {
 	if w.cmd == nil {
 		return
 	}
 	select {
+	case <-w.finished:
 	case <-w.done:
 	case <-time.After(time.Until(deadline)):
+		w.cmd.Process.Kill()
+		<-w.done
+	}
+}
+
+// release lets a finished victim exit and waits for it.
+func (w *workload) release() {
+	if w.cmd == nil {
+		return
+	}
+	if w.stdin != nil {
+		w.stdin.Close()
+	}
+	select {
+	case <-w.done:
+	case <-time.After(stopGrace):
 		w.cmd.Process.Kill()
 		<-w.done
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -178,5 +179,71 @@ func TestCPUSpinHurtsInteractive(t *testing.T) {
 	fmt.Printf("best p99 of %d: solo %d us, with cpu_spin x4 %d us (x%.1f)\n", reps, best[true], best[false], float64(best[false])/float64(best[true]))
 	if best[false] < 2*best[true] {
 		t.Errorf("cpu_spin raised the interactive p99 only from %d to %d us; want at least 2x", best[true], best[false])
+	}
+}
+
+// daemonPolicy is a small agentcgroupd policy for the mem-only trial.
+const daemonPolicy = `
+[daemon]
+socket = "/run/agentcgroup/agentcgroupd.sock"
+metrics_addr = ""
+state_dir = "/run/agentcgroup"
+event_log = "-"
+cgroup_mount = "/sys/fs/cgroup"
+base = "agentcgroup"
+pin_dir = "/sys/fs/bpf/agentcgroup"
+probe = "auto"
+tick = "50ms"
+
+[profiles.interactive]
+class = "interactive"
+[profiles.interactive.memory]
+high = "64MiB"
+max = "128MiB"
+
+[profiles.tool_burst]
+class = "tool_burst"
+[profiles.tool_burst.memory]
+high = "128MiB"
+max = "256MiB"
+
+[profiles.background]
+class = "background"
+[profiles.background.memory]
+high = "48MiB"
+max = "96MiB"
+`
+
+// With a daemon, sessions and steps are created through its API: it knows
+// every step by class, and the trial still produces a valid output.
+func TestTrialWithDaemon(t *testing.T) {
+	if vmtest.Run(t, vmtest.Options{CPUs: 2, MemMB: 1024, Timeout: 5 * time.Minute}) {
+		return
+	}
+	spec := trial.ExampleSpec()
+	spec.ID = "mem-only"
+	spec.Config = trial.ConfigMemOnly
+	spec.Daemon = &trial.Process{ConfigTOML: daemonPolicy}
+	spec.Neighbours[0] = trial.Neighbour{Name: "hog", Kind: trial.NeighbourMemoryBlowup, Session: "noisy", Step: "spin",
+		MemoryBlowup: &trial.MemoryBlowupParams{TargetBytes: 80 << 20, RateBytesPerSec: 80 << 20}}
+	spec.Sessions[1].Steps[0].Budget = trial.Budget{MemoryHigh: 48 << 20, MemoryMax: 96 << 20}
+	spec.Victims = append(spec.Victims, trial.Victim{Name: "agent", Kind: trial.VictimTrace, Session: "victim",
+		Trace: &trial.TraceParams{Trace: "encode__httpx-2701", Compress: 20, MemScale: 0.5, MaxSteps: 4, StepClass: trial.ClassToolBurst}})
+	r := guestTrial(t, spec, "/out/trial")
+	p := r.Manifest.Processes
+	if len(p) != 1 || p[0].Name != "daemon" || !p[0].Started {
+		t.Fatalf("processes %+v", p)
+	}
+	log, err := os.ReadFile(filepath.Join("/out/trial", p[0].Log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"step":"chat"`, `"step":"spin"`, `"step":"agent-000"`, "class=interactive", "class=tool_burst"} {
+		if !strings.Contains(string(log), want) {
+			t.Errorf("daemon log lacks %s:\n%s", want, log)
+		}
+	}
+	if r.Manifest.Victims[1].Count == 0 {
+		t.Error("trace victim replayed nothing through the daemon")
 	}
 }

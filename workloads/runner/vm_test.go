@@ -247,3 +247,22 @@ func TestTrialWithDaemon(t *testing.T) {
 		t.Error("trace victim replayed nothing through the daemon")
 	}
 }
+
+// cpu-only starts scx_agent_flatcg before the workloads and checks it stayed
+// attached through the measured phase.
+func TestTrialWithScheduler(t *testing.T) {
+	if vmtest.Run(t, vmtest.Options{CPUs: 2, MemMB: 512, Timeout: 4 * time.Minute}) {
+		return
+	}
+	spec := trial.ExampleSpec()
+	spec.ID = "cpu-only"
+	spec.Config = trial.ConfigCPUOnly
+	spec.Scheduler = &trial.Process{}
+	r := guestTrial(t, spec, "/out/trial")
+	p := r.Manifest.Processes
+	if len(p) != 1 || !p[0].Started || p[0].SchedExt != "enabled" {
+		t.Fatalf("scheduler %+v", p)
+	}
+	h := r.Merged("chat")
+	t.Logf("chat under scx_agent_flatcg with cpu_spin: n=%d p50 %d us p99 %d us", h.TotalCount(), h.ValueAtQuantile(50), h.ValueAtQuantile(99))
+}

@@ -53,17 +53,20 @@ func NewLatencyHistogram() *hdrhistogram.Histogram {
 type Manifest struct {
 	Version    int              `json:"version"`
 	Spec       Spec             `json:"spec"`
-	Kernel     string           `json:"kernel"`           // uname -r
-	Started    time.Time        `json:"started"`          // guest clock
-	Finished   time.Time        `json:"finished"`         // guest clock
-	Phases     []Phase          `json:"phases"`           // setup, warmup, measure, teardown
-	Victims    []WorkloadResult `json:"victims"`          // one per spec victim, same order
-	Neighbours []WorkloadResult `json:"neighbours"`       // one per spec neighbour, same order
-	Processes  []ProcessResult  `json:"processes"`        // scheduler, daemon when asked
-	Swap       string           `json:"swap,omitempty"`   // what swap was active, e.g. "zram0 256M"
-	Cgroups    []string         `json:"cgroups"`          // every cgroup snapshotted (relative to the mount)
-	Errors     []string         `json:"errors,omitempty"` // anything that makes the trial suspect
-	OK         bool             `json:"ok"`               // no errors: usable for analysis
+	Kernel     string           `json:"kernel"`         // uname -r
+	Started    time.Time        `json:"started"`        // guest clock
+	Finished   time.Time        `json:"finished"`       // guest clock
+	Phases     []Phase          `json:"phases"`         // setup, warmup, measure, teardown
+	Victims    []WorkloadResult `json:"victims"`        // one per spec victim, same order
+	Neighbours []WorkloadResult `json:"neighbours"`     // one per spec neighbour, same order
+	Processes  []ProcessResult  `json:"processes"`      // scheduler, daemon when asked
+	Swap       string           `json:"swap,omitempty"` // what swap was active, e.g. "zram0 256M"
+	// CPULoopsPerMs is the guest's speed at the workloads' CPU loop,
+	// measured before anything started (turns cpu_loops into time).
+	CPULoopsPerMs int64    `json:"cpu_loops_per_ms"`
+	Cgroups       []string `json:"cgroups"`          // every cgroup snapshotted (relative to the mount)
+	Errors        []string `json:"errors,omitempty"` // anything that makes the trial suspect
+	OK            bool     `json:"ok"`               // no errors: usable for analysis
 }
 
 // Phase is a named interval on the guest clock.

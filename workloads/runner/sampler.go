@@ -21,12 +21,14 @@ type sampler struct {
 	wg   sync.WaitGroup
 }
 
-func startSampler(mount string, cgroups []string, every time.Duration, path string) *sampler {
+// base is the planned start of the measured phase; setBase moves it if the
+// victims took longer to get ready.
+func startSampler(mount string, cgroups []string, every time.Duration, path string, base time.Time) *sampler {
 	if every <= 0 {
 		every = trial.DefaultSampleEvery.D()
 	}
 	s := &sampler{quit: make(chan struct{})}
-	s.base.Store(time.Now().UnixNano())
+	s.base.Store(base.UnixNano())
 	f, err := os.Create(path)
 	if err != nil {
 		return s

@@ -20,6 +20,7 @@ import (
 	"github.com/agentcgroup/agentcgroup/cgroupfs"
 	"github.com/agentcgroup/agentcgroup/daemon/api"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
+	"github.com/agentcgroup/agentcgroup/workloads/load"
 )
 
 // Options are the environment of a trial run.
@@ -132,6 +133,7 @@ func RunTrial(ctx context.Context, spec *trial.Spec, opt Options) error {
 func (t *trialRun) run(ctx context.Context) {
 	s := t.spec
 	setup := time.Now()
+	t.m.CPULoopsPerMs = calibrate()
 	if s.Swap.ZramMB > 0 {
 		desc, err := setupZram(s.Swap.ZramMB)
 		if err != nil {
@@ -167,7 +169,7 @@ func (t *trialRun) run(ctx context.Context) {
 	}
 
 	warm := time.Now()
-	sampler := startSampler(t.opt.Mount, t.sampledCgroups(), s.SampleEvery.D(), filepath.Join(t.tmp, trial.TimelineFile))
+	sampler := startSampler(t.opt.Mount, t.sampledCgroups(), s.SampleEvery.D(), filepath.Join(t.tmp, trial.TimelineFile), warm.Add(s.Warmup.D()))
 	neighbours := t.startNeighbours()
 	victims := t.startVictims(ctx)
 	// Every victim is prepared; the measured phase starts once the warmup
@@ -802,4 +804,17 @@ func socketArg(t *trialRun) string {
 		return ""
 	}
 	return t.daemonSocket()
+}
+
+// calibrate measures load.CPU iterations per millisecond in this guest
+// before anything else runs, so a reader can turn cpu_loops into time.
+func calibrate() int64 {
+	const n = 2_000_000
+	start := time.Now()
+	load.Sink += load.CPU(n)
+	el := time.Since(start)
+	if el <= 0 {
+		return 0
+	}
+	return int64(float64(n) / (float64(el) / float64(time.Millisecond)))
 }

@@ -70,6 +70,9 @@ func (f *Fetcher) Ensure(ctx context.Context, name string) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	if pin.Built() {
+		return f.ensureBuilt(ctx, pin)
+	}
 	key := pin.Key()
 	dir := filepath.Join(f.CacheDir, "kernels", fmt.Sprintf("%s-%s-%s", pin.Name, pin.Release, key[:12]))
 	unlock, err := lockFile(dir + ".lock")
@@ -110,51 +113,28 @@ func (f *Fetcher) Ensure(ctx context.Context, name string) (*Image, error) {
 
 func (f *Fetcher) populate(ctx context.Context, pin Pin, dir string) (marker, error) {
 	m := marker{Release: pin.Release}
-	if pin.Built() {
-		if f.Build == nil {
-			return m, errors.New("this kernel is built from source and no builder is configured")
-		}
-		deb, err := f.fetchDeb(ctx, pin, *pin.Source)
+	root := filepath.Join(dir, "root")
+	for _, p := range pin.Packages {
+		deb, err := f.fetchDeb(ctx, pin, p)
 		if err != nil {
 			return m, err
 		}
-		bz, vmlinux, err := f.Build(ctx, pin, deb, f.CacheDir, f.Progress)
-		if err != nil {
+		f.logf("kernel %s: unpacking %s", pin.Name, filepath.Base(deb))
+		if err := unpackDeb(ctx, deb, root); err != nil {
 			return m, err
 		}
-		if err := copyFile(bz, filepath.Join(dir, "bzImage")); err != nil {
-			return m, err
-		}
-		if vmlinux != "" {
-			if err := copyFile(vmlinux, filepath.Join(dir, "vmlinux")); err != nil {
-				return m, err
-			}
-			m.Vmlinux = "vmlinux"
-		}
-	} else {
-		root := filepath.Join(dir, "root")
-		for _, p := range pin.Packages {
-			deb, err := f.fetchDeb(ctx, pin, p)
-			if err != nil {
-				return m, err
-			}
-			f.logf("kernel %s: unpacking %s", pin.Name, filepath.Base(deb))
-			if err := unpackDeb(ctx, deb, root); err != nil {
-				return m, err
-			}
-		}
-		modDir := filepath.Join(root, "usr/lib/modules", pin.Release)
-		if err := os.Rename(filepath.Join(modDir, "vmlinuz"), filepath.Join(dir, "bzImage")); err != nil {
-			return m, fmt.Errorf("package set has no kernel image for release %s: %w", pin.Release, err)
-		}
-		mods, err := extractModules(modDir, pin.Modules, filepath.Join(dir, "modules"))
-		if err != nil {
-			return m, err
-		}
-		m.Modules = mods
-		if err := os.RemoveAll(root); err != nil {
-			return m, err
-		}
+	}
+	modDir := filepath.Join(root, "usr/lib/modules", pin.Release)
+	if err := os.Rename(filepath.Join(modDir, "vmlinuz"), filepath.Join(dir, "bzImage")); err != nil {
+		return m, fmt.Errorf("package set has no kernel image for release %s: %w", pin.Release, err)
+	}
+	mods, err := extractModules(modDir, pin.Modules, filepath.Join(dir, "modules"))
+	if err != nil {
+		return m, err
+	}
+	m.Modules = mods
+	if err := os.RemoveAll(root); err != nil {
+		return m, err
 	}
 	sum, err := fileSHA256(filepath.Join(dir, "bzImage"))
 	if err != nil {
@@ -162,6 +142,28 @@ func (f *Fetcher) populate(ctx context.Context, pin Pin, dir string) (marker, er
 	}
 	m.BzImageSHA256 = sum
 	return m, nil
+}
+
+// ensureBuilt hands a built kernel to the builder, which keeps its own
+// cache keyed by every input (source, patch contents, config fragment), so a
+// patch edit is never served a stale image.
+func (f *Fetcher) ensureBuilt(ctx context.Context, pin Pin) (*Image, error) {
+	if f.Build == nil {
+		return nil, fmt.Errorf("kernel %s is built from source and no builder is configured", pin.Name)
+	}
+	deb, err := f.fetchDeb(ctx, pin, *pin.Source)
+	if err != nil {
+		return nil, fmt.Errorf("kernel %s: %w", pin.Name, err)
+	}
+	bz, vmlinux, err := f.Build(ctx, pin, deb, f.CacheDir, f.Progress)
+	if err != nil {
+		return nil, fmt.Errorf("kernel %s: %w", pin.Name, err)
+	}
+	sum, err := fileSHA256(bz)
+	if err != nil {
+		return nil, err
+	}
+	return &Image{Name: pin.Name, Release: pin.Release, Key: sum, Dir: filepath.Dir(bz), BzImage: bz, Vmlinux: vmlinux}, nil
 }
 
 // fetchDeb returns a verified copy of p from debs/<sha256>.deb, downloading

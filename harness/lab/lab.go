@@ -160,7 +160,7 @@ func Setup(ctx context.Context, kernelName string, log io.Writer) (*Env, error) 
 	if err != nil {
 		return nil, err
 	}
-	f := &kernel.Fetcher{Pins: pins, CacheDir: cache, Progress: log, Build: builder}
+	f := &kernel.Fetcher{Pins: pins, CacheDir: cache, Progress: log, Build: builderFor(root)}
 	img, err := f.Ensure(ctx, kernelName)
 	if err != nil {
 		return nil, err
@@ -174,9 +174,8 @@ func Setup(ctx context.Context, kernelName string, log io.Writer) (*Env, error) 
 	return e, nil
 }
 
-// builder compiles kernels that are built from source; it is set by the
-// kernel build package when linked in (see build.go).
-var builder kernel.Builder
+// builderFor returns the compiler for kernels built from source (see build.go).
+var builderFor func(repoRoot string) kernel.Builder
 
 // RepoRoot finds the module root from the working directory upwards.
 func RepoRoot() (string, error) {

@@ -1,0 +1,5 @@
+package lab
+
+import "github.com/agentcgroup/agentcgroup/harness/kernelbuild"
+
+func init() { builderFor = kernelbuild.Builder }

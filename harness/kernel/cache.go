@@ -37,6 +37,9 @@ type Image struct {
 	Modules []string
 	// Vmlinux is the ELF image with BTF when we built the kernel ourselves.
 	Vmlinux string
+	// PVH is the uncompressed kernel with a PVH entry point, when it has
+	// one: qemu boots it directly, skipping in-guest decompression.
+	PVH string
 }
 
 // marker is written last into a cache entry; an entry without a valid one
@@ -47,6 +50,8 @@ type marker struct {
 	BzImageSHA256 string   `json:"bzimage_sha256"`
 	Modules       []string `json:"modules"`
 	Vmlinux       string   `json:"vmlinux,omitempty"`
+	PVH           string   `json:"pvh,omitempty"`
+	PVHSHA256     string   `json:"pvh_sha256,omitempty"`
 }
 
 const markerName = "complete.json"
@@ -141,6 +146,15 @@ func (f *Fetcher) populate(ctx context.Context, pin Pin, dir string) (marker, er
 		return m, err
 	}
 	m.BzImageSHA256 = sum
+	// A kernel without a PVH entry still boots as a bzImage.
+	if err := extractPVH(filepath.Join(dir, "bzImage"), filepath.Join(dir, "vmlinux.pvh")); err == nil {
+		m.PVH = "vmlinux.pvh"
+		if m.PVHSHA256, err = fileSHA256(filepath.Join(dir, m.PVH)); err != nil {
+			return m, err
+		}
+	} else {
+		f.logf("kernel %s: booting the bzImage (%v)", pin.Name, err)
+	}
 	return m, nil
 }
 
@@ -243,6 +257,13 @@ func loadEntry(dir string, pin Pin, key string) (*Image, error) {
 	}
 	if m.Vmlinux != "" {
 		img.Vmlinux = filepath.Join(dir, m.Vmlinux)
+	}
+	if m.PVH != "" {
+		img.PVH = filepath.Join(dir, m.PVH)
+		sum, err := fileSHA256(img.PVH)
+		if err != nil || sum != m.PVHSHA256 {
+			return nil, fmt.Errorf("%s does not match its marker (%v)", m.PVH, err)
+		}
 	}
 	return img, nil
 }

@@ -51,6 +51,9 @@ type Package struct {
 	SHA256  string `toml:"sha256"`
 }
 
+// entryLayout versions the cache entry layout (2: PVH kernel added).
+const entryLayout = 2
+
 // Built reports whether the kernel is compiled by us rather than unpacked.
 func (p Pin) Built() bool { return p.Source != nil }
 
@@ -130,11 +133,12 @@ func (p *Pins) Get(name string) (Pin, error) {
 // loaded gives a new cache entry.
 func (k Pin) Key() string {
 	b, err := json.Marshal(struct {
+		Layout        int // bump when the entry's layout changes
 		Name, Release string
 		Modules       []string
 		Packages      []Package
 		Source        *Package
-	}{k.Name, k.Release, k.Modules, k.Packages, k.Source})
+	}{entryLayout, k.Name, k.Release, k.Modules, k.Packages, k.Source})
 	if err != nil {
 		panic(err) // plain structs always marshal
 	}

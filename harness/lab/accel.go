@@ -61,7 +61,7 @@ func (e *Env) probeKVM(ctx context.Context) bool {
 	if err := writeInitrd(initrd, e.BaseImage, map[string][]byte{guest.JobPath: jobJSON}, nil); err != nil {
 		return false
 	}
-	res, err := vm.Run(ctx, vm.Config{Kernel: e.Kernel.BzImage, Initrd: initrd, MemMB: 512, CPUs: 1,
+	res, err := vm.Run(ctx, vm.Config{Kernel: e.bootImage(), Initrd: initrd, MemMB: 512, CPUs: 1,
 		Accel: "kvm", Timeout: 30 * time.Second, WorkDir: work})
 	return err == nil && res.ExitCode == 0
 }

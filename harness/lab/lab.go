@@ -101,7 +101,7 @@ func Exec(ctx context.Context, j Job) (*Result, error) {
 		return nil, err
 	}
 	vres, runErr := vm.Run(ctx, vm.Config{
-		Kernel: env.Kernel.BzImage, Initrd: initrd,
+		Kernel: env.bootImage(), Initrd: initrd,
 		MemMB: j.MemMB, CPUs: j.CPUs, Accel: accel,
 		Timeout: j.Timeout, Stdout: j.Stdout, WorkDir: work, Append: j.KernelArgs,
 	})
@@ -172,6 +172,15 @@ func Setup(ctx context.Context, kernelName string, log io.Writer) (*Env, error) 
 	e := &Env{Kernel: img, BaseImage: base, CacheDir: cache, Root: root}
 	envs[kernelName] = e
 	return e, nil
+}
+
+// bootImage prefers the PVH kernel (no in-guest decompression);
+// AGENTBENCH_BOOT=bzimage forces the compressed image, to compare.
+func (e *Env) bootImage() string {
+	if e.Kernel.PVH != "" && os.Getenv("AGENTBENCH_BOOT") != "bzimage" {
+		return e.Kernel.PVH
+	}
+	return e.Kernel.BzImage
 }
 
 // builderFor returns the compiler for kernels built from source (see build.go).

@@ -154,17 +154,30 @@ func provenance(b *bytes.Buffer, s *analysis.Summary) {
 func trials(b *bytes.Buffer, s *analysis.Summary) {
 	fmt.Fprintf(b, "## Trials\n\n%d planned, %d usable, %d failed, %d skipped, %d not run.\n\n",
 		s.Planned, len(s.Trials), len(s.Failed), len(s.Skipped), len(s.Missing))
-	for _, f := range s.Failed {
-		fmt.Fprintf(b, "- failed `%s`: %s\n", f.ID, oneLine(f.Reason))
-	}
-	for _, f := range s.Skipped {
-		fmt.Fprintf(b, "- skipped `%s`: %s\n", f.ID, oneLine(f.Reason))
-	}
+	notes(b, "failed", s.Failed)
+	notes(b, "skipped", s.Skipped)
 	if len(s.Missing) > 0 {
 		fmt.Fprintf(b, "- not run (interrupted; `agentbench eval --resume` finishes them): %s\n", strings.Join(s.Missing, ", "))
 	}
 	if len(s.Failed)+len(s.Skipped)+len(s.Missing) > 0 {
 		b.WriteString("\n")
+	}
+}
+
+// notes lists failed or skipped trials grouped by reason (with the trial
+// id taken out of the reason so identical causes group together).
+func notes(b *bytes.Buffer, what string, ns []analysis.TrialNote) {
+	var order []string
+	ids := map[string][]string{}
+	for _, n := range ns {
+		r := oneLine(strings.ReplaceAll(n.Reason, n.ID, "<id>"))
+		if _, ok := ids[r]; !ok {
+			order = append(order, r)
+		}
+		ids[r] = append(ids[r], "`"+n.ID+"`")
+	}
+	for _, r := range order {
+		fmt.Fprintf(b, "- %s %s: %s\n", what, strings.Join(ids[r], ", "), r)
 	}
 }
 

@@ -136,3 +136,21 @@ func TestReportLabelsUnavailable(t *testing.T) {
 		t.Errorf("unavailable configuration not labelled:\n%s", md)
 	}
 }
+
+// Failures with the same cause are listed once with every trial id.
+func TestReportGroupsFailures(t *testing.T) {
+	m := analysistest.Default()
+	m.Fail = map[string]bool{"joint.mem.r00": true, "joint.mem.r01": true}
+	dir, err := analysistest.WriteRun(t.TempDir(), 2, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := analysis.Analyze(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := string(report.Markdown(s, nil))
+	if !strings.Contains(md, "- failed `joint.mem.r00`, `joint.mem.r01`: synthetic failure\n") {
+		t.Errorf("failures not grouped:\n%s", md)
+	}
+}

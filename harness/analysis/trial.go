@@ -71,6 +71,11 @@ func fromRaw(r *trial.Raw) (*TrialResult, error) {
 		tr.Metrics[LatencyMetric(v.Name, "max_ms")] = float64(h.Max()) / 1000
 		tr.Metrics[LatencyMetric(v.Name, "count")] = float64(h.TotalCount())
 		tr.Metrics[LatencyMetric(v.Name, "failed")] = float64(v.Failed)
+		if v.Nominal > 0 {
+			// A replayed trace: how much longer the session took than its
+			// recorded (compressed) duration.
+			tr.Metrics[LatencyMetric(v.Name, "stretch")] = float64(v.Elapsed) / float64(v.Nominal)
+		}
 	}
 
 	wall := r.After.Time.Sub(r.Before.Time).Seconds()

@@ -66,6 +66,9 @@ func TestAnalyzeSynthetic(t *testing.T) {
 	if r := s.Row("baseline", "cpu", "neighbour.throttled_ms"); r == nil || r.Est.Mean != 5 {
 		t.Errorf("throttled = %+v", r)
 	}
+	if r := s.Row("joint", "cpu", "chat.stretch"); r == nil || r.Est.Mean != 1.25 {
+		t.Errorf("elapsed over nominal = %+v, want 5s/4s", r)
+	}
 	if s.Representative == nil || s.Representative.Config != "joint" || s.Representative.Neighbour != "mem" {
 		t.Errorf("representative = %+v", s.Representative)
 	}

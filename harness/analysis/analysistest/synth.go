@@ -177,8 +177,9 @@ func WriteTrial(dir string, t plan.Trial, m Model, start time.Time) error {
 	vcg := trial.StepPath("victim", "chat")
 	cgs := []string{trial.SessionPath("victim"), vcg}
 	man := trial.Manifest{Version: trial.ManifestVer, Spec: sp, Kernel: "7.3.4", Started: start, Finished: start.Add(5 * time.Second),
-		Victims: []trial.WorkloadResult{{Name: "chat", Kind: trial.VictimInteractive, Cgroup: vcg, Histogram: trial.HistogramPath("chat"), Count: count}},
-		OK:      true}
+		Victims: []trial.WorkloadResult{{Name: "chat", Kind: trial.VictimInteractive, Cgroup: vcg, Histogram: trial.HistogramPath("chat"), Count: count,
+			Elapsed: trial.Duration(5 * time.Second), Nominal: trial.Duration(4 * time.Second)}},
+		OK: true}
 	for _, n := range sp.Neighbours {
 		cg := trial.StepPath(n.Session, n.Step)
 		man.Neighbours = append(man.Neighbours, trial.WorkloadResult{Name: n.Name, Kind: n.Kind, Cgroup: cg, Count: 1})

@@ -106,6 +106,9 @@ func (c Cgroup) RemoveAll(ctx context.Context, kill bool) error {
 	}
 	kids, err := c.Children()
 	if err != nil {
+		if !c.Exists() {
+			return nil // removed by someone else meanwhile
+		}
 		return err
 	}
 	for _, k := range kids {

@@ -48,6 +48,9 @@ type step struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 	done     chan struct{}
+
+	removeOnce sync.Once
+	removeErr  error
 }
 
 func key(sid, tid string) string { return sid + "/" + tid }
@@ -230,15 +233,18 @@ func (s *step) loop() {
 	t := time.NewTicker(s.d.tick())
 	defer t.Stop()
 	for {
+		var why string
 		select {
 		case <-s.stop:
 			return
 		case <-s.d.ctx.Done():
 			return
 		case <-s.wake:
+			why = "kernel notification"
 		case <-t.C:
+			why = "tick"
 		}
-		if gone := s.evaluate(); gone {
+		if gone := s.evaluate(why); gone {
 			return
 		}
 	}
@@ -246,11 +252,10 @@ func (s *step) loop() {
 
 // evaluate observes the step once, advances its state machine and carries
 // out the resulting action. It returns true when the step has ended.
-func (s *step) evaluate() bool {
+func (s *step) evaluate(woken string) bool {
 	d := s.d
 	mon := d.monitorOnly()
 	others := d.othersPSI(s)
-	now := mono()
 
 	ev, err := s.cg.FlatKeyed("memory.events")
 	if err != nil {
@@ -269,6 +274,9 @@ func (s *step) evaluate() bool {
 	var score uint32
 	var onset uint64
 	sp, on, ok := d.pressure(s.id)
+	// The decision time: after every input was read, so a kernel onset
+	// read above is never later than the logged action.
+	now := mono()
 	if ok {
 		score, onset = mempressure.Score(sp, uint64(now)), on
 		// A task sleeping off a long penalty leaves the entry stale while
@@ -285,7 +293,8 @@ func (s *step) evaluate() bool {
 	if tr != nil {
 		e := eventlog.Event{Kind: "transition", Session: s.sid, Step: s.tid, CgroupID: s.id,
 			From: tr.From.String(), To: tr.To.String(), Action: string(tr.Action), Cause: tr.Cause,
-			DryRun: mon && tr.Action != escalate.None, ThrashScore: score, MemoryEvents: ev, MonoNS: uint64(now)}
+			DryRun: mon && tr.Action != escalate.None, ThrashScore: score, MemoryEvents: ev, MonoNS: uint64(now),
+			Detail: "woken by " + woken}
 		if onset != 0 && onset <= uint64(now) && uint64(now)-onset < uint64(10*time.Second) {
 			e.OnsetMonoNS, e.ReactionNS = onset, int64(uint64(now)-onset)
 		}
@@ -410,7 +419,14 @@ func (d *Daemon) othersPSI(self *step) float64 {
 
 // removeStep stops the step's controller, kills what is left in it and
 // removes its cgroup and map entries.
+// Concurrent callers (the client's delete and the daemon noticing the
+// step's processes exited) share one removal and its result.
 func (d *Daemon) removeStep(s *step, why string) error {
+	s.removeOnce.Do(func() { s.removeErr = d.doRemoveStep(s, why) })
+	return s.removeErr
+}
+
+func (d *Daemon) doRemoveStep(s *step, why string) error {
 	d.mu.Lock()
 	if d.steps[key(s.sid, s.tid)] == s {
 		delete(d.steps, key(s.sid, s.tid))

@@ -33,6 +33,9 @@ func BenchmarkVersusDefault(b *testing.B) {
 			b.Fatal(err)
 		}
 		ext := benchRound(b, root, "flatcg"+strconv.Itoa(r))
+		if c, err := s.Counters(); err == nil {
+			b.Logf("round %d flatcg counters: %+v", r, c)
+		}
 		if ei, done, _ := s.Exited(); done {
 			b.Fatalf("scheduler exited during the benchmark: %v", ei)
 		}

@@ -58,6 +58,8 @@ u32 slot_hwm;           /* slots [0, slot_hwm) may be in use */
 u32 root_slot = FCG_NO_SLOT;
 u64 cvtime_now;         /* cgroup vtime of the latest dispatch */
 u32 test_error_trigger; /* tests set this to force a scheduler error */
+/* scheduler-wide event counters, read by the loader */
+u64 nr_wake_prev, nr_wake_other, nr_direct, nr_dispatched, nr_kept;
 struct fcg_exit_info exit_info;
 
 struct fcg_task {
@@ -404,6 +406,10 @@ s32 fcg_select_cpu(unsigned long long *ctx)
 	s32 cpu;
 
 	cpu = scx_bpf_select_cpu_dfl(p, prev_cpu, wake_flags, &idle);
+	if (cpu == prev_cpu)
+		__sync_fetch_and_add(&nr_wake_prev, 1);
+	else
+		__sync_fetch_and_add(&nr_wake_other, 1);
 	if (!t)
 		return cpu;
 	t->wake_idle = idle;
@@ -427,6 +433,7 @@ s32 fcg_select_cpu(unsigned long long *ctx)
 					task_slice(c, pol, thrash_penalized(cgid, pol, bpf_ktime_get_ns())), 0);
 		__sync_fetch_and_add(&c->stats.enqueues, 1);
 		t->wake_idle = 0; /* ops.enqueue will not run for this wakeup */
+		__sync_fetch_and_add(&nr_direct, 1);
 		scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
 	}
 	return cpu;
@@ -610,6 +617,7 @@ static bool keep_prev(struct task_struct *prev, u32 best)
 	penal = thrash_penalized(cgid, pol, now);
 	prev->scx.slice = task_slice(c, pol, penal);
 	note_dispatch(t->slot);
+	__sync_fetch_and_add(&nr_kept, 1);
 	return true;
 }
 
@@ -636,6 +644,7 @@ int fcg_dispatch(unsigned long long *ctx)
 	if (slot == FCG_NO_SLOT)
 		return 0;
 	if (move_first_to_local(slot, cpu)) {
+		__sync_fetch_and_add(&nr_dispatched, 1);
 		note_dispatch(slot);
 		return 0;
 	}

@@ -403,3 +403,29 @@ func State() (string, error) {
 	}
 	return strings.TrimSpace(string(b)), nil
 }
+
+// Counters are scheduler-wide event counts since load.
+type Counters struct {
+	WakePrev, WakeOther uint64 // wakeups placed on the previous / another CPU
+	Direct              uint64 // wakeups run directly on an idle remote CPU
+	Dispatched          uint64 // tasks moved from a cgroup DSQ by ops.dispatch
+	KeptPrev            uint64 // dispatches that kept the running task
+}
+
+// Counters reads the scheduler-wide counters.
+func (s *Scheduler) Counters() (Counters, error) {
+	var c Counters
+	for _, v := range []struct {
+		dst *uint64
+		src interface{ Get(any) error }
+	}{
+		{&c.WakePrev, s.objs.NrWakePrev}, {&c.WakeOther, s.objs.NrWakeOther},
+		{&c.Direct, s.objs.NrDirect}, {&c.Dispatched, s.objs.NrDispatched},
+		{&c.KeptPrev, s.objs.NrKept},
+	} {
+		if err := v.src.Get(v.dst); err != nil {
+			return c, fmt.Errorf("flatcg: read counters: %w", err)
+		}
+	}
+	return c, nil
+}

@@ -112,6 +112,11 @@ const (
 	flatcgVarCvtimeNow              = "cvtime_now"
 	flatcgVarExitInfo               = "exit_info"
 	flatcgVarMinSliceNs             = "min_slice_ns"
+	flatcgVarNrDirect               = "nr_direct"
+	flatcgVarNrDispatched           = "nr_dispatched"
+	flatcgVarNrKept                 = "nr_kept"
+	flatcgVarNrWakeOther            = "nr_wake_other"
+	flatcgVarNrWakePrev             = "nr_wake_prev"
 	flatcgVarRootSlot               = "root_slot"
 	flatcgVarShortSliceNs           = "short_slice_ns"
 	flatcgVarSliceNs                = "slice_ns"
@@ -204,6 +209,11 @@ type flatcgVariableSpecs struct {
 	CvtimeNow        *ebpf.VariableSpec `ebpf:"cvtime_now"`
 	ExitInfo         *ebpf.VariableSpec `ebpf:"exit_info"`
 	MinSliceNs       *ebpf.VariableSpec `ebpf:"min_slice_ns"`
+	NrDirect         *ebpf.VariableSpec `ebpf:"nr_direct"`
+	NrDispatched     *ebpf.VariableSpec `ebpf:"nr_dispatched"`
+	NrKept           *ebpf.VariableSpec `ebpf:"nr_kept"`
+	NrWakeOther      *ebpf.VariableSpec `ebpf:"nr_wake_other"`
+	NrWakePrev       *ebpf.VariableSpec `ebpf:"nr_wake_prev"`
 	RootSlot         *ebpf.VariableSpec `ebpf:"root_slot"`
 	ShortSliceNs     *ebpf.VariableSpec `ebpf:"short_slice_ns"`
 	SliceNs          *ebpf.VariableSpec `ebpf:"slice_ns"`
@@ -264,6 +274,11 @@ type flatcgVariables struct {
 	CvtimeNow        *ebpf.Variable `ebpf:"cvtime_now"`
 	ExitInfo         *ebpf.Variable `ebpf:"exit_info"`
 	MinSliceNs       *ebpf.Variable `ebpf:"min_slice_ns"`
+	NrDirect         *ebpf.Variable `ebpf:"nr_direct"`
+	NrDispatched     *ebpf.Variable `ebpf:"nr_dispatched"`
+	NrKept           *ebpf.Variable `ebpf:"nr_kept"`
+	NrWakeOther      *ebpf.Variable `ebpf:"nr_wake_other"`
+	NrWakePrev       *ebpf.Variable `ebpf:"nr_wake_prev"`
 	RootSlot         *ebpf.Variable `ebpf:"root_slot"`
 	ShortSliceNs     *ebpf.Variable `ebpf:"short_slice_ns"`
 	SliceNs          *ebpf.Variable `ebpf:"slice_ns"`

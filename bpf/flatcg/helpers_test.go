@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -68,7 +69,9 @@ func sleeper() {
 	d := time.Duration(period) * time.Microsecond
 	ts := unix.NsecToTimespec(d.Nanoseconds())
 	lat := make([]int64, 0, count)
+	moved := 0
 	for i := 0; i < count; i++ {
+		before := curCPU()
 		t0 := MonotonicNow()
 		for {
 			if err := unix.Nanosleep(&ts, nil); err != unix.EINTR {
@@ -76,7 +79,11 @@ func sleeper() {
 			}
 		}
 		lat = append(lat, int64(MonotonicNow()-t0)-d.Nanoseconds())
+		if curCPU() != before {
+			moved++
+		}
 	}
+	fmt.Fprintf(os.Stderr, "sleeper: %d of %d wakeups ran on another CPU\n", moved, count)
 	json.NewEncoder(os.Stdout).Encode(lat)
 	os.Exit(0)
 }
@@ -152,6 +159,12 @@ func pingpong() {
 	}
 	fmt.Println(trips)
 	os.Exit(0)
+}
+
+func curCPU() int {
+	var cpu uint32
+	unix.Syscall(unix.SYS_GETCPU, uintptr(unsafe.Pointer(&cpu)), 0, 0)
+	return int(cpu)
 }
 
 // cgroupRoot is where test cgroups go; the guest mounts cgroup2 here.

@@ -97,7 +97,7 @@ func (c *Config) withDefaults() (Config, error) {
 	case out.Boost < 0 || out.Boost > time.Second:
 		return out, fmt.Errorf("flatcg: boost %v out of range: use 0..1s", out.Boost)
 	case out.ThrashThreshold > 1000:
-		return out, fmt.Errorf("flatcg: thrash threshold %d out of range: thrash_score is 0..1000", out.ThrashThreshold)
+		return out, fmt.Errorf("flatcg: thrash threshold %d out of range: use 0..1000 (the thrash_score scale)", out.ThrashThreshold)
 	case out.ThrashPenaltyQ8 > 256:
 		return out, fmt.Errorf("flatcg: thrash penalty %d/256 would raise the weight: use 1..256", out.ThrashPenaltyQ8)
 	case out.BandwidthTick < time.Millisecond || out.BandwidthTick > 100*time.Millisecond:

@@ -1,0 +1,105 @@
+package flatcg
+
+import (
+	"encoding/binary"
+	"strings"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf/btf"
+)
+
+// Host-side tests: no kernel needed.
+
+func TestConfigDefaultsAndValidation(t *testing.T) {
+	c, err := (&Config{}).withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Slice != 20*time.Millisecond || c.ThrashThreshold != 500 || c.ThrashPenaltyQ8 != 64 || c.Watchdog != 5*time.Second {
+		t.Errorf("unexpected defaults %+v", c)
+	}
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{ThrashThreshold: 1001}, "thrash threshold"},
+		{Config{ThrashPenaltyQ8: 300}, "would raise the weight"},
+		{Config{Slice: time.Microsecond}, "slice"},
+		{Config{Slice: 2 * time.Millisecond, ShortSlice: 5 * time.Millisecond}, "short slice"},
+		{Config{Watchdog: time.Minute}, "watchdog"},
+		{Config{BandwidthTick: time.Second}, "bandwidth tick"},
+	} {
+		_, err := tc.cfg.withDefaults()
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "use") {
+			t.Errorf("%+v: error %v, want one naming %q and the valid range", tc.cfg, err, tc.want)
+		}
+	}
+}
+
+// The generated Go types must have the sizes the BPF object's BTF says:
+// stale bindings after a header change fail here, not in the kernel.
+func TestGeneratedLayoutsMatchObject(t *testing.T) {
+	spec, err := loadFlatcg()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, goSize := range map[string]uintptr{
+		"fcg_cgroup":    unsafe.Sizeof(flatcgFcgCgroup{}),
+		"fcg_stats":     unsafe.Sizeof(flatcgFcgStats{}),
+		"fcg_exit_info": unsafe.Sizeof(flatcgFcgExitInfo{}),
+		"step_policy":   unsafe.Sizeof(StepPolicy{}),
+		"step_pressure": unsafe.Sizeof(StepPressure{}),
+	} {
+		var st *btf.Struct
+		if err := spec.Types.TypeByName(name, &st); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if uintptr(st.Size) != goSize {
+			t.Errorf("struct %s: BTF size %d, Go size %d: run make generate", name, st.Size, goSize)
+		}
+	}
+	if got := spec.Maps["cgroups"].ValueSize; uintptr(got) != unsafe.Sizeof(flatcgFcgCgroup{}) {
+		t.Errorf("cgroups map value size %d", got)
+	}
+}
+
+func TestPatchOpsWritesFlagsAndTimeout(t *testing.T) {
+	spec, err := loadFlatcg()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := spec.Maps["agent_flatcg"]
+	if err := patchOps(ms, map[string]uint64{"flags": opsEnqLast | opsSwitchPartial, "timeout_ms": 1234}); err != nil {
+		t.Fatal(err)
+	}
+	data := ms.Contents[0].Value.([]byte)
+	st := ms.Value.(*btf.Struct)
+	got := map[string]uint64{}
+	for _, m := range st.Members {
+		switch m.Name {
+		case "flags":
+			got[m.Name] = binary.NativeEndian.Uint64(data[m.Offset.Bytes():])
+		case "timeout_ms":
+			got[m.Name] = uint64(binary.NativeEndian.Uint32(data[m.Offset.Bytes():]))
+		}
+	}
+	if got["flags"] != opsEnqLast|opsSwitchPartial || got["timeout_ms"] != 1234 {
+		t.Errorf("patched values %v", got)
+	}
+	if err := patchOps(ms, map[string]uint64{"no_such_member": 1}); err == nil {
+		t.Error("patching an unknown member succeeded")
+	}
+}
+
+func TestExitInfoNames(t *testing.T) {
+	for kind, want := range map[int32]string{1024: "error", 1025: "error (BPF)", 64: "unregistered", 7: "kind 7"} {
+		if got := (ExitInfo{Kind: kind}).KindName(); got != want {
+			t.Errorf("kind %d: %q, want %q", kind, got, want)
+		}
+	}
+	if got := cString([]int8{'a', 'b', 0, 'c'}); got != "ab" {
+		t.Errorf("cString = %q", got)
+	}
+}

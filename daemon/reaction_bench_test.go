@@ -2,11 +2,11 @@ package daemon
 
 import (
 	"bufio"
-	"errors"
 	"context"
-	"io"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strconv"
@@ -22,12 +22,12 @@ import (
 // reactionSample is one memory.high breach and when each path noticed it,
 // all on CLOCK_MONOTONIC.
 type reactionSample struct {
-	T0       uint64 `json:"t0_ns"`        // workload starts the over-high allocation
-	Breach   uint64 `json:"breach_ns"`    // estimated crossing: t0 + margin at the prefill's fault rate
-	Onset    uint64 `json:"onset_ns"`     // probe: first throttle of the episode (in kernel)
-	Daemon   uint64 `json:"daemon_ns"`    // daemon: RUNNING -> THROTTLED logged
-	Cause    string `json:"cause"`        // the input that crossed the threshold
-	Woken    string `json:"woken_by"`     // what woke the daemon: kernel notification or tick
+	T0       uint64 `json:"t0_ns"`     // workload starts the over-high allocation
+	Breach   uint64 `json:"breach_ns"` // estimated crossing: t0 + margin at the prefill's fault rate
+	Onset    uint64 `json:"onset_ns"`  // probe: first throttle of the episode (in kernel)
+	Daemon   uint64 `json:"daemon_ns"` // daemon: RUNNING -> THROTTLED logged
+	Cause    string `json:"cause"`     // the input that crossed the threshold
+	Woken    string `json:"woken_by"`  // what woke the daemon: kernel notification or tick
 	NsPerMiB uint64 `json:"ns_per_mib"`
 }
 
@@ -194,8 +194,8 @@ func oneReaction(c *api.Client, logPath, tid string, margin int) (reactionSample
 		for ls.Scan() {
 			var ev struct {
 				Kind, Step, From, To, Cause, Detail string
-				MonoNS                      uint64 `json:"mono_ns"`
-				Onset                       uint64 `json:"onset_mono_ns"`
+				MonoNS                              uint64 `json:"mono_ns"`
+				Onset                               uint64 `json:"onset_mono_ns"`
 			}
 			if json.Unmarshal(ls.Bytes(), &ev) == nil && ev.Step == tid && ev.From == "RUNNING" && ev.To == "THROTTLED" {
 				s.Daemon, s.Cause, s.Woken = ev.MonoNS, strings.SplitN(ev.Cause, " ", 2)[0], strings.TrimPrefix(ev.Detail, "woken by ")

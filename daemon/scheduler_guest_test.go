@@ -10,6 +10,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/agentcgroup/agentcgroup/bpf/flatcg"
+	"github.com/agentcgroup/agentcgroup/bpf/mempressure"
 	"github.com/agentcgroup/agentcgroup/daemon/api"
 	"github.com/agentcgroup/agentcgroup/daemon/memhog"
 )
@@ -62,14 +63,18 @@ max = "400M"
 	defer func() { blowCmd.Process.Kill(); blowCmd.Wait() }()
 
 	var pen uint64
-	waitFor(t, 90*time.Second, "a thrash penalty on the blowup step", func() bool {
-		st, err := sched.CgroupStatsOf(blow.CgroupID)
-		if err != nil {
-			return false
+	for end := time.Now().Add(90 * time.Second); pen == 0; time.Sleep(20 * time.Millisecond) {
+		if st, err := sched.CgroupStatsOf(blow.CgroupID); err == nil {
+			pen = st.Penalties
 		}
-		pen = st.Penalties
-		return pen > 0
-	})
+		if time.Now().After(end) {
+			state, _ := flatcg.State()
+			ex, exited, _ := sched.Exited()
+			sp, ok, _ := mempressure.Lookup(d.pressureMap, blow.CgroupID)
+			t.Fatalf("no thrash penalty on the blowup step within 90s; sched_ext state %q (exited %v: %v); pressure entry %v %+v",
+				state, exited, ex, ok, sp)
+		}
+	}
 	vs, err := sched.CgroupStatsOf(victim.CgroupID)
 	if err != nil {
 		t.Fatal(err)

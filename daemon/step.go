@@ -298,11 +298,6 @@ func (s *step) evaluate(woken string) bool {
 		if onset != 0 && onset <= uint64(now) && uint64(now)-onset < uint64(10*time.Second) {
 			e.OnsetMonoNS, e.ReactionNS = onset, int64(uint64(now)-onset)
 		}
-		if !mon {
-			if err := s.act(tr.Action); err != nil {
-				e.Error = err.Error()
-			}
-		}
 		events = append(events, e)
 		if tr.From == escalate.Running && tr.To == escalate.Throttled && e.ReactionNS > 0 {
 			d.metrics.reaction.Observe(time.Duration(e.ReactionNS).Seconds())
@@ -319,6 +314,13 @@ func (s *step) evaluate(woken string) bool {
 		s.everPopulated = true
 	}
 	s.mu.Unlock()
+	// Freezing waits for the kernel (a task in a penalty sleep freezes only
+	// when it wakes), so act without holding the step's lock.
+	if tr != nil && !mon && tr.Action != escalate.None {
+		if err := s.act(tr.Action); err != nil {
+			events[0].Error = err.Error()
+		}
+	}
 	for _, e := range events {
 		d.log.Emit(e)
 	}
@@ -342,7 +344,8 @@ func (s *step) act(a escalate.Action) error {
 	case escalate.Thaw:
 		return s.cg.Unfreeze(ctx)
 	case escalate.Kill:
-		// A frozen step is thawed first so its tasks can run their exit path promptly.
+		// cgroup.kill reaches frozen tasks too; clearing cgroup.freeze
+		// afterwards keeps a later reuse of the directory from starting frozen.
 		if err := s.cg.Kill(); err != nil {
 			return err
 		}

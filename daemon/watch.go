@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -102,7 +103,7 @@ func (w *watcher) readLoop() {
 		}
 		w.mu.Lock()
 		for off := 0; off+unix.SizeofInotifyEvent <= n; {
-			ev := (*unix.InotifyEvent)(unsafePointer(&buf[off]))
+			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
 			if s, ok := w.wds[int(ev.Wd)]; ok {
 				s.kick()
 			}

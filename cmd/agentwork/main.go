@@ -25,7 +25,7 @@ var commands = map[string]command{
 	"tool_burst":    {summary: "victim: compile/test-like bursts of child processes", run: cmdToolBurst},
 	"trace":         {summary: "victim: replay a converted agent trace", run: cmdTrace},
 	"cpu_spin":      {summary: "neighbour: N busy threads", run: cmdCPUSpin},
-	"fork_storm":    {summary: "neighbour: fork/exec/exit children at a rate", run: cmdForkStorm},
+	"fork_storm":    {summary: "neighbour: fork/exit children at a rate, bounded by pids.max", run: cmdForkStorm},
 	"memory_blowup": {summary: "neighbour: allocate and touch memory up to a target", run: cmdMemoryBlowup},
 	"trace-convert": {summary: "convert a recorded task dir (tool_calls.json, resources.json) to a trace JSON", run: cmdTraceConvert},
 	"traces":        {summary: "list embedded traces", run: cmdTraces},

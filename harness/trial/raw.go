@@ -121,8 +121,8 @@ type Snapshot struct {
 // SnapshotFiles are the interface files captured per cgroup.
 var SnapshotFiles = []string{
 	"memory.events", "memory.events.local", "memory.stat", "memory.current",
-	"memory.peak", "memory.swap.current", "memory.pressure", "cpu.stat", "cpu.pressure",
-	"pids.current", "pids.events",
+	"memory.peak", "memory.swap.current", "memory.swap.events", "memory.pressure",
+	"cpu.stat", "cpu.pressure", "io.pressure", "pids.current", "pids.events",
 }
 
 // Sample is one timeline row for one cgroup.

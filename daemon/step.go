@@ -366,7 +366,7 @@ func (s *step) burst(tr *escalate.Transition, now time.Duration, mon bool) []eve
 	switch {
 	case tr != nil && tr.From == escalate.Running && tr.To == escalate.Throttled && !s.burstUsed && !s.burstOn:
 		s.burstUsed, s.burstOn, s.burstUntil = true, true, now+mem.BurstDuration.D()
-		e := eventlog.Event{Kind: "burst_start", Session: s.sid, Step: s.tid, CgroupID: s.id,
+		e := eventlog.Event{Kind: "burst_start", Session: s.sid, Step: s.tid, CgroupID: s.id, MonoNS: uint64(now),
 			Detail: fmt.Sprintf("memory.high %d -> %d for %v", base, base+uint64(mem.BurstCredit), mem.BurstDuration.D())}
 		if err := s.cg.WriteLimit("memory.high", base+uint64(mem.BurstCredit)); err != nil {
 			e.Error = err.Error()
@@ -374,7 +374,7 @@ func (s *step) burst(tr *escalate.Transition, now time.Duration, mon bool) []eve
 		return []eventlog.Event{e}
 	case s.burstOn && (now >= s.burstUntil || s.m.State == escalate.Killed):
 		s.burstOn = false
-		e := eventlog.Event{Kind: "burst_end", Session: s.sid, Step: s.tid, CgroupID: s.id,
+		e := eventlog.Event{Kind: "burst_end", Session: s.sid, Step: s.tid, CgroupID: s.id, MonoNS: uint64(now),
 			Detail: fmt.Sprintf("memory.high back to %d", base)}
 		if err := s.cg.WriteLimit("memory.high", base); err != nil {
 			e.Error = err.Error()

@@ -1,11 +1,14 @@
 # AgentCgroup. See README.md for the two commands most people need.
 SHELL := /bin/sh
 GO ?= go
+# Every binary runs in a libc-free guest, and tests ship themselves into it.
 export CGO_ENABLED := 0
 SCENARIO ?= smoke
+RUN ?=
 AGENTBENCH := $(GO) run ./cmd/agentbench
 
-.PHONY: all build setup setup-bpf kernels test test-unit eval figures nightly generate bench-vm kernel-patched clean-cache
+.PHONY: all build setup setup-bpf kernels kernel-patched test test-unit eval figures nightly \
+	generate bench bench-vm
 
 all: build
 
@@ -24,9 +27,16 @@ setup-bpf:
 kernels: setup
 	$(AGENTBENCH) kernel fetch
 
+# Our memcg_bpf_ops kernel; a cold build takes several minutes, then it is cached.
+kernel-patched: setup
+	scripts/setup-host.sh --kernel
+	$(AGENTBENCH) kernel fetch patched
+
+# Unit tests and VM tests. -p 1: guests that measure timing must not share
+# the host's cores with each other.
 test: setup kernels
 	$(GO) vet ./...
-	$(GO) test -p 1 -timeout 80m ./...
+	$(GO) test -p 1 -timeout 85m ./...
 
 test-unit:
 	$(GO) test -short ./...
@@ -34,9 +44,26 @@ test-unit:
 eval: setup kernels
 	$(AGENTBENCH) eval scenarios/$(SCENARIO).toml
 
+# Regenerate report.md, summary.csv and figures/ from a run's raw data.
+figures:
+	@test -n "$(RUN)" || { echo "usage: make figures RUN=results/<dir>" >&2; exit 2; }
+	$(AGENTBENCH) figures $(RUN)
+
+# Short scenario compared against the committed reference run; fails on a
+# significant p99 regression.
+nightly: setup kernels
+	rm -rf results/.nightly
+	$(AGENTBENCH) eval --results results/.nightly scenarios/nightly.toml
+	$(AGENTBENCH) compare results/reference results/.nightly/*
+
+# Rebuild BPF objects and bindings from C (clang-19, bpftool; vmlinux.h
+# comes from the pinned kernels' BTF).
+generate: setup-bpf
+	$(GO) generate ./bpf/...
+
 bench-vm: setup kernels
 	$(GO) test -run '^$$' -bench BenchmarkBootToCommand -benchtime 5x ./harness/lab/
 
-# Rebuild BPF objects and bindings from C (needs clang-19, bpftool).
-generate: setup-bpf
-	$(GO) generate ./bpf/...
+# Every benchmark once (VM benchmarks boot one guest each).
+bench: setup kernels
+	$(GO) test -p 1 -run '^$$' -bench . -benchtime 1x ./...

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -44,10 +45,17 @@ func TestMain(m *testing.M) {
 
 var spinSink uint64
 
+// spin keeps n threads busy forever and prints "ready" once all n spin:
+// a goroutine that never yields only starts when it has a thread of its
+// own, so n started goroutines mean n busy threads.
 func spin(n int) {
 	runtime.GOMAXPROCS(n)
+	var started atomic.Int32
 	for i := 0; i < n; i++ {
 		go func() {
+			if started.Add(1) == int32(n) {
+				fmt.Println("ready")
+			}
 			x := uint64(i)
 			for {
 				x = x*6364136223846793005 + 1442695040888963407
@@ -237,13 +245,35 @@ func startIn(t testing.TB, dir, helper string, env ...string) *exec.Cmd {
 	return cmd
 }
 
+// startSpinner starts a spinner with threads busy threads in dir and waits
+// until all of them spin (process start-up under TCG can take seconds).
 func startSpinner(t testing.TB, dir string, threads int) *exec.Cmd {
 	t.Helper()
 	cmd := startIn(t, dir, "spin", "FLATCG_THREADS="+strconv.Itoa(threads))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start spinner in %s: %v", dir, err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	ready := make(chan error, 1)
+	go func() {
+		line, err := bufio.NewReader(out).ReadString('\n')
+		if err == nil && line != "ready\n" {
+			err = fmt.Errorf("unexpected output %q", line)
+		}
+		ready <- err
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			t.Fatalf("spinner in %s: %v", dir, err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("spinner in %s not spinning after 2 minutes", dir)
+	}
 	return cmd
 }
 
@@ -281,6 +311,29 @@ func measureUsage(t testing.TB, window time.Duration, dirs ...string) []time.Dur
 	out := make([]time.Duration, len(dirs))
 	for i, d := range dirs {
 		out[i] = cpuUsage(t, d) - before[i]
+	}
+	return out
+}
+
+// medianShares measures n consecutive windows and returns, per cgroup, the
+// median over the windows of its share of the cgroups' total CPU time. The
+// median keeps a burst of host load (the guest runs under TCG on a shared
+// host, which moves even the fair scheduler's ratios by 10-15% in a single
+// window) from deciding the result.
+func medianShares(t testing.TB, n int, window time.Duration, dirs ...string) []float64 {
+	t.Helper()
+	per := make([][]float64, len(dirs))
+	for w := 0; w < n; w++ {
+		sh := shares(measureUsage(t, window, dirs...))
+		for i := range dirs {
+			per[i] = append(per[i], sh[i])
+		}
+	}
+	out := make([]float64, len(dirs))
+	for i, v := range per {
+		sort.Float64s(v)
+		out[i] = v[len(v)/2]
+		t.Logf("%s shares per window: %.3f", filepath.Base(dirs[i]), v)
 	}
 	return out
 }

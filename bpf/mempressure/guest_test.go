@@ -122,7 +122,7 @@ func TestGuestProbeRecordsThrottle(t *testing.T) {
 	var seen StepPressure
 	var seenOK bool
 	var onset, t0, t1 uint64
-	burst(t, reg, "mode=burst,prefill=edge-2M,burst=16M,hold=100ms", func(a, b uint64) {
+	burst(t, reg, "mode=burst,prefill=edge-2M,burst=4M,hold=100ms", func(a, b uint64) {
 		// Read before anything else: this is the state at the moment the
 		// workload got control back.
 		seen, seenOK, _ = Lookup(p.PressureMap(), regID)
@@ -154,7 +154,7 @@ func TestGuestProbeRecordsThrottle(t *testing.T) {
 		t.Fatal("memory.events high stayed 0: the workload never went over memory.high")
 	}
 
-	burst(t, unreg, "mode=burst,prefill=12M,burst=24M,hold=10ms", func(uint64, uint64) {})
+	burst(t, unreg, "mode=burst,prefill=edge-2M,burst=4M,hold=10ms", func(uint64, uint64) {})
 	if _, ok, _ := Lookup(p.PressureMap(), unregID); ok {
 		t.Fatal("an unregistered cgroup got an entry without track_all")
 	}
@@ -177,7 +177,7 @@ func TestGuestTrackAll(t *testing.T) {
 	cg := mkCgroup(t, "mp-any", 16<<20)
 	defer cg.Remove()
 	id, _ := cg.ID()
-	burst(t, cg, "mode=burst,prefill=12M,burst=24M,hold=10ms", func(uint64, uint64) {})
+	burst(t, cg, "mode=burst,prefill=edge-2M,burst=4M,hold=10ms", func(uint64, uint64) {})
 	if sp, ok, _ := Lookup(p.PressureMap(), id); !ok || sp.TotalEvents == 0 {
 		t.Fatalf("track_all did not record: %+v %v", sp, ok)
 	}

@@ -6,9 +6,8 @@
 // Spec (comma-separated key=value):
 //
 //	mode=burst  prefill=N burst=N hold=D   touch prefill (N, or "edge-M": fill the
-//	                                      cgroup to M below its memory.high), print "t0 <ns>", fault in
-//	                                      burst with one madvise(MADV_POPULATE_WRITE),
-//	                                      print "t1 <ns>", sleep hold
+//	                                      cgroup to M below its memory.high), print "t0 <ns>",
+//	                                      touch burst page by page, print "t1 <ns>", sleep hold
 //	mode=grow   chunk=N every=D total=N hold=D   add chunk every D up to total
 //	mode=steady prefill=N hold=D [stopfile=P]  keep touching prefill with short CPU
 //	                                      bursts until hold passes or P exists
@@ -144,10 +143,12 @@ func run(spec string) error {
 		if err != nil {
 			return err
 		}
+		// Fault the burst in page by page, like a program touching fresh
+		// memory, so each fault returns to user space (where the kernel
+		// applies the memory.high throttle) and the fault rate matches
+		// the prefill's.
 		fmt.Printf("t0 %d\n", Mono())
-		if err := unix.Madvise(b, unix.MADV_POPULATE_WRITE); err != nil {
-			return fmt.Errorf("madvise(MADV_POPULATE_WRITE): %w", err)
-		}
+		touch(b, 3)
 		fmt.Printf("t1 %d\n", Mono())
 		time.Sleep(hold)
 	case "grow":

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"strings"
@@ -43,6 +44,19 @@ func TestGuestDaemonBinarySignals(t *testing.T) {
 	st := runStep(t, c, "s1", "keep", "background", sleeper)
 	defer func() { sleeper.Process.Kill(); sleeper.Wait() }()
 
+	if cli, err := exec.LookPath("agentcgroup"); err != nil {
+		t.Errorf("agentcgroup is not on the guest's PATH: %v", err)
+	} else {
+		out, err := exec.Command(cli, "--socket", e.sock, "status").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "s1") || !strings.Contains(string(out), "keep") || !strings.Contains(string(out), "RUNNING") {
+			t.Errorf("agentcgroup status: %v\n%s", err, out)
+		}
+		out, err = exec.Command(cli, "--socket", e.sock, "status", "--json").Output()
+		var js api.Status
+		if err != nil || json.Unmarshal(out, &js) != nil || len(js.Steps) != 1 || js.Steps[0].CgroupID != st.CgroupID {
+			t.Errorf("agentcgroup status --json: %v\n%s", err, out)
+		}
+	}
 	good, _ := os.ReadFile(e.policy)
 	e.writePolicy(strings.Replace(string(good), "[profiles.background]", "[profiles.background]\nclass = \"nightly\"", 1))
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {

@@ -2,6 +2,46 @@
 // BPF maps and the memory-pressure probe, applies per-step policy, runs the
 // escalation state machine of every step and serves the local API and
 // Prometheus metrics.
+//
+// Layout: <cgroup_mount>/<base>/sess_<SID>/step_<TID>, with cpu, memory and
+// pids enabled down to the steps. Maps step_policy and step_pressure are
+// pinned in daemon.pin_dir; the probe (bpf/mempressure) and, with
+// daemon.scheduler, scx_agent_flatcg use those instances.
+//
+// API (JSON over HTTP on daemon.socket; errors are {"error": "..."}):
+//
+//	POST   /v1/sessions          {"id","labels"}            201; 400 bad id, 409 exists
+//	DELETE /v1/sessions/{id}     [?force=1]                 409 while steps live, unless forced
+//	POST   /v1/steps             {"session","step","class","argv"} 201 api.Step; 400 bad class
+//	                             or id, 404 no session, 409 step exists; nothing is left behind
+//	GET    /v1/steps/{sid}/{tid}
+//	DELETE /v1/steps/{sid}/{tid} kills what is left and removes the cgroup
+//	GET    /v1/status
+//	POST   /v1/reload            422 when the new policy is invalid (old one kept)
+//
+// The caller of POST /v1/steps starts the command inside the returned cgroup
+// (cgroupfs.Cgroup.Start, CLONE_INTO_CGROUP). A step whose processes have
+// all exited is removed by the daemon too.
+//
+// Every step is re-evaluated each daemon.tick and at once when the kernel
+// signals: inotify on memory.events/memory.events.local, or the PSI trigger
+// on memory.pressure. Inputs to escalate.Machine: the probe's thrash score
+// (kept while a task sits in the throttle handler), growth of memory.events
+// "high", PSI trigger firings, and the highest memory.pressure avg10 among
+// the other steps. Actions: freeze (cgroup.freeze, waiting for frozen),
+// thaw, kill (cgroup.kill). In monitor-only mode transitions are logged with
+// dry_run and nothing is written to any knob.
+//
+// Event log (daemon.event_log, JSON lines, see eventlog.Event): mono_ns is
+// CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns, so a transition's
+// reaction_ns (mono_ns - onset_mono_ns) is the time from the kernel's first
+// throttle of the episode to the daemon's decision.
+//
+// Restart: stopping the daemon leaves steps, cgroups and pinned maps alone;
+// the next start adopts every step found under the tree (class and history
+// from state_dir/state.json, else from step_policy), keeps frozen steps
+// frozen, and removes steps that emptied meanwhile. While no daemon runs the
+// probe is detached, so pressure entries go stale (score 0).
 package daemon
 
 import (

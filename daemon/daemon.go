@@ -24,8 +24,9 @@
 // all exited is removed by the daemon too.
 //
 // Every step is re-evaluated each daemon.tick and at once when the kernel
-// signals: inotify on memory.events/memory.events.local, or the PSI trigger
-// on memory.pressure. Inputs to escalate.Machine: the probe's thrash score
+// signals: inotify on memory.events/memory.events.local, the PSI trigger
+// on memory.pressure, or the probe's ring buffer reporting a pressure onset.
+// Inputs to escalate.Machine: the probe's thrash score
 // (kept while a task sits in the throttle handler), growth of memory.events
 // "high", PSI trigger firings, and the highest memory.pressure avg10 among
 // the other steps. Actions: freeze (cgroup.freeze, waiting for frozen),
@@ -187,6 +188,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.reg.MustRegister(d.metrics)
 	if err := d.adopt(); err != nil {
 		return err
+	}
+	if d.probe != nil {
+		// The probe reports each pressure onset; wake that step at once.
+		go func() {
+			if err := d.probe.WatchOnsets(func(o mempressure.Onset) { d.kickByID(o.CgroupID, "probe onset") }); err != nil {
+				d.log.Emit(eventlog.Event{Kind: "probe", Error: err.Error()})
+			}
+		}()
 	}
 	d.log.Emit(eventlog.Event{Kind: "config_loaded", Detail: cfg.Path})
 

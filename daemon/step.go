@@ -44,7 +44,7 @@ type step struct {
 
 	psiFired atomic.Bool
 	psiAvg10 atomic.Uint64 // float64 bits, refreshed by the watcher
-	wake     chan struct{}
+	wake     chan string // why the controller should look now
 	stop     chan struct{}
 	stopOnce sync.Once
 	done     chan struct{}
@@ -55,9 +55,9 @@ type step struct {
 
 func key(sid, tid string) string { return sid + "/" + tid }
 
-func (s *step) kick() {
+func (s *step) kick(why string) {
 	select {
-	case s.wake <- struct{}{}:
+	case s.wake <- why:
 	default:
 	}
 }
@@ -212,7 +212,7 @@ func (d *Daemon) createStep(req api.StepRequest) (*step, error) {
 
 func (d *Daemon) newStep(sid, tid string, cg cgroupfs.Cgroup, id uint64, class, profName string, prof *config.Profile, argv []string, m *escalate.Machine) *step {
 	return &step{d: d, sid: sid, tid: tid, cg: cg, id: id, class: class, profName: profName, prof: prof, argv: argv, m: m,
-		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+		wake: make(chan string, 1), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
 func (d *Daemon) startStep(s *step) {
@@ -239,8 +239,7 @@ func (s *step) loop() {
 			return
 		case <-s.d.ctx.Done():
 			return
-		case <-s.wake:
-			why = "kernel notification"
+		case why = <-s.wake:
 		case <-t.C:
 			why = "tick"
 		}
@@ -455,6 +454,18 @@ func (d *Daemon) doRemoveStep(s *step, why string) error {
 	d.log.Emit(e)
 	d.saveState()
 	return err
+}
+
+// kickByID wakes the controller of the step with cgroup id cgid, if any.
+func (d *Daemon) kickByID(cgid uint64, why string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, s := range d.steps {
+		if s.id == cgid {
+			s.kick(why)
+			return
+		}
+	}
 }
 
 func (d *Daemon) lookupStep(sid, tid string) (*step, error) {

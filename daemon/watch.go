@@ -105,7 +105,7 @@ func (w *watcher) readLoop() {
 		for off := 0; off+unix.SizeofInotifyEvent <= n; {
 			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
 			if s, ok := w.wds[int(ev.Wd)]; ok {
-				s.kick()
+				s.kick("memory.events")
 			}
 			off += unix.SizeofInotifyEvent + int(ev.Len)
 		}
@@ -134,7 +134,7 @@ func (w *watcher) psiLoop(s *step, fd int) {
 			}
 			if pfd[0].Revents&unix.POLLPRI != 0 {
 				s.psiFired.Store(true)
-				s.kick()
+				s.kick("psi trigger")
 			}
 		}
 	}

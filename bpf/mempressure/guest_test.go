@@ -119,6 +119,8 @@ func TestGuestProbeRecordsThrottle(t *testing.T) {
 	if err := p.PolicyMap().Put(regID, &StepPolicy{Class: 2}); err != nil {
 		t.Fatal(err)
 	}
+	onsets := make(chan Onset, 16)
+	go p.WatchOnsets(func(o Onset) { onsets <- o })
 	var seen StepPressure
 	var seenOK bool
 	var onset, t0, t1 uint64
@@ -138,6 +140,14 @@ func TestGuestProbeRecordsThrottle(t *testing.T) {
 	t.Logf("breach->kernel update: onset %.3f ms after the allocation started; allocation took %.3f ms",
 		float64(onset-t0)/1e6, float64(t1-t0)/1e6)
 
+	select {
+	case o := <-onsets:
+		if o.CgroupID != regID || o.MonoNS != onset {
+			t.Fatalf("ring buffer onset %+v, want cgroup %d at %d", o, regID, onset)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no onset record in the ring buffer")
+	}
 	final, ok, err := Lookup(p.PressureMap(), regID)
 	if err != nil || !ok {
 		t.Fatal(ok, err)
@@ -194,5 +204,4 @@ func TestGuestMissingSymbolIsReported(t *testing.T) {
 	if !strings.Contains(err.Error(), "agc_no_such_function") {
 		t.Fatalf("error %q does not name the symbol", err)
 	}
-	_ = time.Second
 }

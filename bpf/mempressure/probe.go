@@ -14,14 +14,18 @@
 package mempressure
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 )
 
@@ -58,8 +62,10 @@ type Options struct {
 
 // Probe is a loaded, attached probe.
 type Probe struct {
-	objs   probeObjects
-	links  []link.Link
+	objs    probeObjects
+	links   []link.Link
+	mu      sync.Mutex // guards readers
+	readers []*ringbuf.Reader
 	Symbol string // the kernel function attached to
 }
 
@@ -138,6 +144,12 @@ func Load(opts Options) (*Probe, error) {
 // Shared maps stay alive while pinned or referenced elsewhere.
 func (p *Probe) Close() error {
 	var errs []error
+	p.mu.Lock()
+	for _, r := range p.readers {
+		errs = append(errs, r.Close())
+	}
+	p.readers = nil
+	p.mu.Unlock()
 	for _, l := range p.links {
 		errs = append(errs, l.Close())
 	}
@@ -174,6 +186,37 @@ func (p *Probe) InFlight(cgid uint64) uint64 {
 		return 0
 	}
 	return n
+}
+
+// Onset is one pressure-episode start reported through the ring buffer.
+type Onset struct {
+	CgroupID uint64
+	MonoNS   uint64 // bpf_ktime_get_ns() of the first throttle
+}
+
+// WatchOnsets calls fn for every pressure onset the probe reports, in
+// order, until the probe is closed. It returns nil after Close.
+func (p *Probe) WatchOnsets(fn func(Onset)) error {
+	rd, err := ringbuf.NewReader(p.objs.OnsetEvents)
+	if err != nil {
+		return fmt.Errorf("mempressure: open onset ring buffer: %w", err)
+	}
+	p.mu.Lock()
+	p.readers = append(p.readers, rd)
+	p.mu.Unlock()
+	for {
+		rec, err := rd.Read()
+		if errors.Is(err, os.ErrClosed) || errors.Is(err, ringbuf.ErrClosed) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("mempressure: read onset ring buffer: %w", err)
+		}
+		if len(rec.RawSample) < 16 {
+			continue
+		}
+		fn(Onset{CgroupID: binary.NativeEndian.Uint64(rec.RawSample[0:8]), MonoNS: binary.NativeEndian.Uint64(rec.RawSample[8:16])})
+	}
 }
 
 // Forget drops the probe's private per-cgroup entries (onset, in-flight

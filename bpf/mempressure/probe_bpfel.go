@@ -49,6 +49,7 @@ type probeThrottleStart struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	probeMapOnsetEvents       = "onset_events"
 	probeMapPressureOnset     = "pressure_onset"
 	probeMapStepPolicy        = "step_policy"
 	probeMapStepPressure      = "step_pressure"
@@ -109,6 +110,7 @@ type probeProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type probeMapSpecs struct {
+	OnsetEvents      *ebpf.MapSpec `ebpf:"onset_events"`
 	PressureOnset    *ebpf.MapSpec `ebpf:"pressure_onset"`
 	StepPolicy       *ebpf.MapSpec `ebpf:"step_policy"`
 	StepPressure     *ebpf.MapSpec `ebpf:"step_pressure"`
@@ -143,6 +145,7 @@ func (o *probeObjects) Close() error {
 //
 // It can be passed to loadProbeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type probeMaps struct {
+	OnsetEvents      *ebpf.Map `ebpf:"onset_events"`
 	PressureOnset    *ebpf.Map `ebpf:"pressure_onset"`
 	StepPolicy       *ebpf.Map `ebpf:"step_policy"`
 	StepPressure     *ebpf.Map `ebpf:"step_pressure"`
@@ -152,6 +155,7 @@ type probeMaps struct {
 
 func (m *probeMaps) Close() error {
 	return _ProbeClose(
+		m.OnsetEvents,
 		m.PressureOnset,
 		m.StepPolicy,
 		m.StepPressure,

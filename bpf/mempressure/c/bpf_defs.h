@@ -22,6 +22,7 @@ typedef long long __s64;
 enum {
 	AGC_BPF_MAP_TYPE_HASH = 1,
 	AGC_BPF_MAP_TYPE_LRU_HASH = 9,
+	AGC_BPF_MAP_TYPE_RINGBUF = 27,
 };
 
 enum {
@@ -36,5 +37,6 @@ static long (*bpf_map_delete_elem)(void *map, const void *key) = (void *)3;
 static __u64 (*bpf_ktime_get_ns)(void) = (void *)5;
 static __u64 (*bpf_get_current_pid_tgid)(void) = (void *)14;
 static __u64 (*bpf_get_current_cgroup_id)(void) = (void *)80;
+static long (*bpf_ringbuf_output)(void *ringbuf, void *data, __u64 size, __u64 flags) = (void *)130;
 
 #endif /* __AGC_BPF_DEFS_H */

@@ -63,6 +63,20 @@ struct {
 } pressure_onset SEC(".maps");
 
 /*
+ * One record per pressure onset, so user space wakes on the kernel's first
+ * throttle of an episode instead of polling step_pressure.
+ */
+struct onset_event {
+	__u64 cgid;
+	__u64 ts_ns;
+};
+
+struct {
+	__uint(type, AGC_BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 * 1024);
+} onset_events SEC(".maps");
+
+/*
  * Tasks of a cgroup inside the throttle handler right now. The penalty
  * sleep lasts up to 2 s, longer than AGC_PRESSURE_STALE_NS, so a reader
  * that sees a stale entry with tasks in flight knows the step is still
@@ -114,8 +128,12 @@ int agc_over_high_enter(void *ctx)
 	p = pressure_entry(cgid);
 	if (!p)
 		return 0;
-	if (!p->last_update_ns || now - p->last_update_ns > AGC_PRESSURE_STALE_NS)
+	if (!p->last_update_ns || now - p->last_update_ns > AGC_PRESSURE_STALE_NS) {
+		struct onset_event ev = { .cgid = cgid, .ts_ns = now };
+
 		bpf_map_update_elem(&pressure_onset, &cgid, &now, AGC_BPF_ANY);
+		bpf_ringbuf_output(&onset_events, &ev, sizeof(ev), 0);
+	}
 	/* A new 100 ms window starts the recent count over. */
 	if (now / WINDOW_NS != p->last_update_ns / WINDOW_NS)
 		p->recent_events = 0;

@@ -1,0 +1,482 @@
+package memcgops
+
+// Guest-side bodies of the VM tests (vm_test.go boots the guests). They run
+// as root in a fresh guest with cgroup2 at /sys/fs/cgroup and the memory
+// controller enabled at the root.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentcgroup/agentcgroup/cgroupfs"
+)
+
+const cgroupRoot = "/sys/fs/cgroup"
+
+// mkCgroup creates a fresh cgroup (removed at cleanup) with the memory
+// controller enabled on the way down to it.
+func mkCgroup(t *testing.T, rel string) cgroupfs.Cgroup {
+	t.Helper()
+	if parent := filepath.Dir(rel); parent != "." {
+		if err := cgroupfs.EnableControllers(cgroupRoot, parent, "memory"); err != nil {
+			t.Fatal(err)
+		}
+	} else if err := cgroupfs.EnableControllers(cgroupRoot, "", "memory"); err != nil {
+		t.Fatal(err)
+	}
+	cg, err := cgroupfs.Mkdir(filepath.Join(cgroupRoot, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cg.RemoveAll(ctx, true)
+	})
+	return cg
+}
+
+func write(t *testing.T, cg cgroupfs.Cgroup, knob, v string) {
+	t.Helper()
+	if err := cg.Write(knob, v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func cgid(t *testing.T, cg cgroupfs.Cgroup) uint64 {
+	t.Helper()
+	id, err := cg.ID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func memEvents(t *testing.T, cg cgroupfs.Cgroup) map[string]uint64 {
+	t.Helper()
+	m, err := cg.FlatKeyed("memory.events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func readUint(t *testing.T, cg cgroupfs.Cgroup, knob string) uint64 {
+	t.Helper()
+	v, err := cg.ReadUint(knob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// helper is a running copy of this test binary in helper mode.
+type helper struct {
+	cmd    *exec.Cmd
+	stdout bytes.Buffer
+	stderr bytes.Buffer
+}
+
+func startHelper(t *testing.T, cg cgroupfs.Cgroup, kind string, env ...string) *helper {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &helper{cmd: exec.Command(self)}
+	h.cmd.Env = append(append(os.Environ(), "MAO_HELPER="+kind), env...)
+	h.cmd.Stdout, h.cmd.Stderr = &h.stdout, &h.stderr
+	if err := cg.Start(h.cmd); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if h.cmd.ProcessState == nil {
+			h.cmd.Process.Kill()
+			h.cmd.Wait()
+		}
+	})
+	return h
+}
+
+func (h *helper) wait(t *testing.T, v any) {
+	t.Helper()
+	if err := h.cmd.Wait(); err != nil {
+		t.Fatalf("helper %v: %v\nstderr: %s", h.cmd.Env[len(h.cmd.Env)-1], err, h.stderr.String())
+	}
+	if v != nil {
+		if err := json.Unmarshal(h.stdout.Bytes(), v); err != nil {
+			t.Fatalf("helper output %q: %v", h.stdout.String(), err)
+		}
+	}
+}
+
+func loadAttached(t *testing.T, opts Options) *Ops {
+	t.Helper()
+	o, err := Load(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { o.Close() })
+	if err := o.Attach(); err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// delayPolicy makes get_high_delay_ms answer exactly maxMS for any overage:
+// A is so large that A*(over/high) exceeds the maximum even one page over.
+func delayPolicy(maxMS uint32) StepPolicy {
+	return StepPolicy{Class: ClassBackground, MemDelayA_ms: 1 << 31, MemDelayK: 1, MemDelayMaxMs: maxMS}
+}
+
+// throttleRun touches 1 MiB past a 64 MiB memory.high with no swap, so the
+// usage stays over high and each charge batch (256 KiB) is one throttle
+// event. At that overage (1.6%) the stock penalty is about 15 ms.
+func throttleRun(t *testing.T, name string, policy *StepPolicy, o *Ops) (touchReport, map[string]uint64) {
+	t.Helper()
+	cg := mkCgroup(t, name)
+	write(t, cg, "memory.high", "64M")
+	write(t, cg, "memory.swap.max", "0")
+	if policy != nil {
+		if err := o.SetPolicy(cgid(t, cg), *policy); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := startHelper(t, cg, "touch", "MAO_MB=65", "MAO_PAUSE_MS=100")
+	var r touchReport
+	h.wait(t, &r)
+	return r, memEvents(t, cg)
+}
+
+func guestHighDelay(t *testing.T) {
+	o := loadAttached(t, Options{})
+	for _, want := range []uint32{2000, 1000} {
+		pol := delayPolicy(want)
+		before, _ := o.Stats()
+		r, ev := throttleRun(t, fmt.Sprintf("mao-delay-%d", want), &pol, o)
+		after, _ := o.Stats()
+		t.Logf("configured %d ms: pauses %v ms (memory.events high %d, bpf delay calls %d)",
+			want, r.PauseMS, ev["high"], after.DelayNonzero-before.DelayNonzero)
+		if !r.Complete || len(r.PauseMS) < 3 {
+			t.Fatalf("configured %d ms: want at least 3 throttle pauses over 1 MiB past high, got %+v", want, r)
+		}
+		var sum float64
+		for _, p := range r.PauseMS {
+			sum += p
+			if math.Abs(p-float64(want)) > 0.05*float64(want) {
+				t.Errorf("configured %d ms: a throttle pause took %.1f ms, outside +-5%%", want, p)
+			}
+		}
+		t.Logf("configured %d ms: mean pause %.1f ms over %d events", want, sum/float64(len(r.PauseMS)), len(r.PauseMS))
+		if after.DelayNonzero-before.DelayNonzero < uint64(len(r.PauseMS)) {
+			t.Errorf("the policy answered %d times with a delay, fewer than the %d pauses seen", after.DelayNonzero-before.DelayNonzero, len(r.PauseMS))
+		}
+	}
+
+	// Detached: the kernel is back to the stock penalty, far below 2 s at
+	// this overage, while memory.high still throttles (events rise).
+	if err := o.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	r, ev := throttleRun(t, "mao-delay-stock", nil, o)
+	t.Logf("detached: %d pauses >= 100 ms %v, longest page touch %.1f ms, memory.events high %d", len(r.PauseMS), r.PauseMS, r.MaxMS, ev["high"])
+	if !r.Complete || ev["high"] == 0 {
+		t.Fatalf("detached run must complete with memory.high events, got %+v high=%d", r, ev["high"])
+	}
+	if r.MaxMS >= 500 {
+		t.Fatalf("detached: a page touch took %.1f ms; the stock penalty at 1.6%% overage is ~15 ms", r.MaxMS)
+	}
+}
+
+// guestBurstCredit: an overage inside the step's burst credit costs no BPF
+// delay; the same overage without credit does.
+func guestBurstCredit(t *testing.T) {
+	o := loadAttached(t, Options{})
+	pol := delayPolicy(1000)
+	pol.MemBurstCreditBytes = 8 << 20
+	before, _ := o.Stats()
+	r, _ := throttleRun(t, "mao-credit", &pol, o)
+	after, _ := o.Stats()
+	t.Logf("with 8 MiB credit: pauses %v, longest touch %.1f ms, credit answers %d", r.PauseMS, r.MaxMS, after.DelayCredit-before.DelayCredit)
+	if !r.Complete || r.MaxMS >= 500 {
+		t.Fatalf("an overage inside the burst credit must not be delayed by the policy: %+v", r)
+	}
+	if after.DelayCredit == before.DelayCredit || after.DelayNonzero != before.DelayNonzero {
+		t.Fatalf("stats: want credit answers and no delays, got %+v -> %+v", before, after)
+	}
+}
+
+// enableSwap sets up a zram swap device (zram does not store zero pages,
+// so the helpers write non-zero data).
+func enableSwap(t *testing.T, mb int) {
+	t.Helper()
+	if _, err := os.Stat("/sys/block/zram0"); err != nil {
+		if out, err := exec.Command("modprobe", "zram").CombinedOutput(); err != nil {
+			t.Fatalf("no zram device and modprobe zram failed: %v: %s", err, out)
+		}
+	}
+	if b, _ := os.ReadFile("/proc/swaps"); strings.Contains(string(b), "zram0") {
+		return
+	}
+	if err := os.WriteFile("/sys/block/zram0/disksize", []byte(fmt.Sprintf("%dM", mb)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range [][]string{{"mkswap", "/dev/zram0"}, {"swapon", "/dev/zram0"}} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v: %s", c, err, out)
+		}
+	}
+}
+
+// protectResult is one run of the idle-then-active scenario.
+type protectResult struct {
+	Mode         string
+	SwappedMiB   float64 // the interactive step's memory.swap.current after the hog
+	MajorFaults  int64   // faults while re-touching its working set
+	RetouchMS    float64
+	LowEvents    uint64 // memory.events low of the interactive step
+	BPFLowGrants uint64
+}
+
+// protectScenario: an agent tree limit/session/{interactive,background}
+// with memory.max on the top. The interactive step builds a 24 MiB working
+// set and goes idle; the background step then cycles 64 MiB twice through
+// the 48 MiB limit; finally the interactive step touches its working set
+// again.
+func protectScenario(t *testing.T, mode string, setup func(top, session, inter cgroupfs.Cgroup)) protectResult {
+	t.Helper()
+	top := mkCgroup(t, "mao-prot-"+mode)
+	write(t, top, "memory.max", "48M")
+	session := mkCgroup(t, "mao-prot-"+mode+"/session")
+	inter := mkCgroup(t, "mao-prot-"+mode+"/session/interactive")
+	bg := mkCgroup(t, "mao-prot-"+mode+"/session/background")
+	setup(top, session, inter)
+
+	dir := t.TempDir()
+	ready, goFile := filepath.Join(dir, "ready"), filepath.Join(dir, "go")
+	ws := startHelper(t, inter, "workset", "MAO_MB=24", "MAO_READY="+ready, "MAO_GO="+goFile)
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the interactive step never built its working set: %s", mode, ws.stderr.String())
+		}
+	}
+	hog := startHelper(t, bg, "hog", "MAO_MB=64", "MAO_PASSES=2")
+	hog.wait(t, nil)
+	res := protectResult{Mode: mode, SwappedMiB: float64(readUint(t, inter, "memory.swap.current")) / (1 << 20)}
+	if err := os.WriteFile(goFile, []byte("1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var wr worksetReport
+	ws.wait(t, &wr)
+	if wr.CorruptPages != 0 {
+		t.Fatalf("%s: %d pages of the working set came back corrupt", mode, wr.CorruptPages)
+	}
+	res.MajorFaults, res.RetouchMS = wr.MajorFaults, wr.RetouchMS
+	res.LowEvents = memEvents(t, inter)["low"]
+	return res
+}
+
+func guestProtection(t *testing.T) {
+	enableSwap(t, 512)
+	const ws = "24M"
+	var results []protectResult
+	results = append(results, protectScenario(t, "none", func(_, _, _ cgroupfs.Cgroup) {}))
+	results = append(results, protectScenario(t, "static-step", func(_, _, inter cgroupfs.Cgroup) {
+		write(t, inter, "memory.low", ws)
+	}))
+	results = append(results, protectScenario(t, "static-chain", func(_, session, inter cgroupfs.Cgroup) {
+		write(t, session, "memory.low", ws)
+		write(t, inter, "memory.low", ws)
+	}))
+	o := loadAttached(t, Options{})
+	results = append(results, protectScenario(t, "bpf", func(_, _, inter cgroupfs.Cgroup) {
+		if err := o.SetPolicy(cgid(t, inter), StepPolicy{Class: ClassInteractive, Flags: FlagProtectMem, MemProtectBudgetMs: 120000}); err != nil {
+			t.Fatal(err)
+		}
+	}))
+	st, _ := o.Stats()
+	results[len(results)-1].BPFLowGrants = st.LowGrants
+
+	report := map[string]protectResult{}
+	for _, r := range results {
+		t.Logf("%-12s swapped out %6.1f MiB, major faults on re-touch %6d, re-touch %7.1f ms, memory.events low %d, bpf grants %d",
+			r.Mode, r.SwappedMiB, r.MajorFaults, r.RetouchMS, r.LowEvents, r.BPFLowGrants)
+		report[r.Mode] = r
+	}
+	writeOut(t, "protection.json", results)
+	none, bpf := report["none"], report["bpf"]
+	if none.SwappedMiB < 8 {
+		t.Fatalf("without protection the idle working set should lose pages to the background step (swapped %.1f MiB); the scenario is too weak", none.SwappedMiB)
+	}
+	if bpf.BPFLowGrants == 0 {
+		t.Fatal("below_low never granted protection")
+	}
+	if bpf.SwappedMiB > none.SwappedMiB/4 {
+		t.Fatalf("below_low kept too little: %.1f MiB swapped with protection vs %.1f MiB without", bpf.SwappedMiB, none.SwappedMiB)
+	}
+}
+
+// writeOut saves a result file into the guest's /out when it exists.
+func writeOut(t *testing.T, name string, v any) {
+	if _, err := os.Stat("/out"); err != nil {
+		return
+	}
+	b, _ := json.MarshalIndent(v, "", "  ")
+	if err := os.WriteFile(filepath.Join("/out", name), b, 0o644); err != nil {
+		t.Error(err)
+	}
+}
+
+// guestDetachWhileRunning detaches and re-attaches the ops while four
+// steps are being throttled by them; every step must finish intact and the
+// kernel must log no warning.
+func guestDetachWhileRunning(t *testing.T) {
+	logBefore := kernelLog(t)
+	o := loadAttached(t, Options{})
+	var hs []*helper
+	for i := 0; i < 4; i++ {
+		cg := mkCgroup(t, fmt.Sprintf("mao-detach-%d", i))
+		write(t, cg, "memory.high", "16M")
+		write(t, cg, "memory.swap.max", "0")
+		pol := delayPolicy(300)
+		if err := o.SetPolicy(cgid(t, cg), pol); err != nil {
+			t.Fatal(err)
+		}
+		hs = append(hs, startHelper(t, cg, "touch", "MAO_MB=20", "MAO_PAUSE_MS=100"))
+	}
+	time.Sleep(2 * time.Second)
+	for i := 0; i < 5; i++ {
+		start := time.Now()
+		if err := o.Detach(); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("detach %d took %v", i, time.Since(start))
+		time.Sleep(300 * time.Millisecond)
+		if err := o.Attach(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if err := o.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range hs {
+		var r touchReport
+		h.wait(t, &r)
+		if !r.Complete {
+			t.Errorf("step %d did not finish its work: %+v", i, r)
+		}
+	}
+	// Only lines logged during the test count.
+	out := strings.TrimPrefix(kernelLog(t), logBefore)
+	for _, bad := range []string{"BUG:", "WARNING:", "Oops", "RCU stall", "rcu_sched detected", "refcount_t"} {
+		if strings.Contains(out, bad) {
+			t.Fatalf("kernel log has %q:\n%s", bad, out)
+		}
+	}
+}
+
+func kernelLog(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("dmesg").CombinedOutput()
+	if err != nil {
+		t.Fatalf("dmesg: %v: %s", err, out)
+	}
+	return string(out)
+}
+
+// guestLifecycle: attach replays online for existing cgroups, a new cgroup
+// gets state, a removed one loses it, and a second attach is refused.
+func guestLifecycle(t *testing.T) {
+	before := mkCgroup(t, "mao-life-before")
+	o := loadAttached(t, Options{})
+	if _, ok, err := o.Cgroup(cgid(t, before)); err != nil || !ok {
+		t.Fatalf("a cgroup online before attach must be replayed into the state (ok=%v err=%v)", ok, err)
+	}
+	after := mkCgroup(t, "mao-life-after")
+	id := cgid(t, after)
+	if _, ok, _ := o.Cgroup(id); !ok {
+		t.Fatal("handle_cgroup_online did not record a new cgroup")
+	}
+	if err := after.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, ok, _ := o.Cgroup(id); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("handle_cgroup_offline did not drop the removed cgroup's state")
+		}
+	}
+	second, err := Load(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	if err := second.Attach(); err == nil {
+		t.Fatal("a second memcg_bpf_ops attach must be refused while one is attached")
+	} else {
+		t.Logf("second attach refused as expected: %v", err)
+	}
+	st, _ := o.Stats()
+	if st.Online == 0 || st.Offline == 0 {
+		t.Fatalf("stats did not count online/offline: %+v", st)
+	}
+}
+
+// guestMemcgBasics is the no-regression set, run unchanged on the stock
+// kernel and on the patched kernel with nothing attached.
+func guestMemcgBasics(t *testing.T) {
+	t.Run("high-throttles", func(t *testing.T) {
+		cg := mkCgroup(t, "basic-high")
+		write(t, cg, "memory.high", "32M")
+		write(t, cg, "memory.swap.max", "0")
+		var r touchReport
+		startHelper(t, cg, "touch", "MAO_MB=40", "MAO_PAUSE_MS=100").wait(t, &r)
+		ev := memEvents(t, cg)
+		t.Logf("40 MiB against a 32 MiB high: %d pauses, %.0f ms total, events %v", len(r.PauseMS), r.TotalMS, ev)
+		if !r.Complete || ev["high"] == 0 || ev["max"] != 0 {
+			t.Fatalf("memory.high must throttle without failing: %+v %v", r, ev)
+		}
+		if peak := readUint(t, cg, "memory.peak"); peak > 48<<20 {
+			t.Fatalf("memory.peak %d: usage ran far past high", peak)
+		}
+	})
+	t.Run("max-oom-kills", func(t *testing.T) {
+		cg := mkCgroup(t, "basic-max")
+		write(t, cg, "memory.max", "32M")
+		write(t, cg, "memory.swap.max", "0")
+		h := startHelper(t, cg, "touch", "MAO_MB=64")
+		err := h.cmd.Wait()
+		ev := memEvents(t, cg)
+		t.Logf("64 MiB against a 32 MiB max: %v, events %v", err, ev)
+		if err == nil || ev["oom_kill"] == 0 {
+			t.Fatalf("memory.max must OOM-kill the step: err=%v events=%v", err, ev)
+		}
+	})
+	t.Run("low-protects", func(t *testing.T) {
+		enableSwap(t, 512)
+		none := protectScenario(t, "basic-none", func(_, _, _ cgroupfs.Cgroup) {})
+		low := protectScenario(t, "basic-low", func(_, session, inter cgroupfs.Cgroup) {
+			write(t, session, "memory.low", "24M")
+			write(t, inter, "memory.low", "24M")
+		})
+		t.Logf("memory.low 24M top-down: swapped %.1f MiB vs %.1f MiB without", low.SwappedMiB, none.SwappedMiB)
+		if none.SwappedMiB < 8 || low.SwappedMiB > none.SwappedMiB/2 {
+			t.Fatalf("memory.low did not protect: %.1f MiB swapped with it, %.1f without", low.SwappedMiB, none.SwappedMiB)
+		}
+	})
+}

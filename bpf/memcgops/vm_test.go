@@ -1,0 +1,73 @@
+package memcgops
+
+import (
+	"testing"
+	"time"
+
+	"github.com/agentcgroup/agentcgroup/harness/vmtest"
+)
+
+// Each test boots a fresh guest with the patched kernel (the stock kernel
+// for the no-regression baseline) and runs its body there as root.
+
+func patched(timeout time.Duration) vmtest.Options {
+	return vmtest.Options{Kernel: "patched", CPUs: 2, MemMB: 1024, Timeout: timeout}
+}
+
+// A step over memory.high with a configured delay sleeps that long per
+// throttle event (+-5%); detached, the stock penalty returns.
+func TestHighDelayVM(t *testing.T) {
+	if vmtest.Run(t, patched(5*time.Minute)) {
+		return
+	}
+	guestHighDelay(t)
+}
+
+func TestBurstCreditVM(t *testing.T) {
+	if vmtest.Run(t, patched(4*time.Minute)) {
+		return
+	}
+	guestBurstCredit(t)
+}
+
+// below_low keeps an idle-then-active interactive step's working set; the
+// static memory.low baselines are measured and reported beside it.
+func TestProtectionVM(t *testing.T) {
+	if vmtest.Run(t, patched(10*time.Minute)) {
+		return
+	}
+	guestProtection(t)
+}
+
+func TestDetachWhileRunningVM(t *testing.T) {
+	if vmtest.Run(t, patched(5*time.Minute)) {
+		return
+	}
+	guestDetachWhileRunning(t)
+}
+
+func TestLifecycleVM(t *testing.T) {
+	if vmtest.Run(t, patched(3*time.Minute)) {
+		return
+	}
+	guestLifecycle(t)
+}
+
+// No regression: the same cgroup memory checks pass on the stock kernel and
+// on the patched kernel with nothing attached.
+func TestMemcgBasicsStockVM(t *testing.T) {
+	if vmtest.Run(t, vmtest.Options{Kernel: "stock", CPUs: 2, MemMB: 1024, Timeout: 8 * time.Minute}) {
+		return
+	}
+	guestMemcgBasics(t)
+}
+
+func TestMemcgBasicsPatchedVM(t *testing.T) {
+	if vmtest.Run(t, patched(8*time.Minute)) {
+		return
+	}
+	if err := Supported(); err != nil {
+		t.Fatalf("the patched kernel must have memcg_bpf_ops: %v", err)
+	}
+	guestMemcgBasics(t)
+}

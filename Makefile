@@ -8,7 +8,7 @@ RUN ?=
 AGENTBENCH := $(GO) run ./cmd/agentbench
 
 .PHONY: all build setup setup-bpf kernels kernel-patched test test-unit eval figures nightly \
-	generate bench bench-vm
+	generate bench bench-vm bench-sched
 
 all: build
 
@@ -58,11 +58,15 @@ nightly: setup kernels
 
 # Rebuild BPF objects and bindings from C (clang-19, bpftool; vmlinux.h
 # comes from the pinned kernels' BTF).
-generate: setup-bpf
+generate: setup-bpf kernels
 	$(GO) generate ./bpf/...
 
 bench-vm: setup kernels
 	$(GO) test -run '^$$' -bench BenchmarkBootToCommand -benchtime 5x ./harness/lab/
+
+# scx_agent_flatcg against the default scheduler: wakeup latency and throughput ratios.
+bench-sched: setup kernels
+	$(GO) test -run '^$$' -bench BenchmarkVersusDefault -benchtime 1x -v ./bpf/flatcg/
 
 # Every benchmark once (VM benchmarks boot one guest each).
 bench: setup kernels

@@ -75,7 +75,7 @@ func (c Config) args() []string {
 	if c.Accel != "kvm" {
 		accel, cpu = "tcg,thread=multi", "max"
 	}
-	cmdline := "console=ttyS0 quiet panic=-1 mitigations=off random.trust_cpu=on 8250.nr_uarts=1 " + c.Append
+	cmdline := "console=ttyS0 quiet panic=-1 oops=panic mitigations=off random.trust_cpu=on 8250.nr_uarts=1 " + c.Append
 	return []string{
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-accel", accel, "-cpu", cpu,

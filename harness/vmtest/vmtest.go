@@ -103,7 +103,7 @@ func Run(tb testing.TB, o Options) bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.Timeout+2*time.Minute)
 	defer cancel()
-	res, err := lab.Exec(ctx, lab.Job{
+	job := lab.Job{
 		Kernel: o.Kernel, MemMB: o.MemMB, CPUs: o.CPUs, Timeout: o.Timeout,
 		Argv:       argv,
 		Env:        append([]string{InGuestEnv + "=1"}, o.Env...),
@@ -111,8 +111,15 @@ func Run(tb testing.TB, o Options) bool {
 		OutDir:     out,
 		Stdout:     lw,
 		KernelArgs: o.KernelArgs,
-	})
+	}
+	res, err := lab.Exec(ctx, job)
 	lw.flush()
+	if why, ok := vm.EmulatorFlake(err); ok {
+		// Not the code under test: say so and give it one more boot.
+		tb.Logf("guest died of a known emulator fault (%s); retrying once:\n%v", why, err)
+		res, err = lab.Exec(ctx, job)
+		lw.flush()
+	}
 	if err != nil {
 		var ge *vm.GuestError
 		if errors.As(err, &ge) {

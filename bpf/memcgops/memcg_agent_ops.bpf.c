@@ -31,6 +31,7 @@ extern unsigned long bpf_mem_cgroup_memory_events(struct mem_cgroup *memcg,
 						  enum memcg_memory_event event) __ksym;
 extern struct mem_cgroup *bpf_get_mem_cgroup(struct cgroup_subsys_state *css) __ksym;
 extern void bpf_put_mem_cgroup(struct mem_cgroup *memcg) __ksym;
+extern struct cgroup *bpf_cgroup_from_id(__u64 cgid) __ksym;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -206,16 +207,25 @@ unsigned int mao_get_high_delay_ms(unsigned long long *ctx)
 	return d;
 }
 
-/* oom_kill count of the cgroup's parent, or 0 at the top level. */
-static __u64 parent_oom_kills(struct mem_cgroup *memcg)
+/*
+ * oom_kill count of the cgroup's parent, or 0 at the top level. The
+ * cgroup is looked up by id: a pointer walked from the memcg argument is
+ * not trusted, and the kfuncs below need trusted (acquired) pointers.
+ */
+static __u64 parent_oom_kills(__u64 cgid)
 {
-	struct cgroup *cg = memcg->css.cgroup, *parent;
+	struct cgroup *cg, *parent = NULL;
 	struct mem_cgroup *pm;
 	__u64 v = 0;
+	int level;
 
-	if (cg->level < 1)
+	cg = bpf_cgroup_from_id(cgid);
+	if (!cg)
 		return 0;
-	parent = bpf_cgroup_ancestor(cg, cg->level - 1);
+	level = cg->level;
+	if (level > 0)
+		parent = bpf_cgroup_ancestor(cg, level - 1);
+	bpf_cgroup_release(cg);
 	if (!parent)
 		return 0;
 	pm = bpf_get_mem_cgroup(&parent->self);
@@ -245,7 +255,7 @@ static bool protect(struct mem_cgroup *memcg, bool is_min)
 
 	max_ev = bpf_mem_cgroup_memory_events(memcg, MEMCG_MAX);
 	oom_ev = bpf_mem_cgroup_memory_events(memcg, MEMCG_OOM);
-	parent_oom = parent_oom_kills(memcg);
+	parent_oom = parent_oom_kills(cgid);
 	if (!st->last_grant_ns) {
 		/* First grant: remember where the danger signals stood. */
 		st->base_max_events = max_ev;

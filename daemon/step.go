@@ -44,7 +44,7 @@ type step struct {
 
 	psiFired atomic.Bool
 	psiAvg10 atomic.Uint64 // float64 bits, refreshed by the watcher
-	wake     chan string // why the controller should look now
+	wake     chan string   // why the controller should look now
 	stop     chan struct{}
 	stopOnce sync.Once
 	done     chan struct{}

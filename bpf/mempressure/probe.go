@@ -66,7 +66,7 @@ type Probe struct {
 	links   []link.Link
 	mu      sync.Mutex // guards readers
 	readers []*ringbuf.Reader
-	Symbol string // the kernel function attached to
+	Symbol  string // the kernel function attached to
 }
 
 // MapSpecs returns the specs of the shared maps as the probe declares them,

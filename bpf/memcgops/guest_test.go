@@ -363,11 +363,12 @@ func guestDetachWhileRunning(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("detach %d took %v", i, time.Since(start))
-		time.Sleep(300 * time.Millisecond)
+		// Detach is synchronous: attaching again at once must not find
+		// the old ops still registered (EBUSY).
 		if err := o.Attach(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(500 * time.Millisecond)
 	}
 	if err := o.Detach(); err != nil {
 		t.Fatal(err)

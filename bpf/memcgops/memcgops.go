@@ -204,10 +204,17 @@ func (o *Ops) Detach() error {
 	if o.link == nil {
 		return nil
 	}
-	err := o.link.Close()
+	// LINK_DETACH unregisters synchronously (the kernel waits for running
+	// hooks); closing the link alone may leave the ops attached until the
+	// link is freed later.
+	derr := o.link.Detach()
+	cerr := o.link.Close()
 	o.link = nil
-	if err != nil {
-		return fmt.Errorf("memcgops: detach: %w", err)
+	if derr != nil && !errors.Is(derr, link.ErrNotSupported) {
+		return fmt.Errorf("memcgops: detach: %w", derr)
+	}
+	if cerr != nil {
+		return fmt.Errorf("memcgops: detach: %w", cerr)
 	}
 	return nil
 }

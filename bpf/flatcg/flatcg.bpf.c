@@ -395,6 +395,10 @@ static void charge(struct task_struct *p, struct fcg_task *t, u64 now)
 	bw_charge(c, used, now);
 }
 
+/* Only the idle task runs as pid 0 (one per CPU). */
+static struct task_struct *(*bpf_get_current_task_btf)(void) =
+	(void *)BPF_FUNC_get_current_task_btf;
+
 SEC("struct_ops/fcg_select_cpu")
 s32 fcg_select_cpu(unsigned long long *ctx)
 {
@@ -402,7 +406,10 @@ s32 fcg_select_cpu(unsigned long long *ctx)
 	s32 prev_cpu = ctx[1];
 	u64 wake_flags = ctx[2];
 	struct fcg_task *t = task_of(p);
+	struct step_policy *pol;
+	struct fcg_cgroup *c;
 	bool idle = false;
+	u64 cgid;
 	s32 cpu;
 
 	cpu = scx_bpf_select_cpu_dfl(p, prev_cpu, wake_flags, &idle);
@@ -413,29 +420,34 @@ s32 fcg_select_cpu(unsigned long long *ctx)
 	if (!t)
 		return cpu;
 	t->wake_idle = idle;
-	if (idle && cpu != (s32)bpf_get_smp_processor_id()) {
-		/*
-		 * An idle remote CPU means nobody is waiting: run there directly
-		 * rather than through the cgroup DSQs (unless the cgroup is
-		 * parked). A wakeup onto this very CPU takes the DSQ path: the
-		 * kernel reschedules the local idle task right away, which is
-		 * quicker than the deferred local insertion plus kick.
-		 */
-		struct fcg_cgroup *c = cg_at(t->slot);
-		struct step_policy *pol;
-		u64 cgid;
-
-		if (!c || c->throttled)
-			return cpu;
-		cgid = c->cgid;
-		pol = bpf_map_lookup_elem(&step_policies, &cgid);
-		scx_bpf_dsq_insert___v2(p, SCX_DSQ_LOCAL,
-					task_slice(c, pol, thrash_penalized(cgid, pol, bpf_ktime_get_ns())), 0);
-		__sync_fetch_and_add(&c->stats.enqueues, 1);
-		t->wake_idle = 0; /* ops.enqueue will not run for this wakeup */
-		__sync_fetch_and_add(&nr_direct, 1);
-		scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
-	}
+	if (!idle)
+		return cpu;
+	/*
+	 * For a sync wakeup the kernel may offer the waker's own CPU as
+	 * "idle" while the waker still runs there: that one goes through the
+	 * cgroup DSQs like any contended wakeup.
+	 */
+	if (cpu == (s32)bpf_get_smp_processor_id() && bpf_get_current_task_btf()->pid != 0)
+		return cpu;
+	c = cg_at(t->slot);
+	if (!c || c->throttled)
+		return cpu;
+	/*
+	 * The CPU is idle and now claimed for p: put p straight on its local
+	 * DSQ. Through the shared cgroup DSQ another CPU that happens to
+	 * dispatch first would take p, and the CPU woken for it would find
+	 * nothing; each such migration costs a cross-CPU wakeup, which under
+	 * emulation (TCG) is the largest part of wakeup latency. Inserting
+	 * into a local DSQ reschedules that CPU's idle task by itself, so no
+	 * kick is needed either.
+	 */
+	cgid = c->cgid;
+	pol = bpf_map_lookup_elem(&step_policies, &cgid);
+	scx_bpf_dsq_insert___v2(p, SCX_DSQ_LOCAL,
+				task_slice(c, pol, thrash_penalized(cgid, pol, bpf_ktime_get_ns())), 0);
+	__sync_fetch_and_add(&c->stats.enqueues, 1);
+	t->wake_idle = 0; /* ops.enqueue will not run for this wakeup */
+	__sync_fetch_and_add(&nr_direct, 1);
 	return cpu;
 }
 
@@ -937,9 +949,16 @@ struct sched_ext_ops agent_flatcg = {
 	.cgroup_set_bandwidth = (void *)fcg_cgroup_set_bandwidth,
 	.init = (void *)fcg_init,
 	.exit = (void *)fcg_exit,
-	/* ENQ_LAST: a throttled task must not keep running just because it is
-	 * the only one on its CPU. The loader patches flags and timeout_ms. */
-	.flags = SCX_OPS_ENQ_LAST,
+	/*
+	 * ENQ_LAST: a throttled task must not keep running just because it is
+	 * the only one on its CPU. ALLOW_QUEUED_WAKEUP: a wakeup onto an idle
+	 * remote CPU is handed to that CPU (IPI + its own enqueue) instead of
+	 * the waker locking the remote runqueue while the woken CPU spins on
+	 * that lock; the fair class does the same. ops.enqueue copes with a
+	 * wakeup whose ops.select_cpu was skipped (wake_idle stays 0). The
+	 * loader patches flags and timeout_ms.
+	 */
+	.flags = SCX_OPS_ENQ_LAST | SCX_OPS_ALLOW_QUEUED_WAKEUP,
 	.timeout_ms = 5000,
 	.name = "agent_flatcg",
 };

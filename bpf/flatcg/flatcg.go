@@ -37,8 +37,9 @@ const (
 
 // Sched_ext constants of the kernel ABI this scheduler uses.
 const (
-	opsSwitchPartial = 8 // SCX_OPS_SWITCH_PARTIAL
-	opsEnqLast       = 2 // SCX_OPS_ENQ_LAST
+	opsSwitchPartial     = 8  // SCX_OPS_SWITCH_PARTIAL
+	opsEnqLast           = 2  // SCX_OPS_ENQ_LAST
+	opsAllowQueuedWakeup = 32 // SCX_OPS_ALLOW_QUEUED_WAKEUP
 )
 
 // Config tunes the scheduler. The zero value is usable: every zero field
@@ -186,7 +187,7 @@ func Load(cfg Config) (*Scheduler, error) {
 			return nil, fmt.Errorf("flatcg: set %s: %w", name, err)
 		}
 	}
-	flags := uint64(opsEnqLast)
+	flags := uint64(opsEnqLast | opsAllowQueuedWakeup)
 	if c.Partial {
 		flags |= opsSwitchPartial
 	}

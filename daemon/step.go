@@ -44,7 +44,7 @@ type step struct {
 
 	psiFired atomic.Bool
 	psiAvg10 atomic.Uint64 // float64 bits, refreshed by the watcher
-	wake     chan string   // why the controller should look now
+	wake     chan wakeup   // why the controller should look now
 	stop     chan struct{}
 	stopOnce sync.Once
 	done     chan struct{}
@@ -55,9 +55,15 @@ type step struct {
 
 func key(sid, tid string) string { return sid + "/" + tid }
 
+// wakeup is a reason to evaluate a step now and when it arrived.
+type wakeup struct {
+	why string
+	at  uint64 // CLOCK_MONOTONIC ns when the daemon received the signal
+}
+
 func (s *step) kick(why string) {
 	select {
-	case s.wake <- why:
+	case s.wake <- wakeup{why, eventlog.Mono()}:
 	default:
 	}
 }
@@ -212,7 +218,7 @@ func (d *Daemon) createStep(req api.StepRequest) (*step, error) {
 
 func (d *Daemon) newStep(sid, tid string, cg cgroupfs.Cgroup, id uint64, class, profName string, prof *config.Profile, argv []string, m *escalate.Machine) *step {
 	return &step{d: d, sid: sid, tid: tid, cg: cg, id: id, class: class, profName: profName, prof: prof, argv: argv, m: m,
-		wake: make(chan string, 1), stop: make(chan struct{}), done: make(chan struct{})}
+		wake: make(chan wakeup, 1), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
 func (d *Daemon) startStep(s *step) {
@@ -233,17 +239,17 @@ func (s *step) loop() {
 	t := time.NewTicker(s.d.tick())
 	defer t.Stop()
 	for {
-		var why string
+		var w wakeup
 		select {
 		case <-s.stop:
 			return
 		case <-s.d.ctx.Done():
 			return
-		case why = <-s.wake:
+		case w = <-s.wake:
 		case <-t.C:
-			why = "tick"
+			w = wakeup{"tick", eventlog.Mono()}
 		}
-		if gone := s.evaluate(why); gone {
+		if gone := s.evaluate(w); gone {
 			return
 		}
 	}
@@ -251,7 +257,7 @@ func (s *step) loop() {
 
 // evaluate observes the step once, advances its state machine and carries
 // out the resulting action. It returns true when the step has ended.
-func (s *step) evaluate(woken string) bool {
+func (s *step) evaluate(woken wakeup) bool {
 	d := s.d
 	mon := d.monitorOnly()
 	others := d.othersPSI(s)
@@ -293,8 +299,8 @@ func (s *step) evaluate(woken string) bool {
 		e := eventlog.Event{Kind: "transition", Session: s.sid, Step: s.tid, CgroupID: s.id,
 			From: tr.From.String(), To: tr.To.String(), Action: string(tr.Action), Cause: tr.Cause,
 			DryRun: mon && tr.Action != escalate.None, ThrashScore: score, MemoryEvents: ev, MonoNS: uint64(now),
-			Detail: "woken by " + woken}
-		if onset != 0 && onset <= uint64(now) && uint64(now)-onset < uint64(10*time.Second) {
+			Detail: "woken by " + woken.why, WokenMonoNS: woken.at}
+		if onset != 0 && onset <= uint64(now) {
 			e.OnsetMonoNS, e.ReactionNS = onset, int64(uint64(now)-onset)
 		}
 		events = append(events, e)

@@ -36,6 +36,8 @@ type Event struct {
 	// this event, when the probe saw one.
 	OnsetMonoNS uint64 `json:"onset_mono_ns,omitempty"`
 	ReactionNS  int64  `json:"reaction_ns,omitempty"`
+	// When the signal that led to this event reached the daemon.
+	WokenMonoNS uint64 `json:"woken_mono_ns,omitempty"`
 
 	Detail string `json:"detail,omitempty"`
 	Error  string `json:"error,omitempty"`

@@ -44,6 +44,9 @@ type Summary struct {
 	Pooled         map[CellKey]*hdrhistogram.Histogram
 	Representative *TrialResult // for the timeline figure; may be nil
 	Provenance     *results.Provenance
+	// HostLoads are the host's 1-minute load averages at the start of
+	// every attempt, in trial id order: how contended the host was.
+	HostLoads []float64
 }
 
 // TrialNote is a trial that did not contribute data, and why.
@@ -102,6 +105,13 @@ func Analyze(dir string) (*Summary, error) {
 		case !ok:
 			s.Missing = append(s.Missing, t.ID)
 			continue
+		}
+		for _, a := range o.Attempts {
+			if a.HostLoad1 > 0 {
+				s.HostLoads = append(s.HostLoads, a.HostLoad1)
+			}
+		}
+		switch {
 		case o.Status == results.StatusSkipped:
 			s.Skipped = append(s.Skipped, TrialNote{t.ID, t.Config, o.Reason})
 			continue

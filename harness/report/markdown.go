@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"sort"
 	"strings"
 
 	"github.com/agentcgroup/agentcgroup/harness/analysis"
@@ -143,7 +144,20 @@ func provenance(b *bytes.Buffer, s *analysis.Summary) {
 	fmt.Fprintf(b, "| qemu | %s |\n", pv.Qemu)
 	fmt.Fprintf(b, "| accelerator | %s |\n", strings.Join(pv.Accelerators, ", "))
 	fmt.Fprintf(b, "| host | %s, %d CPUs, Linux %s |\n", pv.HostCPU, pv.HostCPUs, pv.HostKernel)
-	fmt.Fprintf(b, "| seed | %d |\n\n", pv.Seed)
+	fmt.Fprintf(b, "| seed | %d |\n", pv.Seed)
+	if len(s.HostLoads) > 0 {
+		ls := append([]float64(nil), s.HostLoads...)
+		sort.Float64s(ls)
+		fmt.Fprintf(b, "| host load (1 min) at trial starts | median %.1f, max %.1f over %d boots |\n", ls[len(ls)/2], ls[len(ls)-1], len(ls))
+	}
+	b.WriteString("\n")
+	if len(s.HostLoads) > 0 && pv.HostCPUs > 0 {
+		ls := append([]float64(nil), s.HostLoads...)
+		sort.Float64s(ls)
+		if med := ls[len(ls)/2]; med > float64(pv.HostCPUs) {
+			fmt.Fprintf(b, "**The host was oversubscribed** (median load %.1f on %d CPUs): guests lost CPU time to other work, which adds stalls to every configuration, solo runs included. Treat absolute latencies as noisy and look at differences within this run.\n\n", med, pv.HostCPUs)
+		}
+	}
 	for _, a := range pv.Accelerators {
 		if a == "tcg" {
 			fmt.Fprintf(b, "Guests ran under TCG (software emulation): CPU-bound work is near native, kernel-heavy work (faults, fork, reclaim) is several times slower. Compare configurations within this run, not absolute times across accelerators.\n\n")

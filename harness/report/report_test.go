@@ -77,6 +77,7 @@ func TestReportDeterministicAndComplete(t *testing.T) {
 		"the neighbours slow the victim", "interval above 1",
 		"| cpu | baseline | 3 |", "memory.events per configuration", "victim mem some %",
 		"figures/timeline.png",
+		"| host load (1 min) at trial starts | median 3.5, max 4.5 over 36 boots |", "**The host was oversubscribed** (median load 3.5 on 2 CPUs)",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report.md lacks %q", want)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -147,6 +148,17 @@ func HostKernel() string {
 		return "unknown"
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// HostLoad1 is the host's 1-minute load average (0 if unknown).
+func HostLoad1() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	var l float64
+	fmt.Sscan(string(b), &l)
+	return l
 }
 
 // AddAccel records an accelerator once, keeping the list sorted.

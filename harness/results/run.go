@@ -61,6 +61,9 @@ type Attempt struct {
 	BootToCommand string    `json:"boot_to_command,omitempty"`
 	Run           string    `json:"run,omitempty"`
 	Error         string    `json:"error,omitempty"`
+	// HostLoad1 is the host's 1-minute load average when the attempt
+	// started: guests share the host, so this says how noisy it was.
+	HostLoad1 float64 `json:"host_load1,omitempty"`
 }
 
 // Run is an open results directory.

@@ -118,7 +118,7 @@ func WriteRun(base string, reps int, m Model) (string, error) {
 		return "", err
 	}
 	prov := &results.Provenance{Scenario: s.Name, ScenarioSHA256: s.Hash, Started: start, GitCommit: "synthetic",
-		Seed: s.Seed, TrialSeeds: map[string]uint64{}, Accelerators: []string{"tcg"}}
+		Seed: s.Seed, TrialSeeds: map[string]uint64{}, Accelerators: []string{"tcg"}, HostCPUs: 2}
 	for i, t := range p.Trials {
 		prov.TrialSeeds[t.ID] = t.Spec.Seed
 		staged, err := run.Staging(t.ID)
@@ -126,7 +126,7 @@ func WriteRun(base string, reps int, m Model) (string, error) {
 			return "", err
 		}
 		o := results.Outcome{ID: t.ID, Status: results.StatusOK,
-			Attempts: []results.Attempt{{Started: start, Accel: "tcg"}}}
+			Attempts: []results.Attempt{{Started: start, Accel: "tcg", HostLoad1: 1.5 + float64(i%4)}}}
 		if m.Fail[t.ID] {
 			o.Status, o.Reason = results.StatusFailed, "synthetic failure"
 		} else if err := WriteTrial(filepath.Join(staged, "trial"), t, m, start.Add(time.Duration(i)*time.Minute)); err != nil {

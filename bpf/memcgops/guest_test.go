@@ -481,3 +481,68 @@ func guestMemcgBasics(t *testing.T) {
 		}
 	})
 }
+
+// guestProtectionRevoked: protection stops when the step's budget is used
+// up, and when an OOM kill happens next to it (its parent's oom_kill rises).
+func guestProtectionRevoked(t *testing.T) {
+	enableSwap(t, 512)
+	o := loadAttached(t, Options{})
+	run := func(t *testing.T, name string, budgetMS uint32, between func(session cgroupfs.Cgroup)) (CgroupState, float64) {
+		top := mkCgroup(t, name)
+		write(t, top, "memory.max", "48M")
+		session := mkCgroup(t, name+"/session")
+		inter := mkCgroup(t, name+"/session/interactive")
+		bg := mkCgroup(t, name+"/session/background")
+		id := cgid(t, inter)
+		if err := o.SetPolicy(id, StepPolicy{Class: ClassInteractive, Flags: FlagProtectMem, MemProtectBudgetMs: budgetMS}); err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		ready, goFile := filepath.Join(dir, "ready"), filepath.Join(dir, "go")
+		ws := startHelper(t, inter, "workset", "MAO_MB=24", "MAO_READY="+ready, "MAO_GO="+goFile)
+		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
+			if _, err := os.Stat(ready); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("working set never built: %s", ws.stderr.String())
+			}
+		}
+		startHelper(t, bg, "hog", "MAO_MB=64", "MAO_PASSES=2").wait(t, nil)
+		between(session)
+		startHelper(t, bg, "hog", "MAO_MB=64", "MAO_PASSES=2").wait(t, nil)
+		swapped := float64(readUint(t, inter, "memory.swap.current")) / (1 << 20)
+		os.WriteFile(goFile, []byte("1"), 0o644)
+		ws.wait(t, &worksetReport{})
+		st, ok, err := o.Cgroup(id)
+		if err != nil || !ok {
+			t.Fatalf("no state for the interactive step (ok=%v err=%v)", ok, err)
+		}
+		return st, swapped
+	}
+	t.Run("budget", func(t *testing.T) {
+		st, swapped := run(t, "mao-rev-budget", 200, func(cgroupfs.Cgroup) {})
+		t.Logf("200 ms budget: revoked=%d used=%v grants=%d, swapped %.1f MiB", st.Revoked, time.Duration(st.ProtectUsedNs), st.LowGrants, swapped)
+		if st.Revoked != RevokedBudget || st.LowGrants == 0 || swapped < 4 {
+			t.Fatalf("want protection granted, then revoked for budget and the working set reclaimed; got %+v, %.1f MiB swapped", st, swapped)
+		}
+	})
+	t.Run("oom-next-door", func(t *testing.T) {
+		st, swapped := run(t, "mao-rev-oom", 600000, func(session cgroupfs.Cgroup) {
+			killer := mkCgroup(t, "mao-rev-oom/session/killer")
+			write(t, killer, "memory.max", "8M")
+			write(t, killer, "memory.swap.max", "0")
+			if err := startHelper(t, killer, "touch", "MAO_MB=16").cmd.Wait(); err == nil {
+				t.Fatal("the killer step was supposed to be OOM-killed")
+			}
+			t.Logf("session memory.events after the OOM kill: %v", memEvents(t, session))
+		})
+		t.Logf("after an OOM kill in the session: revoked=%d grants=%d, swapped %.1f MiB", st.Revoked, st.LowGrants, swapped)
+		if st.Revoked != RevokedOOM || st.LowGrants == 0 {
+			t.Fatalf("want protection revoked for OOM after being granted; got %+v", st)
+		}
+	})
+	if s, _ := o.Stats(); s.RevokedBudget == 0 || s.RevokedOom == 0 {
+		t.Fatalf("stats do not count the revocations: %+v", s)
+	}
+}

@@ -43,6 +43,15 @@ func TestProtectionVM(t *testing.T) {
 	guestProtection(t)
 }
 
+// Protection is budgeted and withdrawn when an OOM kill happens next to
+// the protected step.
+func TestProtectionRevokedVM(t *testing.T) {
+	if vmtest.Run(t, patched(8*time.Minute)) {
+		return
+	}
+	guestProtectionRevoked(t)
+}
+
 func TestDetachWhileRunningVM(t *testing.T) {
 	if vmtest.Run(t, patched(5*time.Minute)) {
 		return

@@ -51,10 +51,11 @@ func CPUSpin(ctx context.Context, p trial.CPUSpinParams) Stats {
 }
 
 // Forker creates and reaps children. Start must not block; Reap blocks
-// until some child has exited (syscall.ECHILD when none is left).
+// until some child has exited and returns its pid (syscall.ECHILD when none
+// is left).
 type Forker interface {
-	Start() error
-	Reap() error
+	Start() (pid int, err error)
+	Reap() (pid int, err error)
 }
 
 // ForkStorm starts children at p.Rate per second (0: as fast as it can),
@@ -62,23 +63,43 @@ type Forker interface {
 // is counted and retried after a millisecond: pids.max, not the storm,
 // bounds how many run.
 func ForkStorm(ctx context.Context, p trial.ForkStormParams, f Forker) Stats {
-	var reaped, failed atomic.Int64
-	sem := make(chan struct{}, p.Concurrency)
+	var reaped, failed, alive atomic.Int64
+	// A child may exit and be reaped before its starter has recorded its
+	// pid, so the reaper notes unknown pids and the starter checks them.
+	var mu sync.Mutex
+	pending := map[int]bool{} // started, not yet reaped
+	early := map[int]bool{}   // reaped before being recorded (or not ours)
+	done := func() {
+		alive.Add(-1)
+		reaped.Add(1)
+	}
+	freed := make(chan struct{}, 1)
 	// One reaper, so the storm needs a fixed handful of threads: under a
-	// tight pids.max the Go runtime could not create more.
+	// tight pids.max the Go runtime could not create more. It reaps any
+	// child but counts only ours (a failed exec is reaped by its starter).
 	var wg sync.WaitGroup
 	var stopping atomic.Bool
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		for {
-			err := f.Reap()
+			pid, err := f.Reap()
 			switch {
 			case err == nil:
-				reaped.Add(1)
-				<-sem
+				mu.Lock()
+				if pending[pid] {
+					delete(pending, pid)
+					done()
+				} else {
+					early[pid] = true
+				}
+				mu.Unlock()
+				select {
+				case freed <- struct{}{}:
+				default:
+				}
 			case errors.Is(err, syscall.ECHILD):
-				if stopping.Load() && len(sem) == 0 {
+				if stopping.Load() && alive.Load() == 0 {
 					return
 				}
 				time.Sleep(time.Millisecond)
@@ -114,18 +135,33 @@ loop:
 			}
 			next = next.Add(interval)
 		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			break loop
+		for alive.Load() >= int64(p.Concurrency) {
+			select {
+			case <-freed:
+			case <-time.After(10 * time.Millisecond): // a missed wake-up costs at most this
+			case <-ctx.Done():
+				break loop
+			}
 		}
-		if err := f.Start(); err != nil {
-			<-sem
+		// Count the child as alive before it can possibly be reaped.
+		alive.Add(1)
+		pid, err := f.Start()
+		if err != nil {
+			alive.Add(-1)
 			failed.Add(1)
 			if !sleep(time.Millisecond) {
 				break
 			}
+			continue
 		}
+		mu.Lock()
+		if early[pid] {
+			delete(early, pid)
+			done()
+		} else {
+			pending[pid] = true
+		}
+		mu.Unlock()
 	}
 	stopping.Store(true)
 	wg.Wait()
@@ -138,37 +174,36 @@ loop:
 type ForkExit struct{ Hold time.Duration }
 
 // Start forks one child.
-func (f ForkExit) Start() error {
+func (f ForkExit) Start() (int, error) {
 	var hold *syscall.Timespec
 	if f.Hold > 0 {
 		ts := syscall.NsecToTimespec(int64(f.Hold))
 		hold = &ts
 	}
-	if _, err := forkExit(hold); err != 0 {
-		return err
+	pid, err := forkExit(hold)
+	if err != 0 {
+		return 0, err
 	}
-	return nil
+	return pid, nil
 }
 
 // Reap waits for any child.
-func (ForkExit) Reap() error { return reapAny() }
+func (ForkExit) Reap() (int, error) { return reapAny() }
 
 // ForkExec forks and executes Path (e.g. /bin/true) with no arguments.
 type ForkExec struct{ Path string }
 
 // Start starts one child.
-func (f ForkExec) Start() error {
-	_, err := syscall.ForkExec(f.Path, []string{f.Path}, &syscall.ProcAttr{Files: []uintptr{}})
-	return err
+func (f ForkExec) Start() (int, error) {
+	return syscall.ForkExec(f.Path, []string{f.Path}, &syscall.ProcAttr{Files: []uintptr{}})
 }
 
 // Reap waits for any child.
-func (ForkExec) Reap() error { return reapAny() }
+func (ForkExec) Reap() (int, error) { return reapAny() }
 
-func reapAny() error {
+func reapAny() (int, error) {
 	var ws syscall.WaitStatus
-	_, err := syscall.Wait4(-1, &ws, 0, nil)
-	return err
+	return syscall.Wait4(-1, &ws, 0, nil)
 }
 
 // BlowupPlan is the sequence of chunk sizes a memory_blowup maps, up to the

@@ -244,8 +244,12 @@ func RunNeighbour(ctx context.Context, n trial.Neighbour, seed uint64) trial.Wor
 		st = neighbour.CPUSpin(ctx, *n.CPUSpin)
 	case trial.NeighbourForkStorm:
 		var f neighbour.Forker = neighbour.ForkExit{Hold: n.ForkStorm.Hold.D()}
-		if n.ForkStorm.Exec != "" {
-			f = neighbour.ForkExec{Path: n.ForkStorm.Exec}
+		if e := n.ForkStorm.Exec; e != "" {
+			if _, err := os.Stat(e); err != nil {
+				res.Error = fmt.Sprintf("fork_storm exec %q: %v (name a program present in the guest, e.g. /bin/true)", e, err)
+				break
+			}
+			f = neighbour.ForkExec{Path: e}
 		}
 		st = neighbour.ForkStorm(ctx, *n.ForkStorm, f)
 	case trial.NeighbourMemoryBlowup:

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 	"github.com/agentcgroup/agentcgroup/workloads/load"
@@ -63,6 +64,7 @@ type Forker interface {
 // is counted and retried after a millisecond: pids.max, not the storm,
 // bounds how many run.
 func ForkStorm(ctx context.Context, p trial.ForkStormParams, f Forker) Stats {
+	reserveThreads(4)
 	var reaped, failed, alive atomic.Int64
 	// A child may exit and be reaped before its starter has recorded its
 	// pid, so the reaper notes unknown pids and the starter checks them.
@@ -272,4 +274,23 @@ func MemoryBlowup(ctx context.Context, p trial.MemoryBlowupParams, seed uint64) 
 		}
 	}
 	return st, nil
+}
+
+// reserveThreads makes the Go runtime start n more OS threads now, while
+// pids.max still has room: goroutines that block in a system call at the
+// same time each get their processor handed to a new thread. Idle threads
+// are kept for reuse, so once the storm fills pids.max the runtime does not
+// need to create one (which it cannot survive: failing to create a thread
+// is fatal).
+func reserveThreads(n int) {
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ts := syscall.NsecToTimespec(int64(30 * time.Millisecond))
+			syscall.Syscall(syscall.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
+		}()
+	}
+	wg.Wait()
 }

@@ -75,7 +75,9 @@ func (c Config) args() []string {
 	if c.Accel != "kvm" {
 		accel, cpu = "tcg,thread=multi", "max"
 	}
-	cmdline := "console=ttyS0 quiet panic=-1 oops=panic mitigations=off random.trust_cpu=on 8250.nr_uarts=1 " + c.Append
+	// no_timer_check: emulated timers are slow enough under TCG that the
+	// IO-APIC timer check can fail and panic the boot.
+	cmdline := "console=ttyS0 quiet panic=-1 oops=panic no_timer_check mitigations=off random.trust_cpu=on 8250.nr_uarts=1 " + c.Append
 	return []string{
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-accel", accel, "-cpu", cpu,

@@ -395,6 +395,8 @@ static void charge(struct task_struct *p, struct fcg_task *t, u64 now)
 	bw_charge(c, used, now);
 }
 
+extern bool scx_bpf_test_and_clear_cpu_idle(s32 cpu) __ksym;
+
 /* Only the idle task runs as pid 0 (one per CPU). */
 static struct task_struct *(*bpf_get_current_task_btf)(void) =
 	(void *)BPF_FUNC_get_current_task_btf;
@@ -451,6 +453,23 @@ s32 fcg_select_cpu(unsigned long long *ctx)
 	return cpu;
 }
 
+/*
+ * p is being enqueued on this CPU, which runs its idle task and has nothing
+ * queued locally: p can simply run here. The idle bit is claimed so that
+ * ops.select_cpu elsewhere does not pick this CPU for another task too.
+ */
+static bool wake_onto_idle_self(struct task_struct *p)
+{
+	s32 cpu = bpf_get_smp_processor_id();
+
+	if (scx_bpf_task_cpu(p) != cpu || bpf_get_current_task_btf()->pid != 0)
+		return false;
+	if (scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL) > 0)
+		return false;
+	scx_bpf_test_and_clear_cpu_idle(cpu);
+	return true;
+}
+
 SEC("struct_ops/fcg_enqueue")
 int fcg_enqueue(unsigned long long *ctx)
 {
@@ -478,6 +497,22 @@ int fcg_enqueue(unsigned long long *ctx)
 
 	penal = thrash_penalized(cgid, pol, now);
 	slice = task_slice(c, pol, penal);
+	wake_idle = t->wake_idle;
+	t->wake_idle = 0;
+	if ((enq_flags & SCX_ENQ_WAKEUP) && !wake_idle && !c->throttled &&
+	    wake_onto_idle_self(p)) {
+		/*
+		 * A queued wakeup (SCX_OPS_ALLOW_QUEUED_WAKEUP) runs ops.enqueue
+		 * on the wakee's CPU, here an idle one, sometimes without
+		 * ops.select_cpu. Run it here: queueing it and kicking some
+		 * other idle CPU would cost two more IPIs, and whichever CPU
+		 * dispatches first would take it anyway.
+		 */
+		scx_bpf_dsq_insert___v2(p, SCX_DSQ_LOCAL, slice, enq_flags);
+		__sync_fetch_and_add(&c->stats.enqueues, 1);
+		__sync_fetch_and_add(&nr_direct, 1);
+		return 0;
+	}
 	if (penal)
 		__sync_fetch_and_add(&c->stats.penalties, 1);
 	else if (pol && pol->class == AGC_CLASS_INTERACTIVE &&
@@ -504,8 +539,6 @@ int fcg_enqueue(unsigned long long *ctx)
 	scx_bpf_dsq_insert_vtime(p, cg_dsq(slot), slice, vtime, enq_flags);
 	__sync_fetch_and_add(&c->stats.enqueues, 1);
 
-	wake_idle = t->wake_idle;
-	t->wake_idle = 0;
 	if (c->throttled)
 		return 0; /* parked until the refill timer releases the cgroup */
 	if (enq_flags & SCX_ENQ_LAST) {

@@ -182,7 +182,7 @@ unsigned int mao_get_high_delay_ms(unsigned long long *ctx)
 
 	high = memcg->memory.high;
 	if (!high || high >= PAGE_COUNTER_UNLIMITED)
-		return 0; /* the breach is an ancestor's, not this step's */
+		return 0; /* no high of its own: an ancestor is over */
 	high *= PAGE_BYTES;
 	usage = bpf_mem_cgroup_usage(memcg);
 	over = usage > high ? usage - high : 0;

@@ -42,7 +42,7 @@ func TestGuestDaemonBinarySignals(t *testing.T) {
 	}
 	sleeper := exec.Command("sleep", "300")
 	st := runStep(t, c, "s1", "keep", "background", sleeper)
-	defer func() { sleeper.Process.Kill(); sleeper.Wait() }()
+	defer stopProc(t, sleeper)
 
 	if cli, err := exec.LookPath("agentcgroup"); err != nil {
 		t.Errorf("agentcgroup is not on the guest's PATH: %v", err)

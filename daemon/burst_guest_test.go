@@ -38,7 +38,7 @@ clear_after = "3s"
 	cmd, _ := memhog.Command("mode=grow,chunk=1M,every=20ms,total=30M,hold=60s")
 	cmd.Stderr = os.Stderr
 	st := runStep(t, c, "s1", "b", "tool_burst", cmd)
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	defer stopProc(t, cmd)
 	cg := cgroupfs.Cgroup{Path: st.Cgroup}
 	if v, _ := cg.Read("memory.oom.group"); v != "1" {
 		t.Errorf("memory.oom.group = %q for an oom_group profile", v)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -88,8 +89,14 @@ func (e *env) start() (*Daemon, func()) {
 		}
 		stopped = true
 		cancel()
-		if err := <-done; err != nil {
-			e.t.Errorf("daemon: %v", err)
+		select {
+		case err := <-done:
+			if err != nil {
+				e.t.Errorf("daemon: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			buf := make([]byte, 1<<20)
+			e.t.Errorf("daemon did not stop within 30s; goroutines:\n%s", buf[:runtime.Stack(buf, true)])
 		}
 	}
 	e.t.Cleanup(stop)
@@ -161,4 +168,23 @@ func killedBy(err error) syscall.Signal {
 		}
 	}
 	return 0
+}
+
+// stopProc kills cmd and reaps it, reporting (instead of hanging) when the
+// process does not die within 20 s, with its kernel state for diagnosis.
+func stopProc(t *testing.T, cmd *exec.Cmd) {
+	if cmd.Process == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		pid := cmd.Process.Pid
+		st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		stack, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stack", pid))
+		t.Errorf("pid %d did not die within 20s of SIGKILL:\n%s\n%s", pid, st, stack)
+	}
 }

@@ -67,7 +67,7 @@ func TestGuestRestartKeepsLiveSteps(t *testing.T) {
 	}
 	cmd := exec.Command("sleep", "300")
 	st := runStep(t, c, "s1", "live", "tool_burst", cmd)
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	defer stopProc(t, cmd)
 	short := exec.Command("sleep", "1")
 	runStep(t, c, "s1", "short", "background", short)
 
@@ -157,7 +157,7 @@ func TestGuestBadInputLeavesNothing(t *testing.T) {
 	// rejected by config validation, so use a duplicate id instead).
 	cmd := exec.Command("sleep", "300")
 	runStep(t, c, "s1", "dup", "tool_burst", cmd)
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	defer stopProc(t, cmd)
 	if _, err := c.CreateStep(api.StepRequest{Session: "s1", Step: "dup", Class: "tool_burst"}); apiStatus(err) != http.StatusConflict {
 		t.Errorf("duplicate step: %v", err)
 	}
@@ -206,7 +206,7 @@ func TestGuestReload(t *testing.T) {
 	}
 	cmd := exec.Command("sleep", "300")
 	st := runStep(t, c, "s1", "x", "tool_burst", cmd)
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	defer stopProc(t, cmd)
 	good, _ := os.ReadFile(e.policy)
 
 	e.writePolicy(strings.Replace(string(good), `high = "64M"`, `high = "64 potatoes"`, 1))
@@ -254,7 +254,7 @@ func TestGuestMonitorOnly(t *testing.T) {
 	}
 	cmd := exec.Command("sleep", "300")
 	st := runStep(t, c, "s1", "m", "tool_burst", cmd)
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	defer stopProc(t, cmd)
 	cg := cgroupfs.Cgroup{Path: st.Cgroup}
 	if v, _ := cg.ReadLimit("memory.high"); v != cgroupfs.Max {
 		t.Fatalf("monitor-only daemon set memory.high to %d", v)
@@ -270,7 +270,7 @@ func TestGuestMonitorOnly(t *testing.T) {
 	if err := cg.Start(blow); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { blow.Process.Kill(); blow.Wait() }()
+	defer stopProc(t, blow)
 	waitFor(t, 60*time.Second, "a dry-run freeze in the event log", func() bool {
 		for _, ev := range transitions(e.events(), "m") {
 			if ev.To == "SOFT_PAUSED" {

@@ -60,7 +60,7 @@ max = "400M"
 	blowCmd, _ := memhog.Command("mode=grow,chunk=2M,every=10ms,total=200M,hold=60s")
 	blowCmd.Stderr = os.Stderr
 	blow := runStep(t, c, "s1", "blowup", "tool_burst", blowCmd)
-	defer func() { blowCmd.Process.Kill(); blowCmd.Wait() }()
+	defer stopProc(t, blowCmd)
 
 	var pen uint64
 	for end := time.Now().Add(90 * time.Second); pen == 0; time.Sleep(20 * time.Millisecond) {

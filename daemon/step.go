@@ -434,12 +434,18 @@ func (d *Daemon) removeStep(s *step, why string) error {
 	return s.removeErr
 }
 
+// The step stays listed until its cgroup is gone, so a client's DELETE
+// that races the daemon's own cleanup waits for it instead of seeing 404
+// while the directory still exists.
 func (d *Daemon) doRemoveStep(s *step, why string) error {
-	d.mu.Lock()
-	if d.steps[key(s.sid, s.tid)] == s {
-		delete(d.steps, key(s.sid, s.tid))
-	}
-	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		if d.steps[key(s.sid, s.tid)] == s {
+			delete(d.steps, key(s.sid, s.tid))
+		}
+		d.mu.Unlock()
+		d.saveState()
+	}()
 	s.stopOnce.Do(func() { close(s.stop) })
 	<-s.done
 	d.watch.remove(s)
@@ -458,7 +464,6 @@ func (d *Daemon) doRemoveStep(s *step, why string) error {
 		e.Error = err.Error()
 	}
 	d.log.Emit(e)
-	d.saveState()
 	return err
 }
 

@@ -8,7 +8,7 @@ RUN ?=
 AGENTBENCH := $(GO) run ./cmd/agentbench
 
 .PHONY: all build setup setup-bpf kernels kernel-patched test test-unit eval figures nightly \
-	generate bench bench-vm bench-sched
+	generate bench bench-vm bench-sched bench-reaction
 
 all: build
 
@@ -67,6 +67,10 @@ bench-vm: setup kernels
 # scx_agent_flatcg against the default scheduler: wakeup latency and throughput ratios.
 bench-sched: setup kernels
 	$(GO) test -run '^$$' -bench BenchmarkVersusDefault -benchtime 1x -v ./bpf/flatcg/
+
+# Memory.high breach -> in-kernel pressure map update vs -> daemon action.
+bench-reaction: setup kernels
+	$(GO) test -run '^$$' -bench BenchmarkReactionTime -benchtime 1x ./daemon/
 
 # Every benchmark once (VM benchmarks boot one guest each).
 bench: setup kernels

@@ -238,6 +238,24 @@ func configMismatches(fragment, config string) []string {
 	return bad
 }
 
+// groupWrapper runs "$@" and, on SIGTERM, signals its whole process group.
+const groupWrapper = `trap 'trap - TERM; kill -TERM 0' TERM; "$@" & wait $!`
+
+// groupCommand runs argv so that nothing it starts outlives the builder.
+// A make (or sub-make) left behind would race the next build, which holds
+// the lock once we are gone, in the same object directory. The wrapper
+// shell leads its own process group and takes the whole group down when it
+// gets SIGTERM: on cancellation, and on our death through Pdeathsig.
+func groupCommand(ctx context.Context, dir string, env []string, argv ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "sh", append([]string{"-c", groupWrapper, "sh"}, argv...)...)
+	cmd.Dir = dir
+	cmd.Env = env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = time.Minute
+	return cmd
+}
+
 // make compiles bzImage (and vmlinux with BTF), logging everything to
 // build.log and a progress line every 15 seconds.
 func (b *builder) make(ctx context.Context, src, obj string) error {
@@ -252,12 +270,8 @@ func (b *builder) make(ctx context.Context, src, obj string) error {
 	}
 	defer logf.Close()
 	b.logf("make -j%d bzImage (a cold build takes about 8 minutes on 2 cores; full log %s)", jobs, logPath)
-	cmd := exec.CommandContext(ctx, "make", "O="+obj, "ARCH=x86_64", "CC=ccache gcc", "PAHOLE=pahole", fmt.Sprintf("-j%d", jobs), "bzImage")
-	cmd.Dir = src
-	cmd.Env = b.env()
-	// A make that outlives its builder would race the next build (which
-	// holds the lock once we are gone) in the same object directory.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	cmd := groupCommand(ctx, src, b.env(),
+		"make", "O="+obj, "ARCH=x86_64", "CC=ccache gcc", "PAHOLE=pahole", fmt.Sprintf("-j%d", jobs), "bzImage")
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	start := time.Now()

@@ -37,11 +37,35 @@ func (d *Daemon) setupBPF() error {
 	if d.pressureMap, err = open(pressureSpec); err != nil {
 		return err
 	}
+	want := cfg.MemoryMode
+	if d.opts.MemoryMode != "" {
+		want = d.opts.MemoryMode
+	}
+	mode, why, err := chooseMemoryMode(want)
+	if err != nil {
+		return err
+	}
+	if mode == ModeFull {
+		if err := d.setupMemcgOps(); err != nil {
+			return err
+		}
+	}
+	d.mu.Lock()
+	d.memMode, d.memModeWhy = mode, why
+	d.mu.Unlock()
+	// In full mode memcg_agent_ops writes step_pressure; the probe keeps a
+	// private pressure map and only reports onsets and in-flight counts.
+	probeOpts := mempressure.Options{StepPolicy: d.policyMap, StepPressure: d.pressureMap}
+	probeRole := ""
+	if mode == ModeFull {
+		probeOpts.StepPressure = nil
+		probeRole = " (onsets and in-flight counts only; memcg_agent_ops writes step_pressure)"
+	}
 	switch cfg.Probe {
 	case "off":
 		d.probeStatus = "off (daemon.probe)"
 	default:
-		p, err := mempressure.Load(mempressure.Options{StepPolicy: d.policyMap, StepPressure: d.pressureMap})
+		p, err := mempressure.Load(probeOpts)
 		if err != nil {
 			if cfg.Probe == "require" {
 				return fmt.Errorf("%w (daemon.probe = \"require\"; set it to \"auto\" to run on memory.events and PSI alone)", err)
@@ -50,7 +74,7 @@ func (d *Daemon) setupBPF() error {
 			d.log.Emit(eventlog.Event{Kind: "probe", Error: err.Error(), Detail: "running on memory.events and PSI only"})
 		} else {
 			d.probe = p
-			d.probeStatus = "attached to " + p.Symbol
+			d.probeStatus = "attached to " + p.Symbol + probeRole
 			d.log.Emit(eventlog.Event{Kind: "probe", Detail: d.probeStatus})
 		}
 	}
@@ -77,6 +101,7 @@ func (d *Daemon) closeBPF() {
 	if d.probe != nil {
 		d.probe.Close()
 	}
+	d.closeMemcgOps()
 	if d.policyMap != nil {
 		d.policyMap.Close()
 	}

@@ -61,6 +61,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/agentcgroup/agentcgroup/bpf/memcgops"
 	"github.com/agentcgroup/agentcgroup/bpf/mempressure"
 	"github.com/agentcgroup/agentcgroup/cgroupfs"
 	"github.com/agentcgroup/agentcgroup/daemon/config"
@@ -78,6 +79,8 @@ type SchedulerLoader func(policy, pressure *ebpf.Map) (io.Closer, error)
 // Options beyond the policy file.
 type Options struct {
 	ConfigPath string
+	// MemoryMode overrides daemon.memory_mode ("" keeps the file's).
+	MemoryMode string
 	Scheduler  SchedulerLoader
 	LogOutput  io.Writer // overrides daemon.event_log (tests)
 }
@@ -98,6 +101,8 @@ type Daemon struct {
 	policyMap, pressureMap *ebpf.Map
 	probe                  *mempressure.Probe
 	probeStatus            string
+	ops                    *memcgops.Ops // memcg_agent_ops, in full memory mode
+	memMode, memModeWhy    string
 	sched                  io.Closer
 	schedStatus            string
 	watch                  *watcher
@@ -129,6 +134,11 @@ func New(opts Options) (*Daemon, error) {
 	cfg, err := config.Load(opts.ConfigPath)
 	if err != nil {
 		return nil, err
+	}
+	if opts.MemoryMode != "" {
+		if err := config.ValidMemoryMode(opts.MemoryMode); err != nil {
+			return nil, fmt.Errorf("memory mode: %w", err)
+		}
 	}
 	d := &Daemon{opts: opts, cfg: cfg, sessions: map[string]*session{}, steps: map[string]*step{}, ready: make(chan struct{})}
 	d.tree = cgroupfs.Tree{Mount: cfg.Daemon.CgroupMount, Base: cfg.Daemon.Base}
@@ -173,10 +183,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := cgroupfs.EnableControllers(cfg.Daemon.CgroupMount, cfg.Daemon.Base, Controllers...); err != nil {
 		return err
 	}
+	// closeBPF copes with a partial setup, so a failed start detaches
+	// whatever it attached.
+	defer d.closeBPF()
 	if err := d.setupBPF(); err != nil {
 		return err
 	}
-	defer d.closeBPF()
 	w, err := newWatcher(d)
 	if err != nil {
 		return err
@@ -197,7 +209,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	d.log.Emit(eventlog.Event{Kind: "config_loaded", Detail: cfg.Path})
+	d.log.Emit(eventlog.Event{Kind: "config_loaded", MemoryMode: d.memMode, Detail: cfg.Path + " memory_mode=" + d.memMode + " (" + d.memModeWhy + ")"})
 
 	if err := os.MkdirAll(filepath.Dir(cfg.Daemon.Socket), 0o755); err != nil {
 		return fmt.Errorf("socket directory: %w", err)
@@ -259,7 +271,7 @@ func (d *Daemon) Reload() error {
 	note := ""
 	if cfg.Daemon.Socket != old.Socket || cfg.Daemon.Base != old.Base || cfg.Daemon.CgroupMount != old.CgroupMount ||
 		cfg.Daemon.PinDir != old.PinDir || cfg.Daemon.MetricsAddr != old.MetricsAddr || cfg.Daemon.Scheduler != old.Scheduler ||
-		cfg.Daemon.Probe != old.Probe || cfg.Daemon.EventLog != old.EventLog {
+		cfg.Daemon.Probe != old.Probe || cfg.Daemon.EventLog != old.EventLog || cfg.Daemon.MemoryMode != old.MemoryMode {
 		note = "daemon.* settings other than monitor_only and tick take effect on restart"
 		keep := cfg.Daemon
 		cfg.Daemon = old

@@ -18,6 +18,7 @@ type metrics struct {
 	reloads     *prometheus.CounterVec
 
 	cpu, memCur, memEvents, thrDelay, thrEvents, score, state, freezes *prometheus.Desc
+	memMode, opsEvents                                                 *prometheus.Desc
 }
 
 var stepLabels = []string{"session", "step", "class", "profile"}
@@ -38,16 +39,20 @@ func newMetrics(d *Daemon) *metrics {
 		cpu:       desc("cpu_usage_seconds_total", "CPU time used (cpu.stat usage_usec)."),
 		memCur:    desc("memory_current_bytes", "memory.current."),
 		memEvents: desc("memory_events_total", "memory.events counters (high, max, oom, oom_kill).", "event"),
-		thrDelay:  desc("throttle_delay_seconds_total", "Time spent in the memory.high throttle (probe)."),
-		thrEvents: desc("throttle_events_total", "memory.high throttle events (probe)."),
+		thrDelay:  desc("throttle_delay_seconds_total", "Time spent in the memory.high throttle (probe; in full mode the delays memcg_agent_ops asked for)."),
+		thrEvents: desc("throttle_events_total", "memory.high throttle events (probe, or memcg_agent_ops in full mode)."),
 		score:     desc("thrash_score", "Thrash score 0..1000 (0 when stale)."),
 		state:     desc("state", "1 for the step's current escalation state.", "state"),
 		freezes:   desc("freezes_total", "Times the daemon froze the step."),
+		memMode: prometheus.NewDesc("agentcgroup_memory_mode",
+			"1 for the memory mode in force: mainline (memory.high and the probe) or full (memcg_agent_ops).", []string{"mode"}, nil),
+		opsEvents: prometheus.NewDesc("agentcgroup_memcg_ops_events_total",
+			"memcg_agent_ops counters in full mode: delay_calls, delay_nonzero, delay_credit, low_grants, min_grants, revoked.", []string{"kind"}, nil),
 	}
 }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.cpu, m.memCur, m.memEvents, m.thrDelay, m.thrEvents, m.score, m.state, m.freezes} {
+	for _, d := range []*prometheus.Desc{m.cpu, m.memCur, m.memEvents, m.thrDelay, m.thrEvents, m.score, m.state, m.freezes, m.memMode, m.opsEvents} {
 		ch <- d
 	}
 	m.transitions.Describe(ch)
@@ -57,6 +62,19 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	now := uint64(mono())
+	for _, mode := range []string{ModeMainline, ModeFull} {
+		v := 0.0
+		if mode == m.d.memMode {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(m.memMode, prometheus.GaugeValue, v, mode)
+	}
+	if st := m.d.opsStats(); st != nil {
+		for k, v := range map[string]uint64{"delay_calls": st.DelayCalls, "delay_nonzero": st.DelayNonzero,
+			"delay_credit": st.DelayCredit, "low_grants": st.LowGrants, "min_grants": st.MinGrants, "revoked": st.Revoked} {
+			ch <- prometheus.MustNewConstMetric(m.opsEvents, prometheus.CounterValue, float64(v), k)
+		}
+	}
 	for _, s := range m.d.stepList() {
 		s.mu.Lock()
 		lv := []string{s.sid, s.tid, s.class, s.profName}

@@ -286,12 +286,14 @@ func (s *step) evaluate(woken wakeup) bool {
 		score, onset = mempressure.Score(sp, uint64(now)), on
 		// A task sleeping off a long penalty leaves the entry stale while
 		// the step is still throttled: keep the last score then.
-		if d.probe != nil && d.probe.InFlight(s.id) > 0 {
+		if (d.probe != nil && d.probe.InFlight(s.id) > 0) || d.sleepingOffDelay(s.id, sp.LastUpdateNs, uint64(now)) {
 			score = max(sp.ThrashScore, 1)
 		}
 	}
 	s.score = score
-	in := escalate.Input{Now: now, Score: score, Probe: d.probe != nil, HighDelta: hd,
+	// Probe: an in-kernel writer keeps step_pressure (the probe, or
+	// memcg_agent_ops in full mode), so severity is judged by the score.
+	in := escalate.Input{Now: now, Score: score, Probe: d.probe != nil || d.fullMode(), HighDelta: hd,
 		PSIFired: s.psiFired.Swap(false), OthersPSIAvg10: others}
 	tr := s.m.Step(in)
 	var events []eventlog.Event
@@ -361,10 +363,13 @@ func (s *step) act(a escalate.Action) error {
 }
 
 // burst raises memory.high by the profile's credit when a step first comes
-// under pressure in an episode, and restores it when the credit's time is up.
+// under pressure in an episode, and restores it when the credit's time is up
+// (mainline mode only).
 func (s *step) burst(tr *escalate.Transition, now time.Duration, mon bool) []eventlog.Event {
 	mem := s.prof.Memory
-	if mon || mem.BurstCredit == 0 || mem.High == 0 || mem.High == config.Unlimited {
+	// In full mode memcg_agent_ops forgives an overage within the credit
+	// itself (step_policy.mem_burst_credit_bytes).
+	if mon || s.d.fullMode() || mem.BurstCredit == 0 || mem.High == 0 || mem.High == config.Unlimited {
 		return nil
 	}
 	base := uint64(mem.High)

@@ -122,7 +122,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 			e.Encode(st)
 			return 0
 		}
-		fmt.Fprintf(stdout, "config %s  monitor_only=%v  probe: %s  scheduler: %s\n", st.Config, st.MonitorOnly, st.Probe, st.Scheduler)
+		fmt.Fprintf(stdout, "config %s  monitor_only=%v  memory_mode: %s (%s)  probe: %s  scheduler: %s\n", st.Config, st.MonitorOnly, st.MemoryMode, st.MemoryModeReason, st.Probe, st.Scheduler)
+		if o := st.MemcgOps; o != nil {
+			fmt.Fprintf(stdout, "memcg_agent_ops: delay calls %d (with delay %d, within burst credit %d, %d ms asked), low grants %d, min grants %d, revoked %d\n",
+				o.DelayCalls, o.DelayNonzero, o.DelayCredit, o.DelayMsSum, o.LowGrants, o.MinGrants, o.Revoked)
+		}
 		if st.LastReload != "" {
 			fmt.Fprintf(stdout, "last reload: %s\n", st.LastReload)
 		}

@@ -21,12 +21,13 @@ import (
 func main() {
 	cfgPath := flag.String("config", "/etc/agentcgroup/policy.toml", "policy file (TOML); see configs/policy.example.toml")
 	check := flag.Bool("check", false, "validate the policy file and exit")
+	memMode := flag.String("memory-mode", "", "override daemon.memory_mode: auto, mainline or full (full needs a kernel with memcg_bpf_ops)")
 	flag.Parse()
 	if flag.NArg() != 0 {
 		fmt.Fprintf(os.Stderr, "agentcgroupd: unexpected arguments %q; only flags are accepted\n", flag.Args())
 		os.Exit(2)
 	}
-	d, err := daemon.New(daemon.Options{ConfigPath: *cfgPath, Scheduler: schedulerLoader})
+	d, err := daemon.New(daemon.Options{ConfigPath: *cfgPath, MemoryMode: *memMode, Scheduler: schedulerLoader})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "agentcgroupd: %v\n", err)
 		os.Exit(1)

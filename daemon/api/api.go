@@ -44,13 +44,31 @@ type Session struct {
 
 // Status is the whole daemon view.
 type Status struct {
-	Config      string    `json:"config"`
-	MonitorOnly bool      `json:"monitor_only"`
-	Probe       string    `json:"probe"`     // attached symbol, or why not
-	Scheduler   string    `json:"scheduler"` // "off", "running", or the error
-	LastReload  string    `json:"last_reload,omitempty"`
-	Sessions    []Session `json:"sessions"`
-	Steps       []Step    `json:"steps"`
+	Config      string `json:"config"`
+	MonitorOnly bool   `json:"monitor_only"`
+	Probe       string `json:"probe"`     // attached symbol, or why not
+	Scheduler   string `json:"scheduler"` // "off", "running", or the error
+	// MemoryMode is "mainline" or "full" (memcg_agent_ops attached);
+	// MemoryModeReason says why (the config, or what auto found).
+	MemoryMode       string `json:"memory_mode"`
+	MemoryModeReason string `json:"memory_mode_reason,omitempty"`
+	// MemcgOps holds memcg_agent_ops' global counters in full mode.
+	MemcgOps   *MemcgOpsStats `json:"memcg_ops,omitempty"`
+	LastReload string         `json:"last_reload,omitempty"`
+	Sessions   []Session      `json:"sessions"`
+	Steps      []Step         `json:"steps"`
+}
+
+// MemcgOpsStats are memcg_agent_ops' counters since it was loaded.
+type MemcgOpsStats struct {
+	DelayCalls   uint64 `json:"delay_calls"`   // get_high_delay_ms calls
+	DelayPolicy  uint64 `json:"delay_policy"`  // ... for a step with a policy
+	DelayNonzero uint64 `json:"delay_nonzero"` // ... answered with a delay
+	DelayCredit  uint64 `json:"delay_credit"`  // ... forgiven by the burst credit
+	DelayMsSum   uint64 `json:"delay_ms_sum"`  // sum of the delays answered
+	LowGrants    uint64 `json:"low_grants"`    // below_low protections granted
+	MinGrants    uint64 `json:"min_grants"`    // below_min protections granted
+	Revoked      uint64 `json:"revoked"`       // protections withdrawn (budget, max, oom)
 }
 
 // Error is the body of every non-2xx response.

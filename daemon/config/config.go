@@ -43,17 +43,39 @@ type Config struct {
 
 // Daemon holds process-wide settings.
 type Daemon struct {
-	Socket      string   `toml:"socket"`       // unix socket of the API
-	MetricsAddr string   `toml:"metrics_addr"` // host:port for /metrics; "" disables
-	StateDir    string   `toml:"state_dir"`    // session labels and step metadata
-	EventLog    string   `toml:"event_log"`    // JSON-lines transition log; "" or "-" is stderr
-	CgroupMount string   `toml:"cgroup_mount"` // cgroup2 mount point
-	Base        string   `toml:"base"`         // directory under the mount owned by the daemon
-	PinDir      string   `toml:"pin_dir"`      // bpffs directory for the shared maps
-	MonitorOnly bool     `toml:"monitor_only"` // observe and export, change no knob
-	Scheduler   bool     `toml:"scheduler"`    // load the sched_ext scheduler
-	Probe       string   `toml:"probe"`        // "auto" (default), "require" or "off"
-	Tick        Duration `toml:"tick"`         // how often each step is re-evaluated
+	Socket      string `toml:"socket"`       // unix socket of the API
+	MetricsAddr string `toml:"metrics_addr"` // host:port for /metrics; "" disables
+	StateDir    string `toml:"state_dir"`    // session labels and step metadata
+	EventLog    string `toml:"event_log"`    // JSON-lines transition log; "" or "-" is stderr
+	CgroupMount string `toml:"cgroup_mount"` // cgroup2 mount point
+	Base        string `toml:"base"`         // directory under the mount owned by the daemon
+	PinDir      string `toml:"pin_dir"`      // bpffs directory for the shared maps
+	MonitorOnly bool   `toml:"monitor_only"` // observe and export, change no knob
+	Scheduler   bool   `toml:"scheduler"`    // load the sched_ext scheduler
+	Probe       string `toml:"probe"`        // "auto" (default), "require" or "off"
+	// MemoryMode picks the memory policy path: "mainline" (memory.high
+	// knobs, daemon-side burst credit, the probe writes step_pressure),
+	// "full" (memcg_agent_ops on a kernel with memcg_bpf_ops writes
+	// step_pressure and sets the throttle delay) or "auto" (default: full
+	// when the kernel has memcg_bpf_ops, else mainline).
+	MemoryMode string   `toml:"memory_mode"`
+	Tick       Duration `toml:"tick"` // how often each step is re-evaluated
+}
+
+// Memory modes (daemon.memory_mode).
+const (
+	MemoryAuto     = "auto"
+	MemoryMainline = "mainline"
+	MemoryFull     = "full"
+)
+
+// ValidMemoryMode checks a daemon.memory_mode value.
+func ValidMemoryMode(m string) error {
+	switch m {
+	case MemoryAuto, MemoryMainline, MemoryFull:
+		return nil
+	}
+	return fmt.Errorf("%q is not one of auto, mainline, full", m)
 }
 
 // Profile is the policy for one kind of step.
@@ -134,6 +156,7 @@ func Defaults() Config {
 		Base:        "agentcgroup",
 		PinDir:      "/sys/fs/bpf/agentcgroup",
 		Probe:       "auto",
+		MemoryMode:  "auto",
 		Tick:        Duration(20e6),
 	}}
 }
@@ -182,6 +205,9 @@ func (c *Config) validate(src []byte) error {
 	case "auto", "require", "off":
 	default:
 		return fail([]string{"daemon", "probe"}, "%q is not one of auto, require, off", d.Probe)
+	}
+	if err := ValidMemoryMode(d.MemoryMode); err != nil {
+		return fail([]string{"daemon", "memory_mode"}, "%v", err)
 	}
 	if d.Socket == "" {
 		return fail([]string{"daemon", "socket"}, "must name a unix socket path")

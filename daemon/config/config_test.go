@@ -60,7 +60,7 @@ func TestErrorsNameFileLineField(t *testing.T) {
 	cases := []struct {
 		name, from, to, want string
 	}{
-		{"bad size", `high = "256MiB"`, `high = "256 apples"`, "x.toml:42 (profiles.tool_burst.memory.high)"},
+		{"bad size", `high = "256MiB"`, `high = "256 apples"`, "x.toml:43 (profiles.tool_burst.memory.high)"},
 		{"bad class", `class = "background"`, `class = "batch"`, `profiles.background.class: unknown class "batch"`},
 		{"unknown field", `oom_group = true
 [profiles.tool_burst.escalation]`, `oom_grup = true
@@ -72,6 +72,7 @@ func TestErrorsNameFileLineField(t *testing.T) {
 		{"syntax", `tick = "20ms"`, `tick = `, "x.toml:"},
 		{"psi window", `psi_window = "1s"`, `psi_window = "20s"`, "psi_window"},
 		{"probe", `probe = "auto"`, `probe = "maybe"`, `daemon.probe: "maybe" is not one of`},
+		{"memory mode", `memory_mode = "auto"`, `memory_mode = "patched"`, `daemon.memory_mode: "patched" is not one of auto, mainline, full`},
 	}
 	for _, tc := range cases {
 		src := strings.Replace(good, tc.from, tc.to, 1)

@@ -15,7 +15,7 @@ import (
 
 // Event is one line. Kind is one of: transition, step_created, step_removed,
 // step_adopted, burst_start, burst_end, session_started, session_ended,
-// config_loaded, config_rejected, probe, scheduler, error.
+// config_loaded, config_rejected, probe, scheduler, memory_mode, error.
 type Event struct {
 	MonoNS   uint64 `json:"mono_ns"`
 	Time     string `json:"time"`
@@ -38,6 +38,10 @@ type Event struct {
 	ReactionNS  int64  `json:"reaction_ns,omitempty"`
 	// When the signal that led to this event reached the daemon.
 	WokenMonoNS uint64 `json:"woken_mono_ns,omitempty"`
+
+	// The daemon's memory mode (mainline or full), on config_loaded and
+	// memory_mode events.
+	MemoryMode string `json:"memory_mode,omitempty"`
 
 	Detail string `json:"detail,omitempty"`
 	Error  string `json:"error,omitempty"`

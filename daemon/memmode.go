@@ -1,0 +1,124 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/agentcgroup/agentcgroup/bpf/memcgops"
+	"github.com/agentcgroup/agentcgroup/daemon/api"
+	"github.com/agentcgroup/agentcgroup/daemon/config"
+	"github.com/agentcgroup/agentcgroup/daemon/eventlog"
+)
+
+// Memory modes, as reported in status, metrics and the event log.
+//
+// mainline: memory.high/max from the profile, burst credit by raising
+// memory.high for burst_duration, the fentry probe writes step_pressure.
+//
+// full: memcg_agent_ops (bpf/memcgops) is attached on the kernel's
+// memcg_bpf_ops and reads each step's delay curve, burst credit and
+// protection budget from step_policy; it is the only writer of
+// step_pressure. The probe, if loaded, keeps a private pressure map and
+// serves only pressure onsets and in-flight counts (wakeups, reaction
+// times), so no throttle event is counted twice. memory.high/max are
+// written as in mainline; the daemon does not raise memory.high for burst
+// credit, since the policy already forgives an overage within the credit.
+const (
+	ModeMainline = config.MemoryMainline
+	ModeFull     = config.MemoryFull
+)
+
+// chooseMemoryMode resolves "auto" against the running kernel. It returns
+// the mode and why it was chosen.
+func chooseMemoryMode(want string) (mode, why string, err error) {
+	switch want {
+	case config.MemoryMainline:
+		return ModeMainline, "memory_mode = \"mainline\"", nil
+	case config.MemoryFull:
+		if err := memcgops.Supported(); err != nil {
+			return "", "", fmt.Errorf("memory_mode = \"full\" needs a kernel with memcg_bpf_ops (the patched guest kernel): %w; use \"auto\" or \"mainline\" on this kernel", err)
+		}
+		return ModeFull, "memory_mode = \"full\"", nil
+	case config.MemoryAuto, "":
+		err := memcgops.Supported()
+		if err == nil {
+			return ModeFull, "auto: the kernel has memcg_bpf_ops", nil
+		}
+		if errors.Is(err, memcgops.ErrNotSupported) {
+			return ModeMainline, "auto: the kernel has no memcg_bpf_ops", nil
+		}
+		return ModeMainline, "auto: " + err.Error(), nil
+	}
+	return "", "", fmt.Errorf("memory mode %q is not one of auto, mainline, full", want)
+}
+
+// setupMemcgOps loads memcg_agent_ops on the pinned maps and attaches it.
+func (d *Daemon) setupMemcgOps() error {
+	ops, err := memcgops.Load(memcgops.Options{StepPolicy: d.policyMap, StepPressure: d.pressureMap})
+	if err != nil {
+		return fmt.Errorf("memory mode full: %w (set daemon.memory_mode = \"mainline\" to run without it)", err)
+	}
+	if err := ops.Attach(); err != nil {
+		ops.Close()
+		return fmt.Errorf("memory mode full: %w (is another agentcgroupd or memcg_bpf_ops user running? set daemon.memory_mode = \"mainline\" to run without it)", err)
+	}
+	d.ops = ops
+	d.log.Emit(eventlog.Event{Kind: "memory_mode", MemoryMode: ModeFull, Detail: "memcg_agent_ops attached"})
+	return nil
+}
+
+// closeMemcgOps detaches memcg_agent_ops: the kernel's stock memory.high
+// penalty and static protection apply again.
+func (d *Daemon) closeMemcgOps() {
+	if d.ops == nil || !d.ops.Attached() {
+		if d.ops != nil {
+			d.ops.Close()
+		}
+		return
+	}
+	e := eventlog.Event{Kind: "memory_mode", MemoryMode: ModeFull, Detail: "memcg_agent_ops detached"}
+	if err := d.ops.Close(); err != nil {
+		e.Error = err.Error()
+	}
+	// d.ops stays set: a late metrics scrape gets a read error, not a nil.
+	d.log.Emit(e)
+}
+
+// MemoryMode is the mode the running daemon chose ("" before Run set up BPF).
+func (d *Daemon) MemoryMode() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.memMode
+}
+
+// fullMode reports whether memcg_agent_ops is the memory policy. memMode
+// is set before any step or server goroutine starts and never changes.
+func (d *Daemon) fullMode() bool { return d.memMode == ModeFull }
+
+// sleepingOffDelay reports whether a task of the step may still be in the
+// delay memcg_agent_ops last asked for: its pressure entry is not updated
+// during that sleep, so it looks stale while the step is still throttled.
+func (d *Daemon) sleepingOffDelay(cgid uint64, lastUpdateNs, now uint64) bool {
+	if d.ops == nil {
+		return false
+	}
+	st, ok, err := d.ops.Cgroup(cgid)
+	if err != nil || !ok || st.LastDelayMs == 0 {
+		return false
+	}
+	return now < lastUpdateNs+uint64(st.LastDelayMs)*1e6
+}
+
+// opsStats reads memcg_agent_ops' counters; nil outside full mode.
+func (d *Daemon) opsStats() *api.MemcgOpsStats {
+	if d.ops == nil {
+		return nil
+	}
+	s, err := d.ops.Stats()
+	if err != nil {
+		return nil
+	}
+	return &api.MemcgOpsStats{DelayCalls: s.DelayCalls, DelayPolicy: s.DelayPolicy, DelayNonzero: s.DelayNonzero,
+		DelayCredit: s.DelayCredit, DelayMsSum: s.DelayMsSum, LowGrants: s.LowGrants, MinGrants: s.MinGrants,
+		Revoked: s.RevokedBudget + s.RevokedMax + s.RevokedOom}
+}

@@ -11,6 +11,9 @@
 //	mode=grow   chunk=N every=D total=N hold=D   add chunk every D up to total
 //	mode=steady prefill=N hold=D [stopfile=P]  keep touching prefill with short CPU
 //	                                      bursts until hold passes or P exists
+//	mode=pauses total=N pause=D hold=D    touch N page by page; print "pause_ms <ms>" for
+//	                                      every page that took at least D (a throttle
+//	                                      sleep), then "pauses-done <pages>", sleep hold
 package memhog
 
 import (
@@ -198,8 +201,32 @@ func run(spec string) error {
 			time.Sleep(45 * time.Millisecond)
 		}
 		fmt.Printf("steady-done %d\n", Mono())
+	case "pauses":
+		total, err := size("total")
+		if err != nil {
+			return err
+		}
+		pause, err := dur("pause")
+		if err != nil {
+			return err
+		}
+		b, err := alloc(total)
+		if err != nil {
+			return err
+		}
+		pages := 0
+		for i := 0; i < len(b); i += 4096 {
+			t0 := time.Now()
+			b[i] = 5
+			if d := time.Since(t0); d >= pause {
+				fmt.Printf("pause_ms %.3f\n", float64(d)/float64(time.Millisecond))
+			}
+			pages++
+		}
+		fmt.Printf("pauses-done %d\n", pages)
+		time.Sleep(hold)
 	default:
-		return fmt.Errorf("mode %q: use burst, grow or steady", kv["mode"])
+		return fmt.Errorf("mode %q: use burst, grow, steady or pauses", kv["mode"])
 	}
 	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/agentcgroup/agentcgroup/daemon/eventlog"
 )
 
 // watcher wakes step controllers as soon as the kernel reports something:
@@ -29,18 +31,28 @@ type watcher struct {
 
 func newWatcher(d *Daemon) (*watcher, error) {
 	ifd, err := unix.InotifyInit1(unix.IN_CLOEXEC)
-	if err != nil {
+	if errors.Is(err, unix.ENOSYS) {
+		// A kernel without CONFIG_INOTIFY_USER: memory.events changes are
+		// then seen at the next tick (daemon.tick), PSI triggers still wake.
+		d.log.Emit(eventlog.Event{Kind: "error", Error: "inotify: " + err.Error(),
+			Detail: "kernel without CONFIG_INOTIFY_USER: memory.events is read every daemon.tick instead"})
+		ifd = -1
+	} else if err != nil {
 		return nil, fmt.Errorf("inotify: %w", err)
 	}
 	w := &watcher{d: d, ifd: ifd, wds: map[int]*step{}, psi: map[*step]*os.File{}, quit: make(chan struct{})}
-	go w.readLoop()
+	if ifd >= 0 {
+		go w.readLoop()
+	}
 	go w.avgLoop()
 	return w, nil
 }
 
 func (w *watcher) close() {
 	close(w.quit)
-	unix.Close(w.ifd) // ends readLoop's blocking read
+	if w.ifd >= 0 {
+		unix.Close(w.ifd) // ends readLoop's blocking read
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for s, f := range w.psi {
@@ -53,6 +65,9 @@ func (w *watcher) add(s *step) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, f := range []string{"memory.events", "memory.events.local"} {
+		if w.ifd < 0 {
+			break
+		}
 		wd, err := unix.InotifyAddWatch(w.ifd, filepath.Join(s.cg.Path, f), unix.IN_MODIFY)
 		if err != nil {
 			return fmt.Errorf("inotify watch %s/%s: %w", s.cg.Path, f, err)

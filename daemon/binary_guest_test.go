@@ -48,7 +48,8 @@ func TestGuestDaemonBinarySignals(t *testing.T) {
 		t.Errorf("agentcgroup is not on the guest's PATH: %v", err)
 	} else {
 		out, err := exec.Command(cli, "--socket", e.sock, "status").CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "s1") || !strings.Contains(string(out), "keep") || !strings.Contains(string(out), "RUNNING") {
+		if err != nil || !strings.Contains(string(out), "s1") || !strings.Contains(string(out), "keep") || !strings.Contains(string(out), "RUNNING") ||
+			!strings.Contains(string(out), "memory_mode: ") {
 			t.Errorf("agentcgroup status: %v\n%s", err, out)
 		}
 		out, err = exec.Command(cli, "--socket", e.sock, "status", "--json").Output()

@@ -183,6 +183,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := cgroupfs.EnableControllers(cfg.Daemon.CgroupMount, cfg.Daemon.Base, Controllers...); err != nil {
 		return err
 	}
+	// Deferred first so it runs last: closeBPF still logs the detach.
+	if d.logf != nil {
+		defer d.logf.Close()
+	}
 	// closeBPF copes with a partial setup, so a failed start detaches
 	// whatever it attached.
 	defer d.closeBPF()
@@ -246,9 +250,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.cancel()
 	d.wg.Wait()
-	if d.logf != nil {
-		d.logf.Close()
-	}
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}

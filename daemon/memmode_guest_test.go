@@ -1,14 +1,18 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"math"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -304,5 +308,56 @@ func TestGuestMainlineModeOnStock(t *testing.T) {
 	}
 	if _, err := New(Options{ConfigPath: e.policy, MemoryMode: "patched"}); err == nil || !strings.Contains(err.Error(), "not one of auto, mainline, full") {
 		t.Errorf("bad memory mode flag: %v", err)
+	}
+}
+
+// The installed binaries: agentcgroupd --memory-mode picks the mode on the
+// patched kernel (full, or mainline to compare against), and agentcgroup
+// status reports it as text and JSON.
+func TestGuestDaemonBinaryMemoryModeVM(t *testing.T) {
+	if ranInPatchedVM(t) {
+		return
+	}
+	bin, err := exec.LookPath("agentcgroupd")
+	if err != nil {
+		t.Fatalf("agentcgroupd is not on the guest's PATH: %v", err)
+	}
+	cli, err := exec.LookPath("agentcgroup")
+	if err != nil {
+		t.Fatalf("agentcgroup is not on the guest's PATH: %v", err)
+	}
+	e := newEnv(t, fullModePolicy, "")
+	for _, mode := range []string{ModeFull, ModeMainline, ModeFull} {
+		var stderr bytes.Buffer
+		cmd := exec.Command(bin, "--config", e.policy, "--memory-mode", mode)
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		c := api.NewClient(e.sock)
+		waitFor(t, 30*time.Second, "the daemon's socket", func() bool { _, err := c.Status(); return err == nil })
+		out, err := exec.Command(cli, "--socket", e.sock, "status").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "memory_mode: "+mode+" (memory_mode = \""+mode+"\")") ||
+			strings.Contains(string(out), "memcg_agent_ops:") != (mode == ModeFull) {
+			t.Errorf("--memory-mode %s: agentcgroup status: %v\n%s", mode, err, out)
+		}
+		t.Logf("--memory-mode %s: %s", mode, strings.SplitN(string(out), "\n", 2)[0])
+		out, err = exec.Command(cli, "--socket", e.sock, "status", "--json").Output()
+		var js api.Status
+		if err != nil || json.Unmarshal(out, &js) != nil || js.MemoryMode != mode {
+			t.Errorf("--memory-mode %s: agentcgroup status --json: %v\n%s", mode, err, out)
+		}
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("--memory-mode %s: daemon exit: %v; stderr:\n%s", mode, err, stderr.String())
+		}
+		if mode == ModeFull {
+			evs := e.events()
+			if last := evs[len(evs)-1]; last.Kind != "memory_mode" || last.Detail != "memcg_agent_ops detached" || last.Error != "" {
+				t.Errorf("the daemon's last event on SIGTERM is %+v, want memcg_agent_ops detached", last)
+			}
+		}
 	}
 }

@@ -123,6 +123,8 @@ var SnapshotFiles = []string{
 	"memory.events", "memory.events.local", "memory.stat", "memory.current",
 	"memory.peak", "memory.swap.current", "memory.swap.events", "memory.pressure",
 	"cpu.stat", "cpu.pressure", "io.pressure", "pids.current", "pids.events",
+	// the budgets in force, so a report can show what was enforced
+	"cpu.max", "cpu.weight", "memory.high", "memory.max", "pids.max",
 }
 
 // Sample is one timeline row for one cgroup.

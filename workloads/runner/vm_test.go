@@ -117,9 +117,15 @@ func TestTrialEndToEnd(t *testing.T) {
 	if hog["high"] == 0 {
 		t.Errorf("memory_blowup past memory.high raised no high events: %v", hog)
 	}
-	spin := afterKV(t, r, trial.StepPath("noisy", "spin"), "cpu.stat")
-	if spin["nr_throttled"] == 0 {
-		t.Errorf("cpu_spin under cpu.max 50%% was never throttled: %v", spin)
+	// The spinner competes at a low weight, so it may never reach its
+	// quota; what must hold is that the quota was applied and never exceeded.
+	spinCg := trial.StepPath("noisy", "spin")
+	if got := strings.TrimSpace(r.After.Cgroups[spinCg]["cpu.max"]); got != "50000 100000" {
+		t.Errorf("cpu_spin's cpu.max is %q, want the budget 50000 100000", got)
+	}
+	spin := afterKV(t, r, spinCg, "cpu.stat")
+	if limit := spin["nr_periods"] * 55_000; spin["nr_periods"] > 0 && spin["usage_usec"] > limit {
+		t.Errorf("cpu_spin under cpu.max 50%% used %d us in %d periods (more than 55%%): %v", spin["usage_usec"], spin["nr_periods"], spin)
 	}
 	forks := afterKV(t, r, trial.StepPath("noisy", "forks"), "pids.events")
 	if forks["max"] == 0 || m.Neighbours[1].Failed == 0 {

@@ -59,7 +59,7 @@ func (d *Daemon) setupBPF() error {
 	probeRole := ""
 	if mode == ModeFull {
 		probeOpts.StepPressure = nil
-		probeRole = " (onsets and in-flight counts only; memcg_agent_ops writes step_pressure)"
+		probeRole = " (own pressure map: onsets and measured throttle time for escalation; memcg_agent_ops writes step_pressure)"
 	}
 	switch cfg.Probe {
 	case "off":

@@ -11,8 +11,10 @@ import (
 	"github.com/agentcgroup/agentcgroup/daemon/memhog"
 )
 
-// Burst credit: the first pressure of an episode raises memory.high by the
-// credit for burst_duration, then the profile's value returns.
+// Burst credit in mainline mode: the first pressure of an episode raises
+// memory.high by the credit for burst_duration, then the profile's value
+// returns. (In full mode memcg_agent_ops forgives the credit instead; see
+// TestGuestFullModeVM.)
 func TestGuestBurstCredit(t *testing.T) {
 	if ranInVM(t) {
 		return
@@ -29,7 +31,7 @@ oom_group = true
 [profiles.tool_burst.escalation]
 throttle_score = 1
 clear_after = "3s"
-`, "")
+`, `memory_mode = "mainline"`)
 	_, _ = e.start()
 	c := e.client()
 	if _, err := c.StartSession(api.SessionRequest{ID: "s1"}); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/agentcgroup/agentcgroup/bpf/memcgops"
+	"github.com/agentcgroup/agentcgroup/bpf/mempressure"
 	"github.com/agentcgroup/agentcgroup/daemon/api"
 	"github.com/agentcgroup/agentcgroup/daemon/config"
 	"github.com/agentcgroup/agentcgroup/daemon/eventlog"
@@ -18,9 +19,12 @@ import (
 // full: memcg_agent_ops (bpf/memcgops) is attached on the kernel's
 // memcg_bpf_ops and reads each step's delay curve, burst credit and
 // protection budget from step_policy; it is the only writer of
-// step_pressure. The probe, if loaded, keeps a private pressure map and
-// serves only pressure onsets and in-flight counts (wakeups, reaction
-// times), so no throttle event is counted twice. memory.high/max are
+// step_pressure. The probe, if loaded, keeps a private pressure map that
+// no other program reads: it serves pressure onsets and in-flight counts
+// (wakeups, reaction times) and the measured throttle time, which the
+// escalation uses beside memcg_agent_ops' requested delays (the kernel
+// applies the larger of its stock penalty and the BPF delay). So no
+// throttle event is counted twice in step_pressure. memory.high/max are
 // written as in mainline; the daemon does not raise memory.high for burst
 // credit, since the policy already forgives an overage within the credit.
 const (
@@ -121,4 +125,21 @@ func (d *Daemon) opsStats() *api.MemcgOpsStats {
 	return &api.MemcgOpsStats{DelayCalls: s.DelayCalls, DelayPolicy: s.DelayPolicy, DelayNonzero: s.DelayNonzero,
 		DelayCredit: s.DelayCredit, DelayMsSum: s.DelayMsSum, LowGrants: s.LowGrants, MinGrants: s.MinGrants,
 		Revoked: s.RevokedBudget + s.RevokedMax + s.RevokedOom}
+}
+
+// measuredScore is the thrash score from the throttle time the probe
+// measured, in full mode where the probe keeps its own pressure map.
+func (d *Daemon) measuredScore(cgid, now uint64) (uint32, bool) {
+	if !d.fullMode() || d.probe == nil {
+		return 0, false
+	}
+	sp, ok, err := mempressure.Lookup(d.probe.PressureMap(), cgid)
+	if err != nil || !ok {
+		return 0, false
+	}
+	score := mempressure.Score(sp, now)
+	if d.probe.InFlight(cgid) > 0 {
+		score = max(sp.ThrashScore, 1)
+	}
+	return score, true
 }

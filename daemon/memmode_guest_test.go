@@ -274,7 +274,7 @@ func TestGuestFullModeVM(t *testing.T) {
 // On the stock kernel auto picks mainline, and an explicit "full" is
 // refused with an error naming the missing memcg_bpf_ops.
 func TestGuestMainlineModeOnStock(t *testing.T) {
-	if ranInVM(t) {
+	if vmtest.Run(t, vmtest.Options{Kernel: "stock", CPUs: 2, MemMB: 1024, Timeout: 5 * time.Minute, KernelArgs: "no_timer_check"}) {
 		return
 	}
 	e := newEnv(t, fullModePolicy, "")

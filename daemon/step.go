@@ -290,6 +290,12 @@ func (s *step) evaluate(woken wakeup) bool {
 			score = max(sp.ThrashScore, 1)
 		}
 	}
+	// Full mode: step_pressure holds the delays memcg_agent_ops asked for,
+	// but the kernel applies at least its stock penalty, plus reclaim. The
+	// probe's private map has the measured time; escalate on the larger.
+	if ms, ok := d.measuredScore(s.id, uint64(now)); ok {
+		score = max(score, ms)
+	}
 	s.score = score
 	// Probe: an in-kernel writer keeps step_pressure (the probe, or
 	// memcg_agent_ops in full mode), so severity is judged by the score.

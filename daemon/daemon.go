@@ -8,6 +8,16 @@
 // pinned in daemon.pin_dir; the probe (bpf/mempressure) and, with
 // daemon.scheduler, scx_agent_flatcg use those instances.
 //
+// Memory mode (daemon.memory_mode, or Options.MemoryMode / agentcgroupd
+// --memory-mode): "mainline" applies memory.high/max, raises memory.high
+// for burst credit and lets the probe write step_pressure; "full" attaches
+// memcg_agent_ops (bpf/memcgops) on the pinned maps, which sets each
+// throttle delay from the step's profile and writes step_pressure itself
+// (see memmode.go); "auto" picks full when the kernel has memcg_bpf_ops.
+// The mode is in GET /v1/status (memory_mode), /metrics
+// (agentcgroup_memory_mode{mode}) and the config_loaded event. Stopping
+// the daemon detaches memcg_agent_ops.
+//
 // API (JSON over HTTP on daemon.socket; errors are {"error": "..."}):
 //
 //	POST   /v1/sessions          {"id","labels"}            201; 400 bad id, 409 exists

@@ -2,6 +2,10 @@
 // cgroup tree, loads the BPF parts, applies per-step policy and escalation,
 // and serves the local API used by the agentcgroup client.
 //
+// --memory-mode auto|mainline|full overrides daemon.memory_mode: full runs
+// memcg_agent_ops and needs a kernel with memcg_bpf_ops (the patched guest
+// kernel); auto picks it when available.
+//
 // Signals: SIGHUP reloads the policy (an invalid file is refused and the old
 // policy kept); SIGINT/SIGTERM stop the daemon and leave steps running, to
 // be adopted by the next start.

@@ -53,7 +53,11 @@ func ID(config, neighbour string, rep int) string {
 // thermal state) spreads over all cells instead of biasing some.
 func Build(s *scenario.Scenario) (*Plan, error) {
 	p := &Plan{Scenario: s.Name, Description: s.Description, Seed: s.Seed,
-		Configs: slices.Clone(s.Configs), Sets: slices.Clone(s.NeighbourSets)}
+		Sets: slices.Clone(s.NeighbourSets)}
+	cells := cellsOf(s)
+	for _, c := range cells {
+		p.Configs = append(p.Configs, c.label)
+	}
 	if s.Solo {
 		p.Sets = append(p.Sets, Solo)
 	}
@@ -64,12 +68,12 @@ func Build(s *scenario.Scenario) (*Plan, error) {
 	var errs []error
 	for rep := 0; rep < s.Repetitions; rep++ {
 		var block []Trial
-		for _, cfg := range s.Configs {
+		for _, c := range cells {
 			for _, set := range s.NeighbourSets {
-				block = append(block, trialFor(s, cfg, set, rep))
+				block = append(block, trialFor(s, c, set, rep))
 			}
 			if s.Solo {
-				block = append(block, trialFor(s, cfg, Solo, rep))
+				block = append(block, trialFor(s, c, Solo, rep))
 			}
 		}
 		rng.Shuffle(len(block), func(i, j int) { block[i], block[j] = block[j], block[i] })
@@ -96,14 +100,36 @@ func TrialSeed(seed uint64, rep int) uint64 {
 	return h.Sum64()
 }
 
-func trialFor(s *scenario.Scenario, cfg, set string, rep int) Trial {
-	id := ID(cfg, set, rep)
+// cell is one configuration as planned: mem-only and joint run once per
+// memory mode when the scenario lists several, labelled "<config>-<mode>".
+type cell struct {
+	label, config, mode string
+}
+
+func cellsOf(s *scenario.Scenario) []cell {
+	var out []cell
+	for _, cfg := range s.Configs {
+		daemon := cfg == trial.ConfigMemOnly || cfg == trial.ConfigJoint
+		if !daemon || len(s.MemoryModes) < 2 {
+			out = append(out, cell{cfg, cfg, s.MemoryMode})
+			continue
+		}
+		for _, m := range s.MemoryModes {
+			out = append(out, cell{cfg + "-" + m, cfg, m})
+		}
+	}
+	return out
+}
+
+func trialFor(s *scenario.Scenario, c cell, set string, rep int) Trial {
+	cfg := c.config
+	id := ID(c.label, set, rep)
 	spec := trial.Spec{
 		Version:     trial.SpecVersion,
 		ID:          id,
 		Scenario:    s.Name,
 		Config:      cfg,
-		MemoryMode:  s.MemoryMode,
+		MemoryMode:  c.mode,
 		Neighbour:   set,
 		Rep:         rep,
 		Solo:        set == Solo,
@@ -138,8 +164,11 @@ func trialFor(s *scenario.Scenario, cfg, set string, rep int) Trial {
 	}
 	if cfg == trial.ConfigMemOnly || cfg == trial.ConfigJoint {
 		spec.Daemon = cloneProcess(s.Daemon)
+		// The daemon picks its memory path from this flag, so a cell's
+		// label and what ran cannot disagree.
+		spec.Daemon.Args = append(spec.Daemon.Args, "--memory-mode", c.mode)
 	}
-	return Trial{ID: id, Config: cfg, Neighbour: set, Rep: rep, Spec: spec}
+	return Trial{ID: id, Config: c.label, Neighbour: set, Rep: rep, Spec: spec}
 }
 
 func cloneProcess(p trial.Process) *trial.Process {

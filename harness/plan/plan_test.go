@@ -116,3 +116,45 @@ func TestOrderFollowsSeed(t *testing.T) {
 		t.Error("plan is not shuffled")
 	}
 }
+
+// With two memory modes, mem-only and joint become one cell per mode, each
+// trial's daemon is told its mode, and the other configurations stay single.
+func TestMemoryModesSplitDaemonCells(t *testing.T) {
+	src := strings.Replace(text, "seed = 7", "seed = 7\nkernel = \"patched\"\nmemory_modes = [\"mainline\", \"full\"]", 1)
+	s, err := scenario.Parse("p.toml", []byte(src), scenario.Kernels{"stock": false, "patched": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Build(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "baseline cpu-only mem-only-mainline mem-only-full joint-mainline joint-full"
+	if got := strings.Join(p.Configs, " "); got != want {
+		t.Fatalf("configs %q, want %q", got, want)
+	}
+	for _, tr := range p.Trials {
+		mode, daemonMode := tr.Spec.MemoryMode, ""
+		if d := tr.Spec.Daemon; d != nil {
+			for i, a := range d.Args {
+				if a == "--memory-mode" && i+1 < len(d.Args) {
+					daemonMode = d.Args[i+1]
+				}
+			}
+		}
+		switch tr.Spec.Config {
+		case trial.ConfigMemOnly, trial.ConfigJoint:
+			if tr.Config != tr.Spec.Config+"-"+mode || daemonMode != mode {
+				t.Errorf("%s: label %s, spec mode %s, daemon told %q", tr.ID, tr.Config, mode, daemonMode)
+			}
+		default:
+			if tr.Config != tr.Spec.Config || tr.Spec.Daemon != nil {
+				t.Errorf("%s: label %s for config %s", tr.ID, tr.Config, tr.Spec.Config)
+			}
+		}
+	}
+	if _, err := scenario.Parse("p.toml", []byte(strings.Replace(src, `kernel = "patched"`, `kernel = "stock"`, 1)),
+		scenario.Kernels{"stock": false, "patched": true}); err == nil || !strings.Contains(err.Error(), "memory_modes") {
+		t.Errorf("full mode on a stock kernel should be refused naming memory_modes: %v", err)
+	}
+}

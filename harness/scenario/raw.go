@@ -10,6 +10,7 @@ type rawFile struct {
 	Repetitions    Int     `toml:"repetitions"`
 	Configurations StrList `toml:"configurations"`
 	MemoryMode     Str     `toml:"memory_mode"`
+	MemoryModes    StrList `toml:"memory_modes"`
 	Solo           Bool    `toml:"solo"`
 
 	Guest  rawGuest  `toml:"guest"`

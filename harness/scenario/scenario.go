@@ -39,6 +39,9 @@ type Scenario struct {
 	Repetitions int
 	Configs     []string // in the order written
 	MemoryMode  string
+	// MemoryModes are the modes mem-only and joint run in; with more than
+	// one, each of those configurations becomes one cell per mode.
+	MemoryModes []string
 	Solo        bool
 
 	Guest  Guest
@@ -244,16 +247,38 @@ func (v *validator) build(r *rawFile, s *Scenario, kernels Kernels) {
 		}
 	}
 	s.MemoryMode = MemMainline
-	if v.ok("memory_mode", &r.MemoryMode) {
-		s.MemoryMode = r.MemoryMode.V
-		switch s.MemoryMode {
+	checkMode := func(key, m string) {
+		switch m {
 		case MemMainline:
 		case MemFull:
 			if known && !built {
-				v.add("memory_mode", `"full" needs a kernel built with the memcg_bpf_ops patch; kernel %q is a stock kernel (use "mainline" or a patched kernel)`, s.Kernel)
+				v.add(key, `"full" needs a kernel built with the memcg_bpf_ops patch; kernel %q is a stock kernel (use "mainline" or a patched kernel)`, s.Kernel)
 			}
 		default:
-			v.add("memory_mode", "%q, want %q or %q", s.MemoryMode, MemMainline, MemFull)
+			v.add(key, "%q, want %q or %q", m, MemMainline, MemFull)
+		}
+	}
+	if v.ok("memory_mode", &r.MemoryMode) {
+		s.MemoryMode = r.MemoryMode.V
+		checkMode("memory_mode", s.MemoryMode)
+	}
+	s.MemoryModes = []string{s.MemoryMode}
+	if v.ok("memory_modes", &r.MemoryModes) {
+		if r.MemoryMode.V != "" {
+			v.add("memory_modes", "give memory_mode or memory_modes, not both")
+		}
+		s.MemoryModes = nil
+		for _, m := range r.MemoryModes.V {
+			checkMode("memory_modes", m)
+			if slices.Contains(s.MemoryModes, m) {
+				v.add("memory_modes", "%q listed twice", m)
+			}
+			s.MemoryModes = append(s.MemoryModes, m)
+		}
+		if len(s.MemoryModes) == 0 {
+			v.add("memory_modes", "empty: list %q, %q or both", MemMainline, MemFull)
+		} else {
+			s.MemoryMode = s.MemoryModes[0]
 		}
 	}
 	s.Solo = true

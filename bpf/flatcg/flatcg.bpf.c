@@ -49,6 +49,7 @@ const volatile u64 short_slice_ns = 1ULL * 1000 * 1000;
 const volatile u64 min_slice_ns = 200ULL * 1000;
 const volatile u64 boost_ns = 5ULL * 1000 * 1000;
 const volatile u64 wake_lag_ns = 20ULL * 1000 * 1000;
+const volatile u64 wake_preempt_ns = 1ULL * 1000 * 1000; /* 0: never */
 const volatile u64 bw_tick_ns = 5ULL * 1000 * 1000;
 const volatile u32 thrash_threshold = 500;
 const volatile u32 thrash_penalty_q8 = 64;
@@ -59,7 +60,12 @@ u32 root_slot = FCG_NO_SLOT;
 u64 cvtime_now;         /* cgroup vtime of the latest dispatch */
 u32 test_error_trigger; /* tests set this to force a scheduler error */
 /* scheduler-wide event counters, read by the loader */
-u64 nr_wake_prev, nr_wake_other, nr_direct, nr_dispatched, nr_kept;
+u64 nr_wake_prev, nr_wake_other, nr_direct, nr_dispatched, nr_kept, nr_wake_preempt;
+
+#define FCG_MAX_CPUS 1024
+/* slot of the cgroup whose task runs on each CPU, FCG_NO_SLOT when none */
+u32 cpu_run_slot[FCG_MAX_CPUS];
+u64 cpu_run_start[FCG_MAX_CPUS]; /* when that task started running */
 struct fcg_exit_info exit_info;
 
 struct fcg_task {
@@ -370,6 +376,14 @@ static void charge(struct task_struct *p, struct fcg_task *t, u64 now)
 		return;
 	used = now - t->charged_at;
 	t->charged_at = now;
+	{
+		s32 cpu = scx_bpf_task_cpu(p);
+
+		if (cpu >= 0 && cpu < FCG_MAX_CPUS) {
+			WRITE_ONCE(cpu_run_start[cpu], now);
+			WRITE_ONCE(cpu_run_slot[cpu], t->slot);
+		}
+	}
 	c = cg_at(t->slot);
 	if (!c)
 		return;
@@ -470,6 +484,55 @@ static bool wake_onto_idle_self(struct task_struct *p)
 	return true;
 }
 
+/*
+ * Without this a woken task whose cgroup is far behind waits for the running
+ * task's whole slice. Preempt the CPU (allowed for p) whose running cgroup is
+ * furthest ahead of p's, if it leads by more than wake_preempt_ns of cgroup
+ * vtime: the preempted cgroup is then ahead by that margin, so two busy
+ * cgroups cannot take the CPU back and forth on every wakeup. A task that
+ * has run for less than wake_preempt_ns is left alone, which bounds the
+ * preemption rate per CPU when many sleepers wake (IPIs are dear under
+ * emulation). Background steps never preempt.
+ */
+static void wake_preempt(struct task_struct *p, u32 slot, struct fcg_cgroup *c)
+{
+	struct bpf_iter_num it;
+	u64 cv = READ_ONCE(c->cvtime), now = bpf_ktime_get_ns();
+	s64 best_lead = (s64)wake_preempt_ns;
+	s32 best = -1;
+	int *v;
+
+	if (!wake_preempt_ns)
+		return;
+	bpf_iter_num_new(&it, 0, agc_min(scx_bpf_nr_cpu_ids(), FCG_MAX_CPUS));
+	while ((v = bpf_iter_num_next(&it))) {
+		u32 cpu = *v, rs;
+		struct fcg_cgroup *rc;
+		s64 lead;
+
+		if (cpu >= FCG_MAX_CPUS)
+			break;
+		rs = READ_ONCE(cpu_run_slot[cpu]);
+		if (rs == FCG_NO_SLOT || rs == slot ||
+		    now - READ_ONCE(cpu_run_start[cpu]) < wake_preempt_ns ||
+		    !bpf_cpumask_test_cpu(cpu, p->cpus_ptr))
+			continue;
+		rc = cg_at(rs);
+		if (!rc)
+			continue;
+		lead = (s64)(READ_ONCE(rc->cvtime) - cv);
+		if (lead > best_lead) {
+			best_lead = lead;
+			best = cpu;
+		}
+	}
+	bpf_iter_num_destroy(&it);
+	if (best >= 0) {
+		scx_bpf_kick_cpu(best, SCX_KICK_PREEMPT);
+		__sync_fetch_and_add(&nr_wake_preempt, 1);
+	}
+}
+
 SEC("struct_ops/fcg_enqueue")
 int fcg_enqueue(unsigned long long *ctx)
 {
@@ -555,6 +618,9 @@ int fcg_enqueue(unsigned long long *ctx)
 			scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
 		else if (boost)
 			scx_bpf_kick_cpu(scx_bpf_task_cpu(p), SCX_KICK_PREEMPT);
+		else if ((enq_flags & SCX_ENQ_WAKEUP) &&
+			 !(pol && pol->class == AGC_CLASS_BACKGROUND))
+			wake_preempt(p, slot, c);
 	}
 	return 0;
 }
@@ -770,6 +836,10 @@ int fcg_stopping(unsigned long long *ctx)
 	struct task_struct *p = (void *)ctx[0];
 	struct fcg_task *t = task_of(p);
 
+	s32 cpu = scx_bpf_task_cpu(p);
+
+	if (cpu >= 0 && cpu < FCG_MAX_CPUS)
+		WRITE_ONCE(cpu_run_slot[cpu], FCG_NO_SLOT);
 	if (t)
 		charge(p, t, bpf_ktime_get_ns());
 	return 0;
@@ -943,6 +1013,16 @@ s32 fcg_init(unsigned long long *ctx)
 
 	if (!bt)
 		return -2;
+	{
+		struct bpf_iter_num it;
+		int *v;
+
+		bpf_iter_num_new(&it, 0, FCG_MAX_CPUS);
+		while ((v = bpf_iter_num_next(&it)))
+			if (*v >= 0 && *v < FCG_MAX_CPUS)
+				cpu_run_slot[*v] = FCG_NO_SLOT;
+		bpf_iter_num_destroy(&it);
+	}
 	ret = bpf_timer_init(&bt->timer, &bw_timers, AGC_CLOCK_MONOTONIC);
 	if (ret)
 		return ret;

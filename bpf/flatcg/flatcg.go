@@ -63,6 +63,10 @@ type Config struct {
 	// ThrashPenaltyQ8 is the weight factor of a penalized cgroup in 1/256
 	// (default 64, i.e. 0.25x).
 	ThrashPenaltyQ8 uint32
+	// WakePreempt: a contended wakeup preempts the CPU whose running
+	// cgroup leads the woken task's cgroup by more than this much cgroup
+	// vtime (default 1ms; negative disables wakeup preemption).
+	WakePreempt time.Duration
 	// BandwidthTick is the cpu.max refill timer period (default 5ms).
 	BandwidthTick time.Duration
 	// PolicyMap and PressureMap replace the program's own step_policy and
@@ -82,6 +86,7 @@ func (c *Config) withDefaults() (Config, error) {
 	def(&out.ShortSlice, time.Millisecond)
 	def(&out.Boost, 5*time.Millisecond)
 	def(&out.BandwidthTick, 5*time.Millisecond)
+	def(&out.WakePreempt, time.Millisecond)
 	if out.ThrashThreshold == 0 {
 		out.ThrashThreshold = 500
 	}
@@ -101,6 +106,8 @@ func (c *Config) withDefaults() (Config, error) {
 		return out, fmt.Errorf("flatcg: thrash threshold %d out of range: use 0..1000 (the thrash_score scale)", out.ThrashThreshold)
 	case out.ThrashPenaltyQ8 > 256:
 		return out, fmt.Errorf("flatcg: thrash penalty %d/256 would raise the weight: use 1..256", out.ThrashPenaltyQ8)
+	case out.WakePreempt > time.Second:
+		return out, fmt.Errorf("flatcg: wake preempt %v out of range: use up to 1s, or negative to disable", out.WakePreempt)
 	case out.BandwidthTick < time.Millisecond || out.BandwidthTick > 100*time.Millisecond:
 		return out, fmt.Errorf("flatcg: bandwidth tick %v out of range: use 1ms..100ms", out.BandwidthTick)
 	}
@@ -174,6 +181,7 @@ func Load(cfg Config) (*Scheduler, error) {
 		"short_slice_ns":    uint64(c.ShortSlice),
 		"boost_ns":          uint64(c.Boost),
 		"wake_lag_ns":       uint64(c.Slice),
+		"wake_preempt_ns":   uint64(max(c.WakePreempt, 0)),
 		"bw_tick_ns":        uint64(c.BandwidthTick),
 		"thrash_threshold":  c.ThrashThreshold,
 		"thrash_penalty_q8": c.ThrashPenaltyQ8,
@@ -411,6 +419,7 @@ type Counters struct {
 	Direct              uint64 // wakeups run directly on an idle remote CPU
 	Dispatched          uint64 // tasks moved from a cgroup DSQ by ops.dispatch
 	KeptPrev            uint64 // dispatches that kept the running task
+	WakePreempt         uint64 // wakeups that preempted a CPU running a cgroup further ahead
 }
 
 // Counters reads the scheduler-wide counters.
@@ -422,7 +431,7 @@ func (s *Scheduler) Counters() (Counters, error) {
 	}{
 		{&c.WakePrev, s.objs.NrWakePrev}, {&c.WakeOther, s.objs.NrWakeOther},
 		{&c.Direct, s.objs.NrDirect}, {&c.Dispatched, s.objs.NrDispatched},
-		{&c.KeptPrev, s.objs.NrKept},
+		{&c.KeptPrev, s.objs.NrKept}, {&c.WakePreempt, s.objs.NrWakePreempt},
 	} {
 		if err := v.src.Get(v.dst); err != nil {
 			return c, fmt.Errorf("flatcg: read counters: %w", err)

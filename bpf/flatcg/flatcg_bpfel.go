@@ -109,6 +109,8 @@ const (
 	flatcgProgFcgTick               = "fcg_tick"
 	flatcgVarBoostNs                = "boost_ns"
 	flatcgVarBwTickNs               = "bw_tick_ns"
+	flatcgVarCpuRunSlot             = "cpu_run_slot"
+	flatcgVarCpuRunStart            = "cpu_run_start"
 	flatcgVarCvtimeNow              = "cvtime_now"
 	flatcgVarExitInfo               = "exit_info"
 	flatcgVarMinSliceNs             = "min_slice_ns"
@@ -116,6 +118,7 @@ const (
 	flatcgVarNrDispatched           = "nr_dispatched"
 	flatcgVarNrKept                 = "nr_kept"
 	flatcgVarNrWakeOther            = "nr_wake_other"
+	flatcgVarNrWakePreempt          = "nr_wake_preempt"
 	flatcgVarNrWakePrev             = "nr_wake_prev"
 	flatcgVarRootSlot               = "root_slot"
 	flatcgVarShortSliceNs           = "short_slice_ns"
@@ -125,6 +128,7 @@ const (
 	flatcgVarThrashPenaltyQ8        = "thrash_penalty_q8"
 	flatcgVarThrashThreshold        = "thrash_threshold"
 	flatcgVarWakeLagNs              = "wake_lag_ns"
+	flatcgVarWakePreemptNs          = "wake_preempt_ns"
 )
 
 // loadFlatcg returns the embedded CollectionSpec for flatcg.
@@ -206,6 +210,8 @@ type flatcgMapSpecs struct {
 type flatcgVariableSpecs struct {
 	BoostNs          *ebpf.VariableSpec `ebpf:"boost_ns"`
 	BwTickNs         *ebpf.VariableSpec `ebpf:"bw_tick_ns"`
+	CpuRunSlot       *ebpf.VariableSpec `ebpf:"cpu_run_slot"`
+	CpuRunStart      *ebpf.VariableSpec `ebpf:"cpu_run_start"`
 	CvtimeNow        *ebpf.VariableSpec `ebpf:"cvtime_now"`
 	ExitInfo         *ebpf.VariableSpec `ebpf:"exit_info"`
 	MinSliceNs       *ebpf.VariableSpec `ebpf:"min_slice_ns"`
@@ -213,6 +219,7 @@ type flatcgVariableSpecs struct {
 	NrDispatched     *ebpf.VariableSpec `ebpf:"nr_dispatched"`
 	NrKept           *ebpf.VariableSpec `ebpf:"nr_kept"`
 	NrWakeOther      *ebpf.VariableSpec `ebpf:"nr_wake_other"`
+	NrWakePreempt    *ebpf.VariableSpec `ebpf:"nr_wake_preempt"`
 	NrWakePrev       *ebpf.VariableSpec `ebpf:"nr_wake_prev"`
 	RootSlot         *ebpf.VariableSpec `ebpf:"root_slot"`
 	ShortSliceNs     *ebpf.VariableSpec `ebpf:"short_slice_ns"`
@@ -222,6 +229,7 @@ type flatcgVariableSpecs struct {
 	ThrashPenaltyQ8  *ebpf.VariableSpec `ebpf:"thrash_penalty_q8"`
 	ThrashThreshold  *ebpf.VariableSpec `ebpf:"thrash_threshold"`
 	WakeLagNs        *ebpf.VariableSpec `ebpf:"wake_lag_ns"`
+	WakePreemptNs    *ebpf.VariableSpec `ebpf:"wake_preempt_ns"`
 }
 
 // flatcgObjects contains all objects after they have been loaded into the kernel.
@@ -271,6 +279,8 @@ func (m *flatcgMaps) Close() error {
 type flatcgVariables struct {
 	BoostNs          *ebpf.Variable `ebpf:"boost_ns"`
 	BwTickNs         *ebpf.Variable `ebpf:"bw_tick_ns"`
+	CpuRunSlot       *ebpf.Variable `ebpf:"cpu_run_slot"`
+	CpuRunStart      *ebpf.Variable `ebpf:"cpu_run_start"`
 	CvtimeNow        *ebpf.Variable `ebpf:"cvtime_now"`
 	ExitInfo         *ebpf.Variable `ebpf:"exit_info"`
 	MinSliceNs       *ebpf.Variable `ebpf:"min_slice_ns"`
@@ -278,6 +288,7 @@ type flatcgVariables struct {
 	NrDispatched     *ebpf.Variable `ebpf:"nr_dispatched"`
 	NrKept           *ebpf.Variable `ebpf:"nr_kept"`
 	NrWakeOther      *ebpf.Variable `ebpf:"nr_wake_other"`
+	NrWakePreempt    *ebpf.Variable `ebpf:"nr_wake_preempt"`
 	NrWakePrev       *ebpf.Variable `ebpf:"nr_wake_prev"`
 	RootSlot         *ebpf.Variable `ebpf:"root_slot"`
 	ShortSliceNs     *ebpf.Variable `ebpf:"short_slice_ns"`
@@ -287,6 +298,7 @@ type flatcgVariables struct {
 	ThrashPenaltyQ8  *ebpf.Variable `ebpf:"thrash_penalty_q8"`
 	ThrashThreshold  *ebpf.Variable `ebpf:"thrash_threshold"`
 	WakeLagNs        *ebpf.Variable `ebpf:"wake_lag_ns"`
+	WakePreemptNs    *ebpf.Variable `ebpf:"wake_preempt_ns"`
 }
 
 // flatcgPrograms contains all programs after they have been loaded into the kernel.

@@ -17,7 +17,8 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Slice != 20*time.Millisecond || c.ThrashThreshold != 500 || c.ThrashPenaltyQ8 != 64 || c.Watchdog != 5*time.Second {
+	if c.Slice != 20*time.Millisecond || c.ThrashThreshold != 500 || c.ThrashPenaltyQ8 != 64 || c.Watchdog != 5*time.Second ||
+		c.WakePreempt != time.Millisecond {
 		t.Errorf("unexpected defaults %+v", c)
 	}
 	for _, tc := range []struct {
@@ -30,6 +31,7 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 		{Config{Slice: 2 * time.Millisecond, ShortSlice: 5 * time.Millisecond}, "short slice"},
 		{Config{Watchdog: time.Minute}, "watchdog"},
 		{Config{BandwidthTick: time.Second}, "bandwidth tick"},
+		{Config{WakePreempt: 2 * time.Second}, "wake preempt"},
 	} {
 		_, err := tc.cfg.withDefaults()
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "use") {

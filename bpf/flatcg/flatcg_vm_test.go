@@ -343,3 +343,60 @@ func logStats(t testing.TB, s *Scheduler, dirs ...string) []CgroupStats {
 	return out
 }
 
+// A plain (no policy) sleeper whose cgroup is far behind a CPU hog must not
+// wait for the hog's whole slice: the wakeup preempts. Same workload with
+// wakeup preemption off for comparison.
+func TestWakeupPreemptsCgroupFarAhead(t *testing.T) {
+	if vmtest.Run(t, vmOpts) {
+		return
+	}
+	measure := func(cfg Config) (p50, p90 time.Duration, preempts uint64) {
+		s := loadForTest(t, cfg)
+		root := testTree(t, "fcg-wakepreempt")
+		hog := mkCgroup(t, root, "hog", 100, false)
+		victim := mkCgroup(t, root, "victim", 100, false)
+		sp := startSpinner(t, hog, 2) // both CPUs busy: no idle CPU to wake on
+		time.Sleep(500 * time.Millisecond)
+		lat := runSleeper(t, victim, 5*time.Millisecond, 200)
+		c, err := s.Counters()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sp.Process.Kill()
+		sp.Wait()
+		removeTree(root)
+		if err := s.Close(); err != nil {
+			t.Fatalf("detach: %v", err)
+		}
+		waitDisabled(t)
+		return percentile(lat, 0.5), percentile(lat, 0.9), c.WakePreempt
+	}
+	on50, on90, n := measure(Config{})
+	off50, off90, _ := measure(Config{WakePreempt: -1})
+	t.Logf("sleeper vs 2 spinners: wakeup preemption on p50 %v p90 %v (%d preempting wakeups); off p50 %v p90 %v",
+		on50, on90, n, off50, off90)
+	if n == 0 {
+		t.Errorf("no wakeup preempted the spinner's CPU")
+	}
+	if on50 >= off50 {
+		t.Errorf("wakeup preemption did not cut p50 wakeup latency: %v with, %v without", on50, off50)
+	}
+}
+
+func waitDisabled(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, err := State()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st == "disabled" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sched_ext still %q 5s after detach", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

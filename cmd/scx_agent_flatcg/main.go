@@ -39,6 +39,7 @@ func run(args []string, out io.Writer) error {
 	thr := fs.Uint("thrash-threshold", 500, "thrash_score (0..1000) above which the CPU penalty applies")
 	pen := fs.Float64("thrash-penalty", 0.25, "weight factor of a penalized cgroup (0 < f <= 1)")
 	fs.DurationVar(&cfg.BandwidthTick, "bw-tick", 5*time.Millisecond, "cpu.max refill timer period")
+	fs.DurationVar(&cfg.WakePreempt, "wake-preempt", time.Millisecond, "a wakeup preempts a CPU whose running cgroup leads the woken one by more than this cgroup vtime (negative: never)")
 	interval := fs.Duration("interval", 2*time.Second, "stats period (0: no stats)")
 	pinned := fs.String("pinned-maps", "", "directory holding pinned step_policy and step_pressure maps to share (e.g. /sys/fs/bpf/agentcgroup)")
 	if err := fs.Parse(args); err != nil {

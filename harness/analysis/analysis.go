@@ -137,6 +137,9 @@ func Analyze(dir string) (*Summary, error) {
 			s.Failed = append(s.Failed, TrialNote{t.ID, t.Config, err.Error()})
 			continue
 		}
+		// The plan's label names the cell: with several memory modes one
+		// guest configuration (mem-only) is several cells (mem-only-full...).
+		tr.Config = t.Config
 		for _, is := range tr.Issues {
 			if issues[tr.Config] == nil {
 				issues[tr.Config] = map[string]int{}

@@ -490,7 +490,7 @@ static bool wake_onto_idle_self(struct task_struct *p)
  * furthest ahead of p's, if it leads by more than wake_preempt_ns of cgroup
  * vtime: the preempted cgroup is then ahead by that margin, so two busy
  * cgroups cannot take the CPU back and forth on every wakeup. A task that
- * has run for less than wake_preempt_ns is left alone, which bounds the
+ * has run for less than min_slice_ns (200us) is left alone, which bounds the
  * preemption rate per CPU when many sleepers wake (IPIs are dear under
  * emulation). Background steps never preempt.
  */
@@ -514,7 +514,7 @@ static void wake_preempt(struct task_struct *p, u32 slot, struct fcg_cgroup *c)
 			break;
 		rs = READ_ONCE(cpu_run_slot[cpu]);
 		if (rs == FCG_NO_SLOT || rs == slot ||
-		    now - READ_ONCE(cpu_run_start[cpu]) < wake_preempt_ns ||
+		    now - READ_ONCE(cpu_run_start[cpu]) < min_slice_ns ||
 		    !bpf_cpumask_test_cpu(cpu, p->cpus_ptr))
 			continue;
 		rc = cg_at(rs);

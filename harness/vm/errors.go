@@ -8,10 +8,17 @@ import (
 )
 
 // PanicError: the guest kernel panicked (or init died) before finishing.
-type PanicError struct{ Tail []string }
+type PanicError struct {
+	Oops string // the first "Oops:" line, which a long backtrace can push out of Tail
+	Tail []string
+}
 
 func (e *PanicError) Error() string {
-	return "guest kernel panicked; last console lines:\n  " + strings.Join(e.Tail, "\n  ")
+	msg := "guest kernel panicked"
+	if e.Oops != "" {
+		msg += " (" + strings.TrimSpace(e.Oops) + ")"
+	}
+	return msg + "; last console lines:\n  " + strings.Join(e.Tail, "\n  ")
 }
 
 // HangError: the guest did not finish within the timeout and was killed.
@@ -60,7 +67,7 @@ func EmulatorFlake(err error) (string, bool) {
 	if !errors.As(err, &pe) {
 		return "", false
 	}
-	for _, l := range pe.Tail {
+	for _, l := range append([]string{pe.Oops}, pe.Tail...) {
 		if strings.Contains(l, "Oops: int3") {
 			return "int3 Oops after kernel text patching under multi-threaded TCG", true
 		}

@@ -176,7 +176,7 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	case runCtx.Err() == context.DeadlineExceeded && !finished:
 		return res, &HangError{Timeout: c.Timeout, Tail: tail}
 	case !finished && panicked(tail):
-		return res, &PanicError{Tail: tail}
+		return res, &PanicError{Oops: firstOops(res.ConsoleLog), Tail: tail}
 	case !finished:
 		msg := strings.TrimSpace(stderr.String())
 		if msg == "" && waitErr != nil {
@@ -270,6 +270,19 @@ func panicLines(path string) []string {
 		}
 	}
 	return nil
+}
+
+func firstOops(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, "Oops:") {
+			return strings.TrimRight(l, "\r")
+		}
+	}
+	return ""
 }
 
 func panicked(tail []string) bool {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -58,10 +57,6 @@ func runVM(ctx context.Context, args []string) error {
 		}
 	}
 	if err != nil {
-		var ge interface{ Error() string }
-		if errors.As(err, &ge) {
-			return err
-		}
 		return err
 	}
 	if res.ExitCode != 0 {

@@ -100,15 +100,29 @@ func Exec(ctx context.Context, j Job) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	vres, runErr := vm.Run(ctx, vm.Config{
+	cfg := vm.Config{
 		Kernel: env.bootImage(), Initrd: initrd,
 		MemMB: j.MemMB, CPUs: j.CPUs, Accel: accel,
 		Timeout: j.Timeout, Stdout: j.Stdout, WorkDir: work, Append: j.KernelArgs,
-	})
-	res := &Result{Accel: accel, Kernel: env.Kernel.Name + " " + env.Kernel.Release}
+	}
+	vres, runErr := vm.Run(ctx, cfg)
+	var warnings []string
+	if why, ok := vm.EmulatorFlake(runErr); ok {
+		// Not the job's doing: say so, and give it one more fresh boot.
+		w := fmt.Sprintf("guest died of a known emulator fault (%s); booted it again", why)
+		warnings = append(warnings, w)
+		if j.Log != nil {
+			fmt.Fprintln(j.Log, "lab: "+w)
+		}
+		for _, f := range []string{"console.log", "status.jsonl", "out.tar"} {
+			os.Remove(filepath.Join(work, f))
+		}
+		vres, runErr = vm.Run(ctx, cfg)
+	}
+	res := &Result{Accel: accel, Kernel: env.Kernel.Name + " " + env.Kernel.Release, Warnings: warnings}
 	if vres != nil {
 		res.ExitCode, res.BootToCommand, res.Run, res.Total = vres.ExitCode, vres.BootToCommand, vres.Run, vres.Total
-		res.Warnings = vres.Warnings
+		res.Warnings = append(res.Warnings, vres.Warnings...)
 		if j.ConsoleLog != "" {
 			if err := copyFile(vres.ConsoleLog, j.ConsoleLog); err != nil && runErr == nil {
 				runErr = err

@@ -59,9 +59,9 @@ func (e *GuestError) Error() string { return e.Msg }
 // EmulatorFlake recognises a guest death caused by the emulator rather than
 // the code under test, so callers can retry once and say so. The one known
 // case: multi-threaded TCG occasionally runs a stale translation of kernel
-// text that was just live-patched (static keys flipped when a sched_ext
-// scheduler loads or unloads), which the guest reports as an int3 Oops.
-// With KVM this does not occur.
+// text that was just live-patched (static keys and alternatives flipped at
+// boot, or when a sched_ext scheduler loads or unloads), which the guest
+// reports as an int3 Oops. With KVM this does not occur.
 func EmulatorFlake(err error) (string, bool) {
 	var pe *PanicError
 	if !errors.As(err, &pe) {

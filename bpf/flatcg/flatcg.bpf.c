@@ -1,3 +1,5 @@
+//go:build ignore
+
 // SPDX-License-Identifier: GPL-2.0
 /*
  * scx_agent_flatcg: a sched_ext scheduler with flattened cgroup weights and

@@ -40,7 +40,7 @@ type touchReport struct {
 	PauseMS  []float64 `json:"pause_ms"`
 	Pages    int       `json:"pages"`
 	TotalMS  float64   `json:"total_ms"`
-	MaxMS    float64   `json:"max_ms"`    // longest single page touch
+	MaxMS    float64   `json:"max_ms"`   // longest single page touch
 	Complete bool      `json:"complete"` // touched everything asked for
 }
 

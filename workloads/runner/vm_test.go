@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -149,20 +150,20 @@ func TestTrialEndToEnd(t *testing.T) {
 	}
 }
 
-// A CPU-spinning neighbour must hurt the interactive victim's tail on the
-// default scheduler; this is the premise every configuration is measured
-// against. The neighbour's step has ten times the victim's cpu.weight and
-// the victim needs a quarter of a CPU, more than its 2*100/1100 share, so
-// the effect is large. Solo and contended runs alternate and each side
-// keeps its best p99, because load on the host only ever adds latency (TCG
-// vCPUs are host threads, and this host is shared).
+// A CPU-spinning neighbour must hurt the interactive victim on the default
+// scheduler; this is the premise every configuration is measured against.
+// The neighbour's step has ten times the victim's cpu.weight and the victim
+// needs a quarter of a CPU, more than its 2*100/1100 share, so the effect is
+// large. Solo and contended runs alternate. The assertion is on medians:
+// under TCG on a shared host a 150-sample p99 is the second-largest sample
+// and swings 11-21 ms solo, so tail ratios (1.27x-2x seen) would test the
+// host, not the neighbour. p99s are logged for the record.
 func TestCPUSpinHurtsInteractive(t *testing.T) {
 	if vmtest.Run(t, vmtest.Options{CPUs: 2, MemMB: 512, Timeout: 5 * time.Minute}) {
 		return
 	}
 	const reps = 3
-	best := map[bool]int64{}
-	var soloP50Max, spinP50Min int64 = 0, 1 << 62
+	p50s := map[bool][]float64{}
 	for rep := 0; rep < reps; rep++ {
 		for _, solo := range []bool{true, false} {
 			spec := trial.ExampleSpec()
@@ -176,27 +177,21 @@ func TestCPUSpinHurtsInteractive(t *testing.T) {
 			}
 			r := guestTrial(t, spec, "/out/"+spec.ID)
 			h := r.Merged("chat")
-			p99 := h.ValueAtQuantile(99)
-			t.Logf("%s: n=%d p50 %d us p99 %d us max %d us", spec.ID, h.TotalCount(), h.ValueAtQuantile(50), p99, h.Max())
-			if p50 := h.ValueAtQuantile(50); solo {
-				soloP50Max = max(soloP50Max, p50)
-			} else {
-				spinP50Min = min(spinP50Min, p50)
-			}
-			if b, ok := best[solo]; !ok || p99 < b {
-				best[solo] = p99
-			}
+			t.Logf("%s: n=%d p50 %d us p99 %d us max %d us", spec.ID, h.TotalCount(), h.ValueAtQuantile(50), h.ValueAtQuantile(99), h.Max())
+			p50s[solo] = append(p50s[solo], float64(h.ValueAtQuantile(50)))
 		}
 	}
-	fmt.Printf("best p99 of %d: solo %d us, with cpu_spin x4 %d us (x%.1f)\n", reps, best[true], best[false], float64(best[false])/float64(best[true]))
-	// Harm must show in every run, not only in a lucky one: each contended
-	// median above every solo median, and the best tail clearly higher.
-	// (A fixed 2x on p99 proved too tight on a quiet host: 1.9x was seen.)
-	if spinP50Min <= soloP50Max {
-		t.Errorf("cpu_spin did not raise every run's p50: lowest contended %d us vs highest solo %d us", spinP50Min, soloP50Max)
+	solo, spin := p50s[true], p50s[false]
+	slices.Sort(solo)
+	slices.Sort(spin)
+	ratio := spin[reps/2] / solo[reps/2]
+	fmt.Printf("median p50 of %d runs: solo %.0f us, with cpu_spin x4 %.0f us (x%.2f)\n", reps, solo[reps/2], spin[reps/2], ratio)
+	// Harm must show in every run, not only in a lucky one.
+	if spin[0] <= solo[reps-1] {
+		t.Errorf("cpu_spin did not raise every run's p50: lowest contended %.0f us vs highest solo %.0f us", spin[0], solo[reps-1])
 	}
-	if 10*best[false] < 13*best[true] {
-		t.Errorf("cpu_spin raised the interactive p99 only from %d to %d us; want at least 1.3x", best[true], best[false])
+	if ratio < 1.3 {
+		t.Errorf("cpu_spin raised the median p50 only x%.2f (%.0f -> %.0f us); want at least 1.3x", ratio, solo[reps/2], spin[reps/2])
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
+
 	"github.com/agentcgroup/agentcgroup/bpf/mempressure"
 	"github.com/agentcgroup/agentcgroup/cgroupfs"
 	"github.com/agentcgroup/agentcgroup/daemon/config"
@@ -62,12 +64,8 @@ func (d *Daemon) saveStateLocked() {
 		d.log.Emit(eventlog.Event{Kind: "error", Error: fmt.Sprintf("state directory %s: %v", dir, err)})
 		return
 	}
-	tmp := d.statePath() + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err == nil {
-		err = os.Rename(tmp, d.statePath())
-		if err != nil {
-			d.log.Emit(eventlog.Event{Kind: "error", Error: err.Error()})
-		}
+	if err := fsutil.WriteFile(d.statePath(), b); err != nil {
+		d.log.Emit(eventlog.Event{Kind: "error", Error: fmt.Sprintf("saving state: %v", err)})
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
+
 	"github.com/agentcgroup/agentcgroup/harness/analysis"
 	"github.com/agentcgroup/agentcgroup/harness/kernel"
 	"github.com/agentcgroup/agentcgroup/harness/lab"
@@ -126,7 +128,7 @@ func runEval(ctx context.Context, args []string) error {
 		if run, err = results.Create(*base, s.Name, time.Now()); err != nil {
 			return err
 		}
-		if err := trial.WriteFileAtomic(filepath.Join(run.Dir, results.ScenarioFile), data); err != nil {
+		if err := fsutil.WriteFile(filepath.Join(run.Dir, results.ScenarioFile), data); err != nil {
 			return err
 		}
 		if err := run.WritePlan(p); err != nil {

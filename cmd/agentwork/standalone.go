@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
+
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 	"github.com/agentcgroup/agentcgroup/workloads/runner"
 	"github.com/agentcgroup/agentcgroup/workloads/trace"
@@ -235,5 +237,5 @@ func cmdTraceConvert(args []string) error {
 	if err != nil {
 		return err
 	}
-	return trial.WriteFileAtomic(*out, append(b, '\n'))
+	return fsutil.WriteFile(*out, append(b, '\n'))
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
+
 	"github.com/agentcgroup/agentcgroup/cgroupfs"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 	"github.com/agentcgroup/agentcgroup/workloads/load"
@@ -79,7 +81,7 @@ func cmdRun(args []string) error {
 	default:
 		return fmt.Errorf("name a workload with --victim or --neighbour")
 	}
-	if err := trial.WriteJSON(*result, res); err != nil {
+	if err := fsutil.WriteJSON(*result, res); err != nil {
 		return err
 	}
 	if *vname != "" {

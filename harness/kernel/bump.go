@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
 )
 
 // Change is one package pin moving to a newer version.
@@ -55,9 +57,5 @@ func RewritePins(path string, changes []Change) error {
 		s = strings.ReplaceAll(s, fmt.Sprintf("%q", c.Old.SHA256), fmt.Sprintf("%q", c.New.SHA256))
 		s = strings.ReplaceAll(s, fmt.Sprintf("version = %q", c.Old.Version), fmt.Sprintf("version = %q", c.New.Version))
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(s), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return fsutil.WriteFile(path, []byte(s))
 }

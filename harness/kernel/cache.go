@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
 )
 
 // CacheDir is where fetched and built artifacts live: $AGENTCGROUP_CACHE, or
@@ -107,7 +109,7 @@ func (f *Fetcher) Ensure(ctx context.Context, name string) (*Image, error) {
 		return nil, fmt.Errorf("kernel %s: %w", name, err)
 	}
 	m.Key = key
-	if err := writeJSONAtomic(filepath.Join(tmp, markerName), m); err != nil {
+	if err := fsutil.WriteJSON(filepath.Join(tmp, markerName), m); err != nil {
 		return nil, err
 	}
 	if err := os.Rename(tmp, dir); err != nil {
@@ -279,35 +281,6 @@ func fileSHA256(path string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
-}
-
-func writeJSONAtomic(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // lockFile serialises work on one cache entry across processes.

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
+
 	"github.com/ulikunitz/xz"
 )
 
@@ -96,7 +98,7 @@ func TestCacheEntryVerification(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(dir, "bzImage"), []byte("kernel"), 0o644)
 	sum, _ := fileSHA256(filepath.Join(dir, "bzImage"))
-	writeJSONAtomic(filepath.Join(dir, markerName), marker{Key: pin.Key(), Release: "1.0-test", BzImageSHA256: sum})
+	fsutil.WriteJSON(filepath.Join(dir, markerName), marker{Key: pin.Key(), Release: "1.0-test", BzImageSHA256: sum})
 	if _, err := loadEntry(dir, pin, pin.Key()); err != nil {
 		t.Fatalf("valid entry rejected: %v", err)
 	}

@@ -10,6 +10,8 @@ import (
 	"io"
 	"os"
 
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
+
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 )
@@ -59,11 +61,7 @@ func extractPVH(bzImage, dst string) error {
 		}
 		return err
 	}
-	tmp := dst + ".tmp"
-	if err := os.WriteFile(tmp, elfData, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, dst)
+	return fsutil.WriteFile(dst, elfData)
 }
 
 // bzPayload returns the compressed kernel inside a bzImage (boot protocol

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
 )
 
 func TestDeriveKeyCoversEveryInput(t *testing.T) {
@@ -109,7 +111,7 @@ func TestMarkerWrittenLastAndValidated(t *testing.T) {
 		t.Fatalf("the half-written entry must have no marker, got %v", err)
 	}
 
-	if err := writeEntry(dir+".tmp", dir, marker{Key: "k1"}, bz, vml, copyFile); err != nil {
+	if err := writeEntry(dir+".tmp", dir, marker{Key: "k1"}, bz, vml, fsutil.CopyFile); err != nil {
 		t.Fatal(err)
 	}
 	out, err := readEntry(dir, "k1")

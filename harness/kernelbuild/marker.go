@@ -4,10 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
 )
 
 // markerName is written last into an output entry; an entry without a
@@ -64,7 +65,7 @@ func writeEntry(tmp, dir string, m marker, bzImage, vmlinux string, strip func(s
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return err
 	}
-	if err := copyFile(bzImage, filepath.Join(tmp, "bzImage")); err != nil {
+	if err := fsutil.CopyFile(bzImage, filepath.Join(tmp, "bzImage")); err != nil {
 		return err
 	}
 	if err := strip(vmlinux, filepath.Join(tmp, "vmlinux")); err != nil {
@@ -84,50 +85,13 @@ func writeEntry(tmp, dir string, m marker, bzImage, vmlinux string, strip func(s
 	if err != nil {
 		return err
 	}
-	if err := writeFileSync(filepath.Join(tmp, markerName), append(b, '\n')); err != nil {
+	if err := fsutil.WriteFile(filepath.Join(tmp, markerName), append(b, '\n')); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return err
 	}
 	return os.Rename(tmp, dir)
-}
-
-func writeFileSync(path string, b []byte) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := copyBuf(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
-}
-
-func copyBuf(w io.Writer, r io.Reader) (int64, error) {
-	return io.CopyBuffer(w, r, make([]byte, 1<<20))
 }
 
 // isMissing reports whether err means "no entry yet" rather than "broken".

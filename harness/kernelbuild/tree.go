@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
 )
 
 // The build root keeps one source tree and one object directory, reused
@@ -37,15 +39,7 @@ func readState(root string) (treeState, error) {
 }
 
 func writeState(root string, s treeState) error {
-	b, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := filepath.Join(root, "state.json.tmp")
-	if err := writeFileSync(tmp, append(b, '\n')); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(root, "state.json"))
+	return fsutil.WriteJSON(filepath.Join(root, "state.json"), s)
 }
 
 // commonPrefix is how many leading patches of the applied series can stay.
@@ -126,7 +120,7 @@ func (b *builder) syncPatches(ctx context.Context, s treeState, want []patchID, 
 				paths[i], s.SrcDir, s.SourceSHA256, strings.TrimSpace(out))
 		}
 		saved := filepath.Join(applied, fmt.Sprintf("%03d-%s", i, want[i].Name))
-		if err := copyFile(paths[i], saved); err != nil {
+		if err := fsutil.CopyFile(paths[i], saved); err != nil {
 			return s, err
 		}
 		if err := b.run(ctx, src, "patch", "-p1", "--batch", "--forward", "--silent", "-i", saved); err != nil {

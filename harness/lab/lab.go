@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
+
 	"github.com/agentcgroup/agentcgroup/harness/guest"
 	"github.com/agentcgroup/agentcgroup/harness/initramfs"
 	"github.com/agentcgroup/agentcgroup/harness/kernel"
@@ -124,7 +126,7 @@ func Exec(ctx context.Context, j Job) (*Result, error) {
 		res.ExitCode, res.BootToCommand, res.Run, res.Total = vres.ExitCode, vres.BootToCommand, vres.Run, vres.Total
 		res.Warnings = append(res.Warnings, vres.Warnings...)
 		if j.ConsoleLog != "" {
-			if err := copyFile(vres.ConsoleLog, j.ConsoleLog); err != nil && runErr == nil {
+			if err := fsutil.CopyFile(vres.ConsoleLog, j.ConsoleLog); err != nil && runErr == nil {
 				runErr = err
 			}
 			res.ConsoleLog = j.ConsoleLog
@@ -290,15 +292,4 @@ func untar(tarPath, dir string) error {
 			os.Symlink(h.Linkname, p)
 		}
 	}
-}
-
-func copyFile(src, dst string) error {
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	return os.WriteFile(dst, b, 0o644)
 }

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
+
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
@@ -135,7 +137,7 @@ func saveStack(plots []*plot.Plot, w, h vg.Length, base string) error {
 		if _, err := c.WriteTo(&buf); err != nil {
 			return err
 		}
-		if err := trial.WriteFileAtomic(base+"."+ext, buf.Bytes()); err != nil {
+		if err := fsutil.WriteFile(base+"."+ext, buf.Bytes()); err != nil {
 			return err
 		}
 	}

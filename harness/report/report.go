@@ -13,9 +13,10 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
+
 	"github.com/agentcgroup/agentcgroup/harness/analysis"
 	"github.com/agentcgroup/agentcgroup/harness/results"
-	"github.com/agentcgroup/agentcgroup/harness/trial"
 )
 
 // Write produces summary.csv, report.md and figures/ in the run directory.
@@ -32,10 +33,10 @@ func Write(s *analysis.Summary) error {
 	if err != nil {
 		return fmt.Errorf("figures: %w", err)
 	}
-	if err := trial.WriteFileAtomic(filepath.Join(s.Dir, results.SummaryFile), CSV(s)); err != nil {
+	if err := fsutil.WriteFile(filepath.Join(s.Dir, results.SummaryFile), CSV(s)); err != nil {
 		return err
 	}
-	return trial.WriteFileAtomic(filepath.Join(s.Dir, results.ReportFile), Markdown(s, figs))
+	return fsutil.WriteFile(filepath.Join(s.Dir, results.ReportFile), Markdown(s, figs))
 }
 
 // CSV is the long-format summary: one row per (configuration, neighbour

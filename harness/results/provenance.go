@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/agentcgroup/agentcgroup/harness/trial"
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
 )
 
 // Provenance records what produced a run, so numbers can be traced to code,
@@ -53,7 +53,7 @@ type KernelInfo struct {
 
 // WriteProvenance stores p atomically.
 func (r *Run) WriteProvenance(p *Provenance) error {
-	return trial.WriteJSON(filepath.Join(r.Dir, ProvenanceFile), p)
+	return fsutil.WriteJSON(filepath.Join(r.Dir, ProvenanceFile), p)
 }
 
 // ReadProvenance loads provenance.json.

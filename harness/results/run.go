@@ -21,6 +21,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
+
 	"github.com/agentcgroup/agentcgroup/harness/plan"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 )
@@ -133,7 +135,7 @@ func (r *Run) Staging(id string) (string, error) {
 // Commit writes the outcome into the staged directory and renames it to the
 // trial's directory, replacing an earlier failed or skipped result.
 func (r *Run) Commit(staged string, o Outcome) error {
-	if err := trial.WriteJSON(filepath.Join(staged, OutcomeFile), o); err != nil {
+	if err := fsutil.WriteJSON(filepath.Join(staged, OutcomeFile), o); err != nil {
 		return err
 	}
 	dst := r.TrialDir(o.ID)
@@ -166,7 +168,7 @@ func (r *Run) CleanStaging() error {
 
 // WritePlan stores the plan.
 func (r *Run) WritePlan(p *plan.Plan) error {
-	return trial.WriteJSON(filepath.Join(r.Dir, PlanFile), p)
+	return fsutil.WriteJSON(filepath.Join(r.Dir, PlanFile), p)
 }
 
 // ReadPlan loads the stored plan.

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
 )
 
 // writeRaw produces a complete trial directory the way the guest runner
@@ -34,7 +36,7 @@ func writeRaw(t *testing.T, lat []int64) string {
 			t.Fatal(err)
 		}
 	}
-	if err := WriteFileAtomic(filepath.Join(dir, HistogramPath("chat")), buf.Bytes()); err != nil {
+	if err := fsutil.WriteFile(filepath.Join(dir, HistogramPath("chat")), buf.Bytes()); err != nil {
 		t.Fatal(err)
 	}
 	cgs := []string{StepPath("victim", "chat"), StepPath("noisy", "spin")}
@@ -43,13 +45,13 @@ func writeRaw(t *testing.T, lat []int64) string {
 		snap.Cgroups[c] = map[string]string{"memory.events": "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n"}
 	}
 	for _, f := range []string{BeforeFile, AfterFile} {
-		if err := WriteJSON(filepath.Join(dir, f), snap); err != nil {
+		if err := fsutil.WriteJSON(filepath.Join(dir, f), snap); err != nil {
 			t.Fatal(err)
 		}
 	}
 	tl := `{"t_ms":0,"cgroup":"agentcgroup/sess_victim/step_chat","memory_current":1048576}` + "\n" +
 		`{"t_ms":100,"cgroup":"agentcgroup/sess_victim/step_chat","memory_current":2097152,"memory_high_events":3}` + "\n"
-	if err := WriteFileAtomic(filepath.Join(dir, TimelineFile), []byte(tl)); err != nil {
+	if err := fsutil.WriteFile(filepath.Join(dir, TimelineFile), []byte(tl)); err != nil {
 		t.Fatal(err)
 	}
 	m := Manifest{
@@ -59,7 +61,7 @@ func writeRaw(t *testing.T, lat []int64) string {
 		Neighbours: []WorkloadResult{{Name: "spin", Kind: NeighbourCPUSpin, Cgroup: cgs[1], Count: 4}},
 		Cgroups:    cgs, OK: true,
 	}
-	if err := WriteJSON(filepath.Join(dir, ManifestFile), m); err != nil {
+	if err := fsutil.WriteJSON(filepath.Join(dir, ManifestFile), m); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -97,7 +99,7 @@ func TestLoadRejectsCountMismatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.Victims[0].Count = 99
-	WriteJSON(filepath.Join(dir, ManifestFile), m)
+	fsutil.WriteJSON(filepath.Join(dir, ManifestFile), m)
 	_, err := Load(dir)
 	if err == nil || !strings.Contains(err.Error(), "histogram holds 4 values, manifest count 99") {
 		t.Fatalf("got %v", err)
@@ -119,7 +121,7 @@ func TestLoadRejectsMissingCgroupSnapshot(t *testing.T) {
 	var m Manifest
 	readJSON(filepath.Join(dir, ManifestFile), &m)
 	m.Cgroups = append(m.Cgroups, "agentcgroup/sess_x/step_y")
-	WriteJSON(filepath.Join(dir, ManifestFile), m)
+	fsutil.WriteJSON(filepath.Join(dir, ManifestFile), m)
 	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "sess_x") {
 		t.Fatalf("got %v", err)
 	}

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/agentcgroup/agentcgroup/cgroupfs"
@@ -111,7 +113,7 @@ func RunTrial(ctx context.Context, spec *trial.Spec, opt Options) error {
 	// The workload processes read the spec from a file; keep a copy with
 	// the output so the trial is self-describing.
 	specCopy := filepath.Join(t.tmp, "spec.json")
-	if err := trial.WriteJSON(specCopy, spec); err != nil {
+	if err := fsutil.WriteJSON(specCopy, spec); err != nil {
 		return err
 	}
 	if opt.SpecPath == "" {
@@ -164,7 +166,7 @@ func (t *trialRun) run(ctx context.Context) {
 	t.phase("setup", setup)
 
 	before := t.snapshot()
-	if err := trial.WriteJSON(filepath.Join(t.tmp, trial.BeforeFile), before); err != nil {
+	if err := fsutil.WriteJSON(filepath.Join(t.tmp, trial.BeforeFile), before); err != nil {
 		t.errorf("snapshot before: %v", err)
 	}
 
@@ -205,7 +207,7 @@ func (t *trialRun) run(ctx context.Context) {
 		t.errorf("config %q runs on the default scheduler but a sched_ext scheduler is attached", s.Config)
 	}
 	after := t.snapshot()
-	if err := trial.WriteJSON(filepath.Join(t.tmp, trial.AfterFile), after); err != nil {
+	if err := fsutil.WriteJSON(filepath.Join(t.tmp, trial.AfterFile), after); err != nil {
 		t.errorf("snapshot after: %v", err)
 	}
 
@@ -259,7 +261,7 @@ func (t *trialRun) finish() error {
 	for _, f := range []string{trial.BeforeFile, trial.AfterFile} {
 		p := filepath.Join(t.tmp, f)
 		if _, err := os.Stat(p); err != nil {
-			trial.WriteJSON(p, trial.Snapshot{Time: time.Now()})
+			fsutil.WriteJSON(p, trial.Snapshot{Time: time.Now()})
 		}
 	}
 	if p := filepath.Join(t.tmp, trial.TimelineFile); !exists(p) {
@@ -267,7 +269,7 @@ func (t *trialRun) finish() error {
 	}
 	t.m.Finished = time.Now()
 	t.m.OK = len(t.m.Errors) == 0
-	if err := trial.WriteJSON(filepath.Join(t.tmp, trial.ManifestFile), t.m); err != nil {
+	if err := fsutil.WriteJSON(filepath.Join(t.tmp, trial.ManifestFile), t.m); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(t.opt.Out); err != nil {

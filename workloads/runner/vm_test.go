@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
+
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 	"github.com/agentcgroup/agentcgroup/harness/vmtest"
 )
@@ -27,7 +29,7 @@ func guestTrial(t *testing.T, spec *trial.Spec, out string) trial.Raw {
 		t.Fatal(err)
 	}
 	specPath := filepath.Join(t.TempDir(), "spec.json")
-	if err := trial.WriteJSON(specPath, spec); err != nil {
+	if err := fsutil.WriteJSON(specPath, spec); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
+
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/agentcgroup/agentcgroup/cgroupfs"
@@ -116,7 +118,7 @@ func RunVictim(ctx context.Context, r VictimRun) trial.WorkloadResult {
 	}
 	res.Count, res.Failed = rec.Count(), rec.Failed()
 	res.Elapsed = trial.Duration(end.Sub(r.Start))
-	if err := trial.WriteFileAtomic(r.Hlog, buf.Bytes()); err != nil && res.Error == "" {
+	if err := fsutil.WriteFile(r.Hlog, buf.Bytes()); err != nil && res.Error == "" {
 		res.Error = err.Error()
 	}
 	return res

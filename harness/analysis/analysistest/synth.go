@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
+
 	"github.com/agentcgroup/agentcgroup/harness/plan"
 	"github.com/agentcgroup/agentcgroup/harness/results"
 	"github.com/agentcgroup/agentcgroup/harness/scenario"
@@ -111,7 +113,7 @@ func WriteRun(base string, reps int, m Model) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := trial.WriteFileAtomic(filepath.Join(run.Dir, results.ScenarioFile), []byte(text)); err != nil {
+	if err := fsutil.WriteFile(filepath.Join(run.Dir, results.ScenarioFile), []byte(text)); err != nil {
 		return "", err
 	}
 	if err := run.WritePlan(p); err != nil {
@@ -171,7 +173,7 @@ func WriteTrial(dir string, t plan.Trial, m Model, start time.Time) error {
 			return err
 		}
 	}
-	if err := trial.WriteFileAtomic(filepath.Join(dir, trial.HistogramPath("chat")), buf.Bytes()); err != nil {
+	if err := fsutil.WriteFile(filepath.Join(dir, trial.HistogramPath("chat")), buf.Bytes()); err != nil {
 		return err
 	}
 	vcg := trial.StepPath("victim", "chat")
@@ -190,13 +192,13 @@ func WriteTrial(dir string, t plan.Trial, m Model, start time.Time) error {
 	}
 	if sp.Scheduler != nil {
 		man.Processes = append(man.Processes, trial.ProcessResult{Name: "scheduler", Binary: trial.SchedulerBinary, Started: true, Log: trial.SchedulerLog, SchedExt: "enabled"})
-		if err := trial.WriteFileAtomic(filepath.Join(dir, trial.SchedulerLog), []byte("ok\n")); err != nil {
+		if err := fsutil.WriteFile(filepath.Join(dir, trial.SchedulerLog), []byte("ok\n")); err != nil {
 			return err
 		}
 	}
 	if sp.Daemon != nil {
 		man.Processes = append(man.Processes, trial.ProcessResult{Name: "daemon", Binary: trial.DaemonBinary, Started: true, Log: trial.DaemonLog})
-		if err := trial.WriteFileAtomic(filepath.Join(dir, trial.DaemonLog), []byte("ok\n")); err != nil {
+		if err := fsutil.WriteFile(filepath.Join(dir, trial.DaemonLog), []byte("ok\n")); err != nil {
 			return err
 		}
 	}
@@ -228,10 +230,10 @@ func WriteTrial(dir string, t plan.Trial, m Model, start time.Time) error {
 		}
 		return sn
 	}
-	if err := trial.WriteJSON(filepath.Join(dir, trial.BeforeFile), snap(start, false)); err != nil {
+	if err := fsutil.WriteJSON(filepath.Join(dir, trial.BeforeFile), snap(start, false)); err != nil {
 		return err
 	}
-	if err := trial.WriteJSON(filepath.Join(dir, trial.AfterFile), snap(start.Add(5*time.Second), true)); err != nil {
+	if err := fsutil.WriteJSON(filepath.Join(dir, trial.AfterFile), snap(start.Add(5*time.Second), true)); err != nil {
 		return err
 	}
 	var tl strings.Builder
@@ -247,10 +249,10 @@ func WriteTrial(dir string, t plan.Trial, m Model, start time.Time) error {
 			fmt.Fprintf(&tl, `{"t_ms":%d,"cgroup":%q,"memory_current":%d,"memory_high_events":%d,"throttled_usec":%d}`+"\n", ms, cg, cur, ev, thr)
 		}
 	}
-	if err := trial.WriteFileAtomic(filepath.Join(dir, trial.TimelineFile), []byte(tl.String())); err != nil {
+	if err := fsutil.WriteFile(filepath.Join(dir, trial.TimelineFile), []byte(tl.String())); err != nil {
 		return err
 	}
-	if err := trial.WriteJSON(filepath.Join(dir, trial.ManifestFile), man); err != nil {
+	if err := fsutil.WriteJSON(filepath.Join(dir, trial.ManifestFile), man); err != nil {
 		return err
 	}
 	_, err = os.Stat(filepath.Join(dir, trial.ManifestFile))

@@ -283,10 +283,10 @@ func (d *Daemon) Reload() error {
 	if cfg.Daemon.Socket != old.Socket || cfg.Daemon.Base != old.Base || cfg.Daemon.CgroupMount != old.CgroupMount ||
 		cfg.Daemon.PinDir != old.PinDir || cfg.Daemon.MetricsAddr != old.MetricsAddr || cfg.Daemon.Scheduler != old.Scheduler ||
 		cfg.Daemon.Probe != old.Probe || cfg.Daemon.EventLog != old.EventLog || cfg.Daemon.MemoryMode != old.MemoryMode {
-		note = "daemon.* settings other than monitor_only and tick take effect on restart"
+		note = "daemon.* settings other than monitor_only, tick and keep_ended take effect on restart"
 		keep := cfg.Daemon
 		cfg.Daemon = old
-		cfg.Daemon.MonitorOnly, cfg.Daemon.Tick = keep.MonitorOnly, keep.Tick
+		cfg.Daemon.MonitorOnly, cfg.Daemon.Tick, cfg.Daemon.KeepEnded = keep.MonitorOnly, keep.Tick, keep.KeepEnded
 	}
 	d.cfg = cfg
 	for _, s := range d.steps {

@@ -289,3 +289,57 @@ func TestGuestMonitorOnly(t *testing.T) {
 		t.Fatalf("memory.high changed to %d", v)
 	}
 }
+
+// With keep_ended, a step whose command finished keeps its cgroup and
+// counters (for a closing snapshot) until the client deletes it; a command
+// that exits before the daemon ever saw it running still counts as ended.
+func TestGuestKeepEndedStep(t *testing.T) {
+	if ranInVM(t) {
+		return
+	}
+	e := newEnv(t, simplePolicy, `keep_ended = "1h"`)
+	e.start()
+	c := e.client()
+	if _, err := c.StartSession(api.SessionRequest{ID: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ tid, script string }{
+		{"slow", "sleep 0.3"},
+		{"instant", "exit 0"},
+	} {
+		cmd := exec.Command("sh", "-c", tc.script)
+		st := runStep(t, c, "s1", tc.tid, "tool_burst", cmd)
+		if err := cmd.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, tc.tid+"'s step_ended event", func() bool {
+			for _, ev := range e.events() {
+				if ev.Kind == "step_ended" && ev.Step == tc.tid {
+					return true
+				}
+			}
+			return false
+		})
+		// Ended, not removed: the cgroup and its counters are still there
+		// and the daemon still lists the step.
+		time.Sleep(200 * time.Millisecond)
+		cg := cgroupfs.Cgroup{Path: st.Cgroup}
+		if _, err := cg.FlatKeyed("memory.events"); err != nil {
+			t.Fatalf("%s: counters gone after the step ended: %v", tc.tid, err)
+		}
+		if _, err := c.Step("s1", tc.tid); err != nil {
+			t.Fatalf("%s: daemon forgot the ended step: %v", tc.tid, err)
+		}
+		if err := c.DeleteStep("s1", tc.tid); err != nil {
+			t.Fatalf("%s: delete: %v", tc.tid, err)
+		}
+		if cg.Exists() {
+			t.Fatalf("%s: cgroup left after delete", tc.tid)
+		}
+	}
+	for _, ev := range e.events() {
+		if ev.Kind == "step_removed" && ev.Cause == "its processes exited" {
+			t.Errorf("step %s removed by the daemon despite keep_ended", ev.Step)
+		}
+	}
+}

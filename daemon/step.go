@@ -322,10 +322,10 @@ func (s *step) evaluate(woken wakeup) bool {
 	}
 	events = append(events, s.burst(tr, now, mon)...)
 	s.populated = cge.Populated
-	ended := s.everPopulated && !cge.Populated
-	if cge.Populated {
+	if cge.Populated || (!s.everPopulated && s.ranTasks()) {
 		s.everPopulated = true
 	}
+	ended := s.everPopulated && !cge.Populated
 	s.mu.Unlock()
 	// Freezing waits for the kernel (a task in a penalty sleep freezes only
 	// when it wakes), so act without holding the step's lock.
@@ -341,10 +341,41 @@ func (s *step) evaluate(woken wakeup) bool {
 		d.saveState()
 	}
 	if ended {
-		go d.removeStep(s, "its processes exited")
+		d.retireStep(s, "its processes exited")
 		return true
 	}
 	return false
+}
+
+// ranTasks reports whether any task ever ran in the step, for a command
+// that started and exited between two looks at cgroup.events.
+func (s *step) ranTasks() bool {
+	st, err := s.cg.FlatKeyed("cpu.stat")
+	return err == nil && st["usage_usec"] > 0
+}
+
+// retireStep removes an ended step now, or after daemon.keep_ended so its
+// cgroup and final counters can still be read. Its controller stops either
+// way; a daemon shutdown during the wait leaves the step to the next
+// start's adoption, which removes empty steps.
+func (d *Daemon) retireStep(s *step, why string) {
+	keep := d.Config().Daemon.KeepEnded.D()
+	if keep <= 0 {
+		go d.removeStep(s, why)
+		return
+	}
+	s.mu.Lock()
+	state := s.m.State
+	s.mu.Unlock()
+	d.log.Emit(eventlog.Event{Kind: "step_ended", Session: s.sid, Step: s.tid, CgroupID: s.id, Cause: why,
+		To: state.String(), Detail: fmt.Sprintf("cgroup kept for %v", keep)})
+	go func() {
+		select {
+		case <-time.After(keep):
+			d.removeStep(s, why)
+		case <-d.ctx.Done():
+		}
+	}()
 }
 
 // act carries out a transition's action on the cgroup.

@@ -101,6 +101,12 @@ func (c *Client) CreateStep(r StepRequest) (Step, error) {
 	return s, c.do("POST", "/v1/steps", r, &s)
 }
 
+// Step returns one step's state.
+func (c *Client) Step(session, step string) (Step, error) {
+	var s Step
+	return s, c.do("GET", "/v1/steps/"+url.PathEscape(session)+"/"+url.PathEscape(step), nil, &s)
+}
+
 // DeleteStep removes a step, killing anything left in it.
 func (c *Client) DeleteStep(session, step string) error {
 	return c.do("DELETE", "/v1/steps/"+url.PathEscape(session)+"/"+url.PathEscape(step), nil, nil)

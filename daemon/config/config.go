@@ -60,6 +60,12 @@ type Daemon struct {
 	// when the kernel has memcg_bpf_ops, else mainline).
 	MemoryMode string   `toml:"memory_mode"`
 	Tick       Duration `toml:"tick"` // how often each step is re-evaluated
+	// KeepEnded is how long a step whose processes all exited (or were
+	// killed) keeps its cgroup, state and final counters before the
+	// daemon removes it; 0 removes it at once. A client's DELETE still
+	// removes it earlier. Evaluations set it so a killed step's counters
+	// survive until the closing snapshot.
+	KeepEnded Duration `toml:"keep_ended"`
 }
 
 // Memory modes (daemon.memory_mode).

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -57,10 +58,11 @@ func TestSelect(t *testing.T) {
 
 func TestErrorsNameFileLineField(t *testing.T) {
 	good := string(exampleSrc(t))
+	sizeLine := strings.Count(good[:strings.Index(good, `high = "256MiB"`)], "\n") + 1
 	cases := []struct {
 		name, from, to, want string
 	}{
-		{"bad size", `high = "256MiB"`, `high = "256 apples"`, "x.toml:43 (profiles.tool_burst.memory.high)"},
+		{"bad size", `high = "256MiB"`, `high = "256 apples"`, fmt.Sprintf("x.toml:%d (profiles.tool_burst.memory.high)", sizeLine)},
 		{"bad class", `class = "background"`, `class = "batch"`, `profiles.background.class: unknown class "batch"`},
 		{"unknown field", `oom_group = true
 [profiles.tool_burst.escalation]`, `oom_grup = true
@@ -72,6 +74,7 @@ func TestErrorsNameFileLineField(t *testing.T) {
 		{"syntax", `tick = "20ms"`, `tick = `, "x.toml:"},
 		{"psi window", `psi_window = "1s"`, `psi_window = "20s"`, "psi_window"},
 		{"probe", `probe = "auto"`, `probe = "maybe"`, `daemon.probe: "maybe" is not one of`},
+		{"keep ended", `keep_ended = "0s"`, `keep_ended = "-1s"`, `(daemon.keep_ended): duration "-1s"`},
 		{"memory mode", `memory_mode = "auto"`, `memory_mode = "patched"`, `daemon.memory_mode: "patched" is not one of auto, mainline, full`},
 	}
 	for _, tc := range cases {

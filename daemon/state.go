@@ -9,13 +9,12 @@ import (
 	"sort"
 	"time"
 
-	"github.com/agentcgroup/agentcgroup/internal/fsutil"
-
 	"github.com/agentcgroup/agentcgroup/bpf/mempressure"
 	"github.com/agentcgroup/agentcgroup/cgroupfs"
 	"github.com/agentcgroup/agentcgroup/daemon/config"
 	"github.com/agentcgroup/agentcgroup/daemon/escalate"
 	"github.com/agentcgroup/agentcgroup/daemon/eventlog"
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
 )
 
 // savedState is what cgroupfs cannot tell a restarted daemon: session labels

@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/agentcgroup/agentcgroup/internal/fsutil"
-
 	"github.com/agentcgroup/agentcgroup/harness/analysis"
 	"github.com/agentcgroup/agentcgroup/harness/kernel"
 	"github.com/agentcgroup/agentcgroup/harness/lab"
@@ -25,6 +23,7 @@ import (
 	"github.com/agentcgroup/agentcgroup/harness/scenario"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 	"github.com/agentcgroup/agentcgroup/harness/vm"
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
 )
 
 func init() {

@@ -11,9 +11,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/agentcgroup/agentcgroup/internal/fsutil"
-
 	"github.com/agentcgroup/agentcgroup/harness/trial"
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
 	"github.com/agentcgroup/agentcgroup/workloads/runner"
 	"github.com/agentcgroup/agentcgroup/workloads/trace"
 	"github.com/agentcgroup/agentcgroup/workloads/traces"

@@ -10,10 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/agentcgroup/agentcgroup/internal/fsutil"
-
 	"github.com/agentcgroup/agentcgroup/cgroupfs"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
 	"github.com/agentcgroup/agentcgroup/workloads/load"
 	"github.com/agentcgroup/agentcgroup/workloads/runner"
 )

@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/agentcgroup/agentcgroup/internal/fsutil"
-
 	"github.com/ulikunitz/xz"
 )
 

@@ -11,7 +11,6 @@ import (
 	"os"
 
 	"github.com/agentcgroup/agentcgroup/internal/fsutil"
-
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 )

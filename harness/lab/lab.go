@@ -16,12 +16,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/agentcgroup/agentcgroup/internal/fsutil"
-
 	"github.com/agentcgroup/agentcgroup/harness/guest"
 	"github.com/agentcgroup/agentcgroup/harness/initramfs"
 	"github.com/agentcgroup/agentcgroup/harness/kernel"
 	"github.com/agentcgroup/agentcgroup/harness/vm"
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
 )
 
 // Job is one command to run in a fresh guest.

@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/agentcgroup/agentcgroup/internal/fsutil"
-
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/agentcgroup/agentcgroup/harness/analysis"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
 )
 
 // Figure is one written figure: figures/<Name>.png and .svg.

@@ -13,10 +13,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/agentcgroup/agentcgroup/internal/fsutil"
-
 	"github.com/agentcgroup/agentcgroup/harness/analysis"
 	"github.com/agentcgroup/agentcgroup/harness/results"
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
 )
 
 // Write produces summary.csv, report.md and figures/ in the run directory.

@@ -21,10 +21,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/agentcgroup/agentcgroup/internal/fsutil"
-
 	"github.com/agentcgroup/agentcgroup/harness/plan"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
 )
 
 // Files and directories of a run.

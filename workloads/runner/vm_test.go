@@ -11,10 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentcgroup/agentcgroup/internal/fsutil"
-
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 	"github.com/agentcgroup/agentcgroup/harness/vmtest"
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
 )
 
 // guestTrial runs spec with the guest's agentwork binary and loads the

@@ -16,13 +16,12 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/agentcgroup/agentcgroup/internal/fsutil"
-
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/agentcgroup/agentcgroup/cgroupfs"
 	"github.com/agentcgroup/agentcgroup/daemon/api"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
 	"github.com/agentcgroup/agentcgroup/workloads/latency"
 	"github.com/agentcgroup/agentcgroup/workloads/load"
 	"github.com/agentcgroup/agentcgroup/workloads/neighbour"

@@ -13,12 +13,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/agentcgroup/agentcgroup/internal/fsutil"
-
 	"github.com/agentcgroup/agentcgroup/harness/plan"
 	"github.com/agentcgroup/agentcgroup/harness/results"
 	"github.com/agentcgroup/agentcgroup/harness/scenario"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
 )
 
 // Scenario is the synthetic scenario: one interactive victim, neighbour

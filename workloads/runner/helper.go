@@ -1,0 +1,153 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/agentcgroup/agentcgroup/harness/trial"
+)
+
+// helper is the scheduler or daemon process.
+type helper struct {
+	cmd  *exec.Cmd
+	res  trial.ProcessResult
+	done chan struct{}
+	err  error
+	log  *os.File
+}
+
+func (t *trialRun) startHelper(ctx context.Context, name, defBinary string, p *trial.Process, logRel string) *helper {
+	bin := p.Binary
+	if bin == "" {
+		bin = defBinary
+	}
+	h := &helper{res: trial.ProcessResult{Name: name, Binary: bin, Args: append([]string(nil), p.Args...), Log: logRel}}
+	t.procs = append(t.procs, h)
+	path, err := exec.LookPath(bin)
+	if err != nil {
+		h.res.Error = fmt.Sprintf("%s not found on PATH (%v): config %q needs it; build and install it into the guest image", bin, err, t.spec.Config)
+		t.errorf("%s: %s", name, h.res.Error)
+		return nil
+	}
+	if p.ConfigTOML != "" {
+		cfg := filepath.Join(t.tmp, trial.LogsDir, name+".toml")
+		if err := os.WriteFile(cfg, []byte(p.ConfigTOML), 0o644); err != nil {
+			t.errorf("%s: %v", name, err)
+			return nil
+		}
+		h.res.Args = append(h.res.Args, "--config", cfg)
+	}
+	lf, err := os.Create(filepath.Join(t.tmp, logRel))
+	if err != nil {
+		t.errorf("%s: %v", name, err)
+		return nil
+	}
+	h.log = lf
+	h.cmd = exec.Command(path, h.res.Args...)
+	h.cmd.Stdout, h.cmd.Stderr = lf, lf
+	if err := h.cmd.Start(); err != nil {
+		h.res.Error = err.Error()
+		t.errorf("%s: start %s: %v", name, path, err)
+		return nil
+	}
+	h.res.Started = true
+	h.done = make(chan struct{})
+	go func() { h.err = h.cmd.Wait(); close(h.done) }()
+	t.logf("started %s: %s %s", name, path, strings.Join(h.res.Args, " "))
+
+	wait := p.ReadyWait.D()
+	readyPath := p.Ready
+	if readyPath == "" && name == "daemon" {
+		readyPath = trial.DaemonSocket
+	}
+	ready := func() bool { return true }
+	switch {
+	case readyPath != "":
+		if wait == 0 {
+			wait = 10 * time.Second
+		}
+		ready = func() bool { return exists(readyPath) }
+	case name == "scheduler":
+		if wait == 0 {
+			wait = 15 * time.Second
+		}
+		ready = func() bool { return t.schedExtState() == "enabled" }
+	default:
+		if wait == 0 {
+			wait = 500 * time.Millisecond
+		}
+		ready = func() bool { return false } // just give it the time
+	}
+	deadline := time.Now().Add(wait)
+	for !ready() && time.Now().Before(deadline) {
+		select {
+		case <-h.done:
+			h.res.Error = fmt.Sprintf("exited during start-up: %v (see %s)", h.err, logRel)
+			h.res.ExitCode = h.cmd.ProcessState.ExitCode()
+			t.errorf("%s: %s", name, h.res.Error)
+			return nil
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	if readyPath != "" && !exists(readyPath) {
+		h.res.Error = fmt.Sprintf("%s did not appear within %v (see %s)", readyPath, wait, logRel)
+		t.errorf("%s: %s", name, h.res.Error)
+		return nil
+	}
+	if name == "scheduler" {
+		h.res.SchedExt = t.schedExtState()
+		if h.res.SchedExt != "enabled" {
+			h.res.Error = fmt.Sprintf("sched_ext state %q after %v, want \"enabled\" (see %s)", h.res.SchedExt, wait, logRel)
+			t.errorf("%s: %s", name, h.res.Error)
+			return nil
+		}
+	}
+	return h
+}
+
+// stop ends a helper with SIGINT (both our helpers shut down cleanly on
+// it), escalating to SIGKILL.
+func (h *helper) stop(t *trialRun) {
+	defer func() {
+		if h.log != nil {
+			h.log.Close()
+		}
+	}()
+	if h.cmd == nil || h.done == nil {
+		return
+	}
+	select {
+	case <-h.done:
+		h.res.ExitCode = h.cmd.ProcessState.ExitCode()
+		if h.res.Error == "" {
+			h.res.Error = fmt.Sprintf("exited before the trial ended: %v (see %s)", h.err, h.res.Log)
+			t.errorf("%s: %s", h.res.Name, h.res.Error)
+		}
+		return
+	default:
+	}
+	h.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-h.done:
+	case <-time.After(stopGrace):
+		h.cmd.Process.Kill()
+		<-h.done
+		t.logf("%s did not stop on SIGINT within %v; killed", h.res.Name, stopGrace)
+	}
+	h.res.ExitCode = h.cmd.ProcessState.ExitCode()
+}
+
+func socketArg(t *trialRun) string {
+	if t.daemon == nil {
+		return ""
+	}
+	return t.daemonSocket()
+}

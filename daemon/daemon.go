@@ -31,7 +31,9 @@
 //
 // The caller of POST /v1/steps starts the command inside the returned cgroup
 // (cgroupfs.Cgroup.Start, CLONE_INTO_CGROUP). A step whose processes have
-// all exited is removed by the daemon too.
+// all exited (or were killed) is removed by the daemon too, at once or,
+// with daemon.keep_ended, after that long (a step_ended event marks the
+// end), so its final counters can still be read.
 //
 // Every step is re-evaluated each daemon.tick and at once when the kernel
 // signals: inotify on memory.events/memory.events.local, the PSI trigger

@@ -51,6 +51,7 @@ type step struct {
 
 	removeOnce sync.Once
 	removeErr  error
+	removed    chan struct{} // closed once the step is removed
 }
 
 func key(sid, tid string) string { return sid + "/" + tid }
@@ -218,7 +219,8 @@ func (d *Daemon) createStep(req api.StepRequest) (*step, error) {
 
 func (d *Daemon) newStep(sid, tid string, cg cgroupfs.Cgroup, id uint64, class, profName string, prof *config.Profile, argv []string, m *escalate.Machine) *step {
 	return &step{d: d, sid: sid, tid: tid, cg: cg, id: id, class: class, profName: profName, prof: prof, argv: argv, m: m,
-		wake: make(chan wakeup, 1), stop: make(chan struct{}), done: make(chan struct{})}
+		wake: make(chan wakeup, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		removed: make(chan struct{})}
 }
 
 func (d *Daemon) startStep(s *step) {
@@ -373,6 +375,7 @@ func (d *Daemon) retireStep(s *step, why string) {
 		select {
 		case <-time.After(keep):
 			d.removeStep(s, why)
+		case <-s.removed: // the client deleted it first
 		case <-d.ctx.Done():
 		}
 	}()
@@ -472,7 +475,10 @@ func (d *Daemon) othersPSI(self *step) float64 {
 // Concurrent callers (the client's delete and the daemon noticing the
 // step's processes exited) share one removal and its result.
 func (d *Daemon) removeStep(s *step, why string) error {
-	s.removeOnce.Do(func() { s.removeErr = d.doRemoveStep(s, why) })
+	s.removeOnce.Do(func() {
+		s.removeErr = d.doRemoveStep(s, why)
+		close(s.removed)
+	})
 	return s.removeErr
 }
 

@@ -62,18 +62,19 @@ u32 root_slot = FCG_NO_SLOT;
 u64 cvtime_now;         /* cgroup vtime of the latest dispatch */
 u32 test_error_trigger; /* tests set this to force a scheduler error */
 /* scheduler-wide event counters, read by the loader */
-u64 nr_wake_prev, nr_wake_other, nr_direct, nr_dispatched, nr_kept, nr_wake_preempt;
+u64 nr_wake_prev, nr_wake_other, nr_direct, nr_dispatched, nr_kept, nr_wake_preempt, nr_wake_sync;
 
 #define FCG_MAX_CPUS 1024
 /* slot of the cgroup whose task runs on each CPU, FCG_NO_SLOT when none */
 u32 cpu_run_slot[FCG_MAX_CPUS];
-u64 cpu_run_start[FCG_MAX_CPUS]; /* when that task started running */
+u64 cpu_run_start[FCG_MAX_CPUS]; /* when that task last started running */
 struct fcg_exit_info exit_info;
 
 struct fcg_task {
 	u32 slot;       /* cgroup the task belongs to */
 	u32 acct_slot;  /* cgroup its runnable state is counted in */
 	u64 charged_at; /* runtime charged up to here while running */
+	u64 run_start;  /* when it last started running (ops.running) */
 	u8 accounted;
 	u8 wake_idle;   /* select_cpu found an idle CPU for this wakeup */
 };
@@ -378,14 +379,6 @@ static void charge(struct task_struct *p, struct fcg_task *t, u64 now)
 		return;
 	used = now - t->charged_at;
 	t->charged_at = now;
-	{
-		s32 cpu = scx_bpf_task_cpu(p);
-
-		if (cpu >= 0 && cpu < FCG_MAX_CPUS) {
-			WRITE_ONCE(cpu_run_start[cpu], now);
-			WRITE_ONCE(cpu_run_slot[cpu], t->slot);
-		}
-	}
 	c = cg_at(t->slot);
 	if (!c)
 		return;
@@ -417,6 +410,34 @@ extern bool scx_bpf_test_and_clear_cpu_idle(s32 cpu) __ksym;
 static struct task_struct *(*bpf_get_current_task_btf)(void) =
 	(void *)BPF_FUNC_get_current_task_btf;
 
+#define AGC_PF_EXITING 0x00000004 /* include/linux/sched.h; macros are not in BTF */
+
+/*
+ * A sync wakeup (pipe, socket or futex handoff) from a task of p's own
+ * cgroup that has only just started running: the waker is about to block,
+ * so p can run right after it on this CPU, as the fair class's wake_affine
+ * arranges. Waking another, idle CPU instead costs an IPI, which under
+ * emulation is dearer than the handoff itself. Same cgroup only, so no
+ * cgroup gains CPU by it; a waker that has run for min_slice_ns already is
+ * more likely a producer that keeps running, and its wakee goes elsewhere.
+ */
+static bool sync_wake_here(struct task_struct *p, struct fcg_task *t, u64 wake_flags, u64 now)
+{
+	struct task_struct *cur;
+	struct fcg_task *ct;
+
+	if (!(wake_flags & SCX_WAKE_SYNC))
+		return false;
+	cur = bpf_get_current_task_btf();
+	if (cur->pid == 0 || (cur->flags & AGC_PF_EXITING) ||
+	    !bpf_cpumask_test_cpu(bpf_get_smp_processor_id(), p->cpus_ptr))
+		return false;
+	ct = task_of(cur);
+	if (!ct || ct->slot != t->slot || now - ct->run_start > min_slice_ns)
+		return false;
+	return scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL) == 0;
+}
+
 SEC("struct_ops/fcg_select_cpu")
 s32 fcg_select_cpu(unsigned long long *ctx)
 {
@@ -427,9 +448,23 @@ s32 fcg_select_cpu(unsigned long long *ctx)
 	struct step_policy *pol;
 	struct fcg_cgroup *c;
 	bool idle = false;
-	u64 cgid;
+	u64 cgid, now = bpf_ktime_get_ns();
 	s32 cpu;
 
+	/* before select_cpu_dfl, which would claim an idle CPU we then skip */
+	if (t && sync_wake_here(p, t, wake_flags, now)) {
+		c = cg_at(t->slot);
+		if (c && !c->throttled) {
+			cgid = c->cgid;
+			pol = bpf_map_lookup_elem(&step_policies, &cgid);
+			scx_bpf_dsq_insert___v2(p, SCX_DSQ_LOCAL,
+						task_slice(c, pol, thrash_penalized(cgid, pol, now)), 0);
+			__sync_fetch_and_add(&c->stats.enqueues, 1);
+			t->wake_idle = 0;
+			__sync_fetch_and_add(&nr_wake_sync, 1);
+			return bpf_get_smp_processor_id();
+		}
+	}
 	cpu = scx_bpf_select_cpu_dfl(p, prev_cpu, wake_flags, &idle);
 	if (cpu == prev_cpu)
 		__sync_fetch_and_add(&nr_wake_prev, 1);
@@ -462,7 +497,7 @@ s32 fcg_select_cpu(unsigned long long *ctx)
 	cgid = c->cgid;
 	pol = bpf_map_lookup_elem(&step_policies, &cgid);
 	scx_bpf_dsq_insert___v2(p, SCX_DSQ_LOCAL,
-				task_slice(c, pol, thrash_penalized(cgid, pol, bpf_ktime_get_ns())), 0);
+				task_slice(c, pol, thrash_penalized(cgid, pol, now)), 0);
 	__sync_fetch_and_add(&c->stats.enqueues, 1);
 	t->wake_idle = 0; /* ops.enqueue will not run for this wakeup */
 	__sync_fetch_and_add(&nr_direct, 1);
@@ -825,7 +860,15 @@ int fcg_running(unsigned long long *ctx)
 
 	if (!t)
 		return 0;
-	t->charged_at = now;
+	t->charged_at = t->run_start = now;
+	{
+		s32 cpu = scx_bpf_task_cpu(p);
+
+		if (cpu >= 0 && cpu < FCG_MAX_CPUS) {
+			WRITE_ONCE(cpu_run_start[cpu], now);
+			WRITE_ONCE(cpu_run_slot[cpu], t->slot);
+		}
+	}
 	c = cg_at(t->slot);
 	if (c && (s64)(p->scx.dsq_vtime - c->tvtime_floor) > 0)
 		c->tvtime_floor = p->scx.dsq_vtime;

@@ -420,6 +420,7 @@ type Counters struct {
 	Dispatched          uint64 // tasks moved from a cgroup DSQ by ops.dispatch
 	KeptPrev            uint64 // dispatches that kept the running task
 	WakePreempt         uint64 // wakeups that preempted a CPU running a cgroup further ahead
+	WakeSync            uint64 // sync wakeups queued behind their waker on its CPU
 }
 
 // Counters reads the scheduler-wide counters.
@@ -432,6 +433,7 @@ func (s *Scheduler) Counters() (Counters, error) {
 		{&c.WakePrev, s.objs.NrWakePrev}, {&c.WakeOther, s.objs.NrWakeOther},
 		{&c.Direct, s.objs.NrDirect}, {&c.Dispatched, s.objs.NrDispatched},
 		{&c.KeptPrev, s.objs.NrKept}, {&c.WakePreempt, s.objs.NrWakePreempt},
+		{&c.WakeSync, s.objs.NrWakeSync},
 	} {
 		if err := v.src.Get(v.dst); err != nil {
 			return c, fmt.Errorf("flatcg: read counters: %w", err)

@@ -120,6 +120,7 @@ const (
 	flatcgVarNrWakeOther            = "nr_wake_other"
 	flatcgVarNrWakePreempt          = "nr_wake_preempt"
 	flatcgVarNrWakePrev             = "nr_wake_prev"
+	flatcgVarNrWakeSync             = "nr_wake_sync"
 	flatcgVarRootSlot               = "root_slot"
 	flatcgVarShortSliceNs           = "short_slice_ns"
 	flatcgVarSliceNs                = "slice_ns"
@@ -221,6 +222,7 @@ type flatcgVariableSpecs struct {
 	NrWakeOther      *ebpf.VariableSpec `ebpf:"nr_wake_other"`
 	NrWakePreempt    *ebpf.VariableSpec `ebpf:"nr_wake_preempt"`
 	NrWakePrev       *ebpf.VariableSpec `ebpf:"nr_wake_prev"`
+	NrWakeSync       *ebpf.VariableSpec `ebpf:"nr_wake_sync"`
 	RootSlot         *ebpf.VariableSpec `ebpf:"root_slot"`
 	ShortSliceNs     *ebpf.VariableSpec `ebpf:"short_slice_ns"`
 	SliceNs          *ebpf.VariableSpec `ebpf:"slice_ns"`
@@ -290,6 +292,7 @@ type flatcgVariables struct {
 	NrWakeOther      *ebpf.Variable `ebpf:"nr_wake_other"`
 	NrWakePreempt    *ebpf.Variable `ebpf:"nr_wake_preempt"`
 	NrWakePrev       *ebpf.Variable `ebpf:"nr_wake_prev"`
+	NrWakeSync       *ebpf.Variable `ebpf:"nr_wake_sync"`
 	RootSlot         *ebpf.Variable `ebpf:"root_slot"`
 	ShortSliceNs     *ebpf.Variable `ebpf:"short_slice_ns"`
 	SliceNs          *ebpf.Variable `ebpf:"slice_ns"`

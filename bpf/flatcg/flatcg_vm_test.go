@@ -383,6 +383,44 @@ func TestWakeupPreemptsCgroupFarAhead(t *testing.T) {
 	}
 }
 
+// A pipe handoff inside one cgroup runs the wakee right behind its waker on
+// the waker's CPU (no IPI to an idle CPU). A waker that computed for 2 ms
+// first is a producer, not a handoff: its wakeups are not placed that way.
+func TestSyncHandoffStaysOnWakerCPU(t *testing.T) {
+	if vmtest.Run(t, vmOpts) {
+		return
+	}
+	s := loadForTest(t, Config{})
+	root := testTree(t, "fcg-sync")
+	dir := mkCgroup(t, root, "pair", 100, false)
+	syncs := func() uint64 {
+		c, err := s.Counters()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.WakeSync
+	}
+	before := syncs()
+	trips := runCount(t, dir, "pingpong", "FLATCG_DURATION_MS=1000")
+	handoff := syncs() - before
+	before = syncs()
+	busyTrips := runCount(t, dir, "pingpong", "FLATCG_DURATION_MS=1000", "FLATCG_BUSY_US=2000")
+	producer := syncs() - before
+	t.Logf("handoff: %d round trips, %d of %d wakeups queued behind the waker; producer: %d round trips, %d of %d",
+		trips, handoff, 2*trips, busyTrips, producer, 2*busyTrips)
+	if trips == 0 || busyTrips == 0 {
+		t.Fatal("no round trips")
+	}
+	if handoff == 0 {
+		t.Error("no pipe handoff was queued behind its waker")
+	}
+	// Only the replies (the echoing thread wakes the producer at once) may
+	// be placed behind the waker; the producer's own pings never are.
+	if producer > busyTrips+busyTrips/10+2 {
+		t.Errorf("%d sync placements for %d producer round trips: the producer's pings were placed behind it", producer, busyTrips)
+	}
+}
+
 func waitDisabled(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)

@@ -97,8 +97,12 @@ func sleeper() {
 }
 
 func envDuration(name string) time.Duration {
-	ms, _ := strconv.Atoi(os.Getenv(name))
-	return time.Duration(ms) * time.Millisecond
+	return time.Duration(envInt(name)) * time.Millisecond
+}
+
+func envInt(name string) int {
+	n, _ := strconv.Atoi(os.Getenv(name))
+	return n
 }
 
 // work runs FLATCG_THREADS CPU-bound threads for FLATCG_DURATION_MS and
@@ -137,8 +141,11 @@ func work() {
 
 // pingpong bounces a byte between two threads over blocking pipes for
 // FLATCG_DURATION_MS and prints the number of round trips: every round trip
-// is two wakeups, so this is scheduler-bound throughput.
+// is two wakeups, so this is scheduler-bound throughput. With
+// FLATCG_BUSY_US the pinging thread computes that long before each ping,
+// which makes it a producer rather than a handoff partner.
 func pingpong() {
+	busy := time.Duration(envInt("FLATCG_BUSY_US")) * time.Microsecond
 	var a, b [2]int
 	if err := unix.Pipe(a[:]); err != nil {
 		panic(err)
@@ -161,6 +168,8 @@ func pingpong() {
 	buf := []byte{1}
 	var trips uint64
 	for time.Now().Before(deadline) {
+		for start := time.Now(); time.Since(start) < busy; {
+		}
 		unix.Write(a[1], buf)
 		unix.Read(b[0], buf)
 		trips++

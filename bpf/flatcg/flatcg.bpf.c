@@ -63,6 +63,7 @@ u64 cvtime_now;         /* cgroup vtime of the latest dispatch */
 u32 test_error_trigger; /* tests set this to force a scheduler error */
 /* scheduler-wide event counters, read by the loader */
 u64 nr_wake_prev, nr_wake_other, nr_direct, nr_dispatched, nr_kept, nr_wake_preempt, nr_wake_sync;
+u64 nr_charge_capped, charge_dropped_ns;
 
 #define FCG_MAX_CPUS 1024
 /* slot of the cgroup whose task runs on each CPU, FCG_NO_SLOT when none */
@@ -379,6 +380,19 @@ static void charge(struct task_struct *p, struct fcg_task *t, u64 now)
 		return;
 	used = now - t->charged_at;
 	t->charged_at = now;
+	/*
+	 * A running task is charged at every tick, so on a live CPU no charge
+	 * spans more than a few ms. A longer one means the (virtual) CPU
+	 * itself was stopped, e.g. a vCPU thread preempted on the host: the
+	 * task did not get that time. Charging it would push the cgroup's
+	 * vtime and cpu.max debt so far ahead that the cgroup starved for
+	 * seconds, long enough to trip the sched_ext watchdog.
+	 */
+	if (used > slice_ns) {
+		__sync_fetch_and_add(&nr_charge_capped, 1);
+		__sync_fetch_and_add(&charge_dropped_ns, used - slice_ns);
+		used = slice_ns;
+	}
 	c = cg_at(t->slot);
 	if (!c)
 		return;

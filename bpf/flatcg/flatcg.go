@@ -421,6 +421,10 @@ type Counters struct {
 	KeptPrev            uint64 // dispatches that kept the running task
 	WakePreempt         uint64 // wakeups that preempted a CPU running a cgroup further ahead
 	WakeSync            uint64 // sync wakeups queued behind their waker on its CPU
+	// ChargeCapped counts runtime charges longer than a slice, cut to one
+	// slice (the CPU itself was stopped, e.g. a host-preempted vCPU);
+	// ChargeDroppedNs is the time not charged.
+	ChargeCapped, ChargeDroppedNs uint64
 }
 
 // Counters reads the scheduler-wide counters.
@@ -434,6 +438,7 @@ func (s *Scheduler) Counters() (Counters, error) {
 		{&c.Direct, s.objs.NrDirect}, {&c.Dispatched, s.objs.NrDispatched},
 		{&c.KeptPrev, s.objs.NrKept}, {&c.WakePreempt, s.objs.NrWakePreempt},
 		{&c.WakeSync, s.objs.NrWakeSync},
+		{&c.ChargeCapped, s.objs.NrChargeCapped}, {&c.ChargeDroppedNs, s.objs.ChargeDroppedNs},
 	} {
 		if err := v.src.Get(v.dst); err != nil {
 			return c, fmt.Errorf("flatcg: read counters: %w", err)

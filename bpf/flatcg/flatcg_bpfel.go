@@ -109,11 +109,13 @@ const (
 	flatcgProgFcgTick               = "fcg_tick"
 	flatcgVarBoostNs                = "boost_ns"
 	flatcgVarBwTickNs               = "bw_tick_ns"
+	flatcgVarChargeDroppedNs        = "charge_dropped_ns"
 	flatcgVarCpuRunSlot             = "cpu_run_slot"
 	flatcgVarCpuRunStart            = "cpu_run_start"
 	flatcgVarCvtimeNow              = "cvtime_now"
 	flatcgVarExitInfo               = "exit_info"
 	flatcgVarMinSliceNs             = "min_slice_ns"
+	flatcgVarNrChargeCapped         = "nr_charge_capped"
 	flatcgVarNrDirect               = "nr_direct"
 	flatcgVarNrDispatched           = "nr_dispatched"
 	flatcgVarNrKept                 = "nr_kept"
@@ -211,11 +213,13 @@ type flatcgMapSpecs struct {
 type flatcgVariableSpecs struct {
 	BoostNs          *ebpf.VariableSpec `ebpf:"boost_ns"`
 	BwTickNs         *ebpf.VariableSpec `ebpf:"bw_tick_ns"`
+	ChargeDroppedNs  *ebpf.VariableSpec `ebpf:"charge_dropped_ns"`
 	CpuRunSlot       *ebpf.VariableSpec `ebpf:"cpu_run_slot"`
 	CpuRunStart      *ebpf.VariableSpec `ebpf:"cpu_run_start"`
 	CvtimeNow        *ebpf.VariableSpec `ebpf:"cvtime_now"`
 	ExitInfo         *ebpf.VariableSpec `ebpf:"exit_info"`
 	MinSliceNs       *ebpf.VariableSpec `ebpf:"min_slice_ns"`
+	NrChargeCapped   *ebpf.VariableSpec `ebpf:"nr_charge_capped"`
 	NrDirect         *ebpf.VariableSpec `ebpf:"nr_direct"`
 	NrDispatched     *ebpf.VariableSpec `ebpf:"nr_dispatched"`
 	NrKept           *ebpf.VariableSpec `ebpf:"nr_kept"`
@@ -281,11 +285,13 @@ func (m *flatcgMaps) Close() error {
 type flatcgVariables struct {
 	BoostNs          *ebpf.Variable `ebpf:"boost_ns"`
 	BwTickNs         *ebpf.Variable `ebpf:"bw_tick_ns"`
+	ChargeDroppedNs  *ebpf.Variable `ebpf:"charge_dropped_ns"`
 	CpuRunSlot       *ebpf.Variable `ebpf:"cpu_run_slot"`
 	CpuRunStart      *ebpf.Variable `ebpf:"cpu_run_start"`
 	CvtimeNow        *ebpf.Variable `ebpf:"cvtime_now"`
 	ExitInfo         *ebpf.Variable `ebpf:"exit_info"`
 	MinSliceNs       *ebpf.Variable `ebpf:"min_slice_ns"`
+	NrChargeCapped   *ebpf.Variable `ebpf:"nr_charge_capped"`
 	NrDirect         *ebpf.Variable `ebpf:"nr_direct"`
 	NrDispatched     *ebpf.Variable `ebpf:"nr_dispatched"`
 	NrKept           *ebpf.Variable `ebpf:"nr_kept"`

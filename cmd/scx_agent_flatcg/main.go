@@ -99,9 +99,11 @@ func run(args []string, out io.Writer) error {
 	for {
 		select {
 		case <-ctx.Done():
+			printCounters(out, s)
 			fmt.Fprintln(out, "scx_agent_flatcg: detaching")
 			return nil
 		case ei := <-exited:
+			printCounters(out, s)
 			return errors.New("scheduler ended by the kernel: " + ei.String())
 		case <-tick:
 			cur, err := s.Cgroups()
@@ -112,6 +114,18 @@ func run(args []string, out io.Writer) error {
 			prev = cur
 		}
 	}
+}
+
+// printCounters writes the scheduler-wide event counts on one line.
+func printCounters(out io.Writer, s *flatcg.Scheduler) {
+	c, err := s.Counters()
+	if err != nil {
+		fmt.Fprintf(out, "scx_agent_flatcg: %v\n", err)
+		return
+	}
+	fmt.Fprintf(out, "counters: wake_prev=%d wake_other=%d direct=%d sync=%d dispatched=%d kept=%d wake_preempt=%d charge_capped=%d (%v not charged)\n",
+		c.WakePrev, c.WakeOther, c.Direct, c.WakeSync, c.Dispatched, c.KeptPrev, c.WakePreempt,
+		c.ChargeCapped, time.Duration(c.ChargeDroppedNs).Round(time.Millisecond))
 }
 
 func printStats(out io.Writer, prev, cur map[uint64]flatcg.CgroupStats, iv time.Duration) {

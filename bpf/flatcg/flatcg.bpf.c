@@ -385,7 +385,7 @@ static void charge(struct task_struct *p, struct fcg_task *t, u64 now)
 	 * spans more than a few ms. A longer one means the (virtual) CPU
 	 * itself was stopped, e.g. a vCPU thread preempted on the host: the
 	 * task did not get that time. Charging it would push the cgroup's
-	 * vtime and cpu.max debt so far ahead that the cgroup starved for
+	 * vtime and cpu.max debt so far ahead that the cgroup could starve for
 	 * seconds, long enough to trip the sched_ext watchdog.
 	 */
 	if (used > slice_ns) {

@@ -176,8 +176,10 @@ func oneReaction(c *api.Client, logPath, tid string, margin int) (reactionSample
 	if err := cg.Start(cmd); err != nil {
 		return s, err
 	}
+	// Stop reading at t0: the next line comes only after the whole burst,
+	// which a throttled step may take tens of seconds to finish.
 	sc := bufio.NewScanner(out)
-	for sc.Scan() && s.T0 == 0 {
+	for s.T0 == 0 && sc.Scan() {
 		f := strings.Fields(sc.Text())
 		if len(f) == 2 {
 			v, _ := strconv.ParseUint(f[1], 10, 64)

@@ -66,6 +66,12 @@ func TestAnalyzeSynthetic(t *testing.T) {
 	if r := s.Row("baseline", "cpu", "neighbour.throttled_ms"); r == nil || r.Est.Mean != 5 {
 		t.Errorf("throttled = %+v", r)
 	}
+	if r := s.Row("joint", "cpu", "daemon.cpu_ms"); r == nil || r.Est.Mean != 80 {
+		t.Errorf("daemon CPU = %+v, want the manifest's 80 ms", r)
+	}
+	if r := s.Row("baseline", "cpu", "scheduler.cpu_ms"); r != nil {
+		t.Errorf("baseline ran no scheduler but reports its CPU: %+v", r)
+	}
 	if r := s.Row("joint", "cpu", "chat.stretch"); r == nil || r.Est.Mean != 1.25 {
 		t.Errorf("elapsed over nominal = %+v, want 5s/4s", r)
 	}

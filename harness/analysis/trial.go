@@ -112,6 +112,9 @@ func fromRaw(r *trial.Raw) (*TrialResult, error) {
 		tr.Metrics["system.psi_"+short+"_full_pct"] = pct(a.Full.TotalUS-b.Full.TotalUS, wall)
 	}
 	for _, p := range r.Manifest.Processes {
+		if p.Started && p.CPUMs > 0 { // 0: recorded before the runner kept rusage
+			tr.Metrics[GroupMetric(p.Name, "cpu_ms")] = p.CPUMs
+		}
 		switch {
 		case !p.Started:
 			tr.Issues = append(tr.Issues, fmt.Sprintf("%s did not start: %s", p.Name, p.Error))

@@ -81,7 +81,7 @@ func Markdown(s *analysis.Summary, figs []Figure) []byte {
 	p("\n")
 
 	p("## Why tails moved: explanatory metrics\n\n")
-	p("PSI as %% of the trial's wall time stalled (from the pressure files' total= counters); faults and reclaim from memory.stat; CPU time and throttling from cpu.stat. Victim = victims' session cgroup, neighbour = neighbours' session cgroup.\n\n")
+	p("PSI as %% of the trial's wall time stalled (from the pressure files' total= counters); faults and reclaim from memory.stat; CPU time and throttling from cpu.stat. Victim = victims' session cgroup, neighbour = neighbours' session cgroup; daemon and scheduler CPU is their processes' user+system time over the trial.\n\n")
 	cols := []struct{ head, metric string }{
 		{"victim cpu some %", "victim.psi_cpu_some_pct"},
 		{"victim cpu full %", "victim.psi_cpu_full_pct"},
@@ -97,6 +97,8 @@ func Markdown(s *analysis.Summary, figs []Figure) []byte {
 		{"neighbour cpu ms", "neighbour.cpu_usage_ms"},
 		{"neighbour throttled ms", "neighbour.throttled_ms"},
 		{"system mem some %", "system.psi_mem_some_pct"},
+		{"daemon cpu ms", "daemon.cpu_ms"},
+		{"scheduler cpu ms", "scheduler.cpu_ms"},
 	}
 	p("| neighbours | configuration |")
 	for _, c := range cols {

@@ -105,6 +105,9 @@ type ProcessResult struct {
 	// SchedExt is /sys/kernel/sched_ext/state while the process ran
 	// (scheduler only), e.g. "enabled".
 	SchedExt string `json:"sched_ext,omitempty"`
+	// CPUMs is the process's user+system CPU time over the whole trial
+	// (from its rusage once reaped): what the control plane itself cost.
+	CPUMs float64 `json:"cpu_ms,omitempty"`
 }
 
 // Snapshot holds raw cgroup interface files at one moment.

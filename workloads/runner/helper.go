@@ -127,6 +127,7 @@ func (h *helper) stop(t *trialRun) {
 	select {
 	case <-h.done:
 		h.res.ExitCode = h.cmd.ProcessState.ExitCode()
+		h.res.CPUMs = cpuMs(h.cmd.ProcessState)
 		if h.res.Error == "" {
 			h.res.Error = fmt.Sprintf("exited before the trial ended: %v (see %s)", h.err, h.res.Log)
 			t.errorf("%s: %s", h.res.Name, h.res.Error)
@@ -143,6 +144,12 @@ func (h *helper) stop(t *trialRun) {
 		t.logf("%s did not stop on SIGINT within %v; killed", h.res.Name, stopGrace)
 	}
 	h.res.ExitCode = h.cmd.ProcessState.ExitCode()
+	h.res.CPUMs = cpuMs(h.cmd.ProcessState)
+}
+
+// cpuMs is a reaped process's user+system CPU time in milliseconds.
+func cpuMs(ps *os.ProcessState) float64 {
+	return float64((ps.UserTime() + ps.SystemTime()).Microseconds()) / 1000
 }
 
 func socketArg(t *trialRun) string {

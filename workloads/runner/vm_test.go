@@ -245,8 +245,8 @@ func TestTrialWithDaemon(t *testing.T) {
 		Trace: &trial.TraceParams{Trace: "encode__httpx-2701", Compress: 20, MemScale: 0.5, MaxSteps: 4, StepClass: trial.ClassToolBurst}})
 	r := guestTrial(t, spec, "/out/trial")
 	p := r.Manifest.Processes
-	if len(p) != 1 || p[0].Name != "daemon" || !p[0].Started {
-		t.Fatalf("processes %+v", p)
+	if len(p) != 1 || p[0].Name != "daemon" || !p[0].Started || p[0].CPUMs <= 0 {
+		t.Fatalf("processes %+v (want the daemon, started, with its CPU time)", p)
 	}
 	log, err := os.ReadFile(filepath.Join("/out/trial", p[0].Log))
 	if err != nil {
@@ -274,7 +274,7 @@ func TestTrialWithScheduler(t *testing.T) {
 	spec.Scheduler = &trial.Process{}
 	r := guestTrial(t, spec, "/out/trial")
 	p := r.Manifest.Processes
-	if len(p) != 1 || !p[0].Started || p[0].SchedExt != "enabled" {
+	if len(p) != 1 || !p[0].Started || p[0].SchedExt != "enabled" || p[0].CPUMs <= 0 {
 		t.Fatalf("scheduler %+v", p)
 	}
 	h := r.Merged("chat")

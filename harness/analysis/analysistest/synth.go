@@ -190,13 +190,13 @@ func WriteTrial(dir string, t plan.Trial, m Model, start time.Time) error {
 		cgs = append(cgs, trial.SessionPath("noisy"))
 	}
 	if sp.Scheduler != nil {
-		man.Processes = append(man.Processes, trial.ProcessResult{Name: "scheduler", Binary: trial.SchedulerBinary, Started: true, Log: trial.SchedulerLog, SchedExt: "enabled"})
+		man.Processes = append(man.Processes, trial.ProcessResult{Name: "scheduler", Binary: trial.SchedulerBinary, Started: true, Log: trial.SchedulerLog, SchedExt: "enabled", CPUMs: 120})
 		if err := fsutil.WriteFile(filepath.Join(dir, trial.SchedulerLog), []byte("ok\n")); err != nil {
 			return err
 		}
 	}
 	if sp.Daemon != nil {
-		man.Processes = append(man.Processes, trial.ProcessResult{Name: "daemon", Binary: trial.DaemonBinary, Started: true, Log: trial.DaemonLog})
+		man.Processes = append(man.Processes, trial.ProcessResult{Name: "daemon", Binary: trial.DaemonBinary, Started: true, Log: trial.DaemonLog, CPUMs: 80})
 		if err := fsutil.WriteFile(filepath.Join(dir, trial.DaemonLog), []byte("ok\n")); err != nil {
 			return err
 		}

@@ -163,7 +163,11 @@ func Defaults() Config {
 		PinDir:      "/sys/fs/bpf/agentcgroup",
 		Probe:       "auto",
 		MemoryMode:  "auto",
-		Tick:        Duration(20e6),
+		// Kernel signals (inotify on memory.events, PSI triggers, the
+		// probe's onsets) wake a step at once; the tick only paces
+		// time-based transitions. Under TCG each look costs about 1 ms
+		// of CPU, so 20 ms per step was a visible share of the machine.
+		Tick: Duration(100e6),
 	}}
 }
 

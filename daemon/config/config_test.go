@@ -29,7 +29,7 @@ func TestExampleParses(t *testing.T) {
 	if p.Memory.High != 256<<20 || p.Memory.Max != 512<<20 || p.Memory.BurstDuration.D() != 2*time.Second {
 		t.Fatalf("tool_burst memory %+v", p.Memory)
 	}
-	if c.Daemon.Tick.D() != 20*time.Millisecond || c.Profiles["background"].Escalation.ClearAfter.D() != time.Second {
+	if c.Daemon.Tick.D() != 100*time.Millisecond || c.Profiles["background"].Escalation.ClearAfter.D() != time.Second {
 		t.Fatalf("defaults not applied: %+v", c.Daemon)
 	}
 }
@@ -71,7 +71,7 @@ func TestErrorsNameFileLineField(t *testing.T) {
 		{"missing profile", `profile = "big_tests"`, `profile = "huge"`, `selector.0.profile: selector 1 names profile "huge"`},
 		{"bad regexp", `command = "(pytest|go test)"`, `command = "(pytest"`, "selector.0.command"},
 		{"bad duration", `freeze_after = "1s"`, `freeze_after = "soon"`, `duration "soon"`},
-		{"syntax", `tick = "20ms"`, `tick = `, "x.toml:"},
+		{"syntax", `tick = "100ms"`, `tick = `, "x.toml:"},
 		{"psi window", `psi_window = "1s"`, `psi_window = "20s"`, "psi_window"},
 		{"probe", `probe = "auto"`, `probe = "maybe"`, `daemon.probe: "maybe" is not one of`},
 		{"keep ended", `keep_ended = "0s"`, `keep_ended = "-1s"`, `(daemon.keep_ended): duration "-1s"`},

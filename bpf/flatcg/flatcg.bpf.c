@@ -452,6 +452,21 @@ static bool sync_wake_here(struct task_struct *p, struct fcg_task *t, u64 wake_f
 	return scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL) == 0;
 }
 
+/*
+ * Put p on the local DSQ of the CPU ops.select_cpu returns, with its slice
+ * from the policy; ops.enqueue will not run for this wakeup.
+ */
+static void insert_local(struct task_struct *p, struct fcg_task *t, struct fcg_cgroup *c, u64 now)
+{
+	u64 cgid = c->cgid;
+	struct step_policy *pol = bpf_map_lookup_elem(&step_policies, &cgid);
+
+	scx_bpf_dsq_insert___v2(p, SCX_DSQ_LOCAL,
+				task_slice(c, pol, thrash_penalized(cgid, pol, now)), 0);
+	__sync_fetch_and_add(&c->stats.enqueues, 1);
+	t->wake_idle = 0;
+}
+
 SEC("struct_ops/fcg_select_cpu")
 s32 fcg_select_cpu(unsigned long long *ctx)
 {
@@ -459,22 +474,16 @@ s32 fcg_select_cpu(unsigned long long *ctx)
 	s32 prev_cpu = ctx[1];
 	u64 wake_flags = ctx[2];
 	struct fcg_task *t = task_of(p);
-	struct step_policy *pol;
 	struct fcg_cgroup *c;
 	bool idle = false;
-	u64 cgid, now = bpf_ktime_get_ns();
+	u64 now = bpf_ktime_get_ns();
 	s32 cpu;
 
 	/* before select_cpu_dfl, which would claim an idle CPU we then skip */
 	if (t && sync_wake_here(p, t, wake_flags, now)) {
 		c = cg_at(t->slot);
 		if (c && !c->throttled) {
-			cgid = c->cgid;
-			pol = bpf_map_lookup_elem(&step_policies, &cgid);
-			scx_bpf_dsq_insert___v2(p, SCX_DSQ_LOCAL,
-						task_slice(c, pol, thrash_penalized(cgid, pol, now)), 0);
-			__sync_fetch_and_add(&c->stats.enqueues, 1);
-			t->wake_idle = 0;
+			insert_local(p, t, c, now);
 			__sync_fetch_and_add(&nr_wake_sync, 1);
 			return bpf_get_smp_processor_id();
 		}
@@ -508,12 +517,7 @@ s32 fcg_select_cpu(unsigned long long *ctx)
 	 * into a local DSQ reschedules that CPU's idle task by itself, so no
 	 * kick is needed either.
 	 */
-	cgid = c->cgid;
-	pol = bpf_map_lookup_elem(&step_policies, &cgid);
-	scx_bpf_dsq_insert___v2(p, SCX_DSQ_LOCAL,
-				task_slice(c, pol, thrash_penalized(cgid, pol, now)), 0);
-	__sync_fetch_and_add(&c->stats.enqueues, 1);
-	t->wake_idle = 0; /* ops.enqueue will not run for this wakeup */
+	insert_local(p, t, c, now);
 	__sync_fetch_and_add(&nr_direct, 1);
 	return cpu;
 }

@@ -272,6 +272,13 @@ func (s *step) evaluate(woken wakeup) bool {
 		}
 		return false
 	}
+	// cpu.stat before cgroup.events: a task seen to have run before an
+	// unpopulated cgroup.events has run and left. Read the other way round,
+	// a command starting between the two reads looked ended, and was killed.
+	s.mu.Lock()
+	seen := s.everPopulated
+	s.mu.Unlock()
+	ran := !seen && s.ranTasks()
 	cge, _ := s.cg.Events()
 
 	s.mu.Lock()
@@ -324,7 +331,7 @@ func (s *step) evaluate(woken wakeup) bool {
 	}
 	events = append(events, s.burst(tr, now, mon)...)
 	s.populated = cge.Populated
-	if cge.Populated || (!s.everPopulated && s.ranTasks()) {
+	if cge.Populated || ran {
 		s.everPopulated = true
 	}
 	ended := s.everPopulated && !cge.Populated

@@ -1,8 +1,10 @@
 // Package analysis turns a run's raw trial data into estimates: latency
 // percentiles from the victims' HdrHistograms, memory.events deltas and
 // explanatory counters from the cgroup snapshots, each a mean over
-// repetitions with a seeded bootstrap 95% interval, and slowdown against
-// the solo runs. It reads nothing but the run directory.
+// repetitions with an interval (a seeded bootstrap 95% interval from
+// MinReps repetitions, the plain range below), slowdown against the solo
+// runs, and paired comparisons between configurations (ComparePaired). It
+// reads nothing but the run directory.
 package analysis
 
 import (

@@ -12,27 +12,66 @@ import (
 // Resamples is the number of bootstrap resamples behind every interval.
 const Resamples = 10000
 
-// Estimate is a mean over repetitions with a 95% bootstrap interval.
+// MinReps is the fewest repetitions behind a bootstrap confidence interval
+// and behind any claim that one configuration beats another. A percentile
+// bootstrap over two to four values only re-describes those values (over
+// two it is exactly their range) and covers the true mean far less often
+// than 95%, so below MinReps an estimate carries the plain min-max range,
+// labelled as such, and comparisons are indicative only.
+const MinReps = 5
+
+// IntervalKind says what an Estimate's [Lo, Hi] is. The strings appear in
+// summary.csv's interval column.
+type IntervalKind string
+
+const (
+	// IntervalCI95 is a 95% percentile-bootstrap confidence interval of
+	// the mean (MinReps values or more).
+	IntervalCI95 IntervalKind = "ci95-bootstrap"
+	// IntervalRange is the minimum and maximum of 2..MinReps-1 values: a
+	// description of the data, not a confidence interval.
+	IntervalRange IntervalKind = "range"
+	// IntervalPoint is a single value: Lo = Hi = Mean.
+	IntervalPoint IntervalKind = "point"
+	// IntervalNone marks an estimate without data.
+	IntervalNone IntervalKind = "none"
+)
+
+// Estimate is a mean over repetitions with an interval whose meaning
+// Interval states.
 type Estimate struct {
-	N      int     // repetitions behind it
-	Mean   float64 // NaN when N == 0
-	Lo, Hi float64 // 95% percentile bootstrap interval; equal to Mean when N == 1
+	N        int          // repetitions behind it
+	Mean     float64      // NaN when N == 0
+	Lo, Hi   float64      // see Interval
+	Interval IntervalKind // what [Lo, Hi] is
 }
 
 // Valid reports whether the estimate has data.
 func (e Estimate) Valid() bool { return e.N > 0 && !math.IsNaN(e.Mean) }
 
-// Bootstrap estimates the mean of xs with a 95% percentile-bootstrap
-// interval. key seeds the resampling (FNV of key), so the same data always
-// gives the same interval whatever order estimates are computed in.
+// IsCI reports whether [Lo, Hi] is a confidence interval (rather than a
+// range or a single value).
+func (e Estimate) IsCI() bool { return e.Interval == IntervalCI95 }
+
+// Bootstrap estimates the mean of xs. From MinReps values up the interval
+// is a 95% percentile bootstrap; key seeds the resampling (FNV of key), so
+// the same data always gives the same interval whatever order estimates
+// are computed in. Below MinReps the interval is the values' range.
 func Bootstrap(xs []float64, key string) Estimate {
 	n := len(xs)
 	if n == 0 {
-		return Estimate{Mean: math.NaN(), Lo: math.NaN(), Hi: math.NaN()}
+		return Estimate{Mean: math.NaN(), Lo: math.NaN(), Hi: math.NaN(), Interval: IntervalNone}
 	}
 	m := stat.Mean(xs, nil)
 	if n == 1 {
-		return Estimate{N: 1, Mean: m, Lo: m, Hi: m}
+		return Estimate{N: 1, Mean: m, Lo: m, Hi: m, Interval: IntervalPoint}
+	}
+	if n < MinReps {
+		lo, hi := xs[0], xs[0]
+		for _, x := range xs[1:] {
+			lo, hi = math.Min(lo, x), math.Max(hi, x)
+		}
+		return Estimate{N: n, Mean: m, Lo: lo, Hi: hi, Interval: IntervalRange}
 	}
 	rng := rand.New(rand.NewPCG(seedOf(key), 0x626f6f74)) // "boot"
 	means := make([]float64, Resamples)
@@ -45,18 +84,22 @@ func Bootstrap(xs []float64, key string) Estimate {
 	}
 	sort.Float64s(means)
 	return Estimate{
-		N:    n,
-		Mean: m,
-		Lo:   stat.Quantile(0.025, stat.Empirical, means, nil),
-		Hi:   stat.Quantile(0.975, stat.Empirical, means, nil),
+		N:        n,
+		Mean:     m,
+		Lo:       stat.Quantile(0.025, stat.Empirical, means, nil),
+		Hi:       stat.Quantile(0.975, stat.Empirical, means, nil),
+		Interval: IntervalCI95,
 	}
 }
 
 // DiffBootstrap estimates mean(b) - mean(a) for two independent samples with
-// a 95% bootstrap interval, resampling each side separately.
+// a 95% bootstrap interval, resampling each side separately. It resamples
+// whatever the sample sizes, so below MinReps per side the interval is
+// rough; for configurations within one run, whose repetitions are paired,
+// ComparePaired is the comparison to use.
 func DiffBootstrap(a, b []float64, key string) Estimate {
 	if len(a) == 0 || len(b) == 0 {
-		return Estimate{Mean: math.NaN(), Lo: math.NaN(), Hi: math.NaN()}
+		return Estimate{Mean: math.NaN(), Lo: math.NaN(), Hi: math.NaN(), Interval: IntervalNone}
 	}
 	d := stat.Mean(b, nil) - stat.Mean(a, nil)
 	rng := rand.New(rand.NewPCG(seedOf(key), 0x64696666)) // "diff"
@@ -70,10 +113,11 @@ func DiffBootstrap(a, b []float64, key string) Estimate {
 		n = len(b)
 	}
 	return Estimate{
-		N:    n,
-		Mean: d,
-		Lo:   stat.Quantile(0.025, stat.Empirical, diffs, nil),
-		Hi:   stat.Quantile(0.975, stat.Empirical, diffs, nil),
+		N:        n,
+		Mean:     d,
+		Lo:       stat.Quantile(0.025, stat.Empirical, diffs, nil),
+		Hi:       stat.Quantile(0.975, stat.Empirical, diffs, nil),
+		Interval: IntervalCI95,
 	}
 }
 

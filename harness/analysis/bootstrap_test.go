@@ -37,9 +37,54 @@ func TestBootstrapEdges(t *testing.T) {
 	if e := Bootstrap([]float64{3}, "x"); e.Mean != 3 || e.Lo != 3 || e.Hi != 3 {
 		t.Errorf("single value: %+v", e)
 	}
-	a, b := Bootstrap([]float64{1, 2, 3, 4}, "k"), Bootstrap([]float64{1, 2, 3, 4}, "k")
+	a, b := Bootstrap([]float64{1, 2, 3, 4, 5}, "k"), Bootstrap([]float64{1, 2, 3, 4, 5}, "k")
 	if a != b {
 		t.Error("same key, different interval")
+	}
+}
+
+// Below MinReps an estimate's interval is the values' range, labelled as
+// such; from MinReps on it is a bootstrap CI inside the range.
+func TestIntervalKindByReps(t *testing.T) {
+	cases := []struct {
+		xs     []float64
+		kind   IntervalKind
+		lo, hi float64 // exact bounds for ranges and points
+	}{
+		{nil, IntervalNone, math.NaN(), math.NaN()},
+		{[]float64{7}, IntervalPoint, 7, 7},
+		{[]float64{30, 10}, IntervalRange, 10, 30},
+		{[]float64{4, 9, 1}, IntervalRange, 1, 9},
+		{[]float64{4, 9, 1, 6}, IntervalRange, 1, 9},
+		{[]float64{4, 9, 1, 6, 5}, IntervalCI95, 0, 0},
+		{[]float64{4, 9, 1, 6, 5, 5, 7, 3}, IntervalCI95, 0, 0},
+	}
+	for _, c := range cases {
+		e := Bootstrap(c.xs, "kind")
+		if e.Interval != c.kind || e.N != len(c.xs) {
+			t.Errorf("%v: interval %q n %d, want %q n %d", c.xs, e.Interval, e.N, c.kind, len(c.xs))
+			continue
+		}
+		if e.IsCI() != (c.kind == IntervalCI95) {
+			t.Errorf("%v: IsCI = %v", c.xs, e.IsCI())
+		}
+		switch c.kind {
+		case IntervalRange, IntervalPoint:
+			if e.Lo != c.lo || e.Hi != c.hi {
+				t.Errorf("%v: [%g, %g], want the range [%g, %g]", c.xs, e.Lo, e.Hi, c.lo, c.hi)
+			}
+		case IntervalCI95:
+			lo, hi := c.xs[0], c.xs[0]
+			for _, x := range c.xs {
+				lo, hi = math.Min(lo, x), math.Max(hi, x)
+			}
+			if !(lo <= e.Lo && e.Lo <= e.Mean && e.Mean <= e.Hi && e.Hi <= hi) || e.Hi-e.Lo >= hi-lo {
+				t.Errorf("%v: CI [%g, %g] around %g should lie strictly inside the range [%g, %g]", c.xs, e.Lo, e.Hi, e.Mean, lo, hi)
+			}
+		}
+	}
+	if MinReps != 5 {
+		t.Errorf("MinReps = %d; the report's method section and results/README.md state 5", MinReps)
 	}
 }
 

@@ -40,9 +40,21 @@
 // on memory.pressure, or the probe's ring buffer reporting a pressure onset.
 // Inputs to escalate.Machine: the probe's thrash score
 // (kept while a task sits in the throttle handler), growth of memory.events
-// "high", PSI trigger firings, and the highest memory.pressure avg10 among
-// the other steps. Actions: freeze (cgroup.freeze, waiting for frozen),
-// thaw, kill (cgroup.kill). In monitor-only mode transitions are logged with
+// "high", "max", "oom" and "oom_kill", PSI trigger firings, and the highest
+// memory.pressure avg10 among the other steps. Actions: freeze
+// (cgroup.freeze, waiting for frozen), thaw, kill (cgroup.kill).
+//
+// Escalation: a step under pressure is throttled (by the kernel), frozen
+// after freeze_after of severe pressure and thawed after thaw_after. Once
+// max_freezes freezes are spent it is killed only for one of two causes,
+// named in the kill transition's kill_cause and at the start of its cause:
+// "max" or "oom" when the step is at its hard limit (memory.events max, oom
+// or oom_kill grew since it was last frozen or thawed: the kernel is already
+// failing its allocations), or "others_hurt" when the profile sets
+// others_psi_some_avg10 and another step's memory.pressure some avg10
+// reaches it. Otherwise it is frozen again and keeps cycling; pressure that
+// harms only the step itself slows it and never kills it. The full rule is
+// in package escalate. In monitor-only mode transitions are logged with
 // dry_run and nothing is written to any knob.
 //
 // Event log (daemon.event_log, JSON lines, see eventlog.Event): mono_ns is

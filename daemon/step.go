@@ -34,8 +34,7 @@ type step struct {
 	prof                     *config.Profile
 	argv                     []string
 	m                        *escalate.Machine
-	lastHigh                 uint64
-	events                   map[string]uint64
+	events                   map[string]uint64 // memory.events at the last look
 	score                    uint32
 	populated, everPopulated bool
 
@@ -225,7 +224,7 @@ func (d *Daemon) newStep(sid, tid string, cg cgroupfs.Cgroup, id uint64, class, 
 
 func (d *Daemon) startStep(s *step) {
 	if ev, err := s.cg.FlatKeyed("memory.events"); err == nil {
-		s.lastHigh, s.events = ev["high"], ev
+		s.events = ev
 	}
 	d.wg.Add(1)
 	go func() {
@@ -282,9 +281,15 @@ func (s *step) evaluate(woken wakeup) bool {
 	cge, _ := s.cg.Events()
 
 	s.mu.Lock()
+	prev := s.events
 	s.events = ev
-	hd := ev["high"] - s.lastHigh
-	s.lastHigh = ev["high"]
+	// Growth since the last look; the first successful read is the baseline.
+	grew := func(k string) uint64 {
+		if prev == nil || ev[k] < prev[k] {
+			return 0
+		}
+		return ev[k] - prev[k]
+	}
 	var score uint32
 	var onset uint64
 	sp, on, ok := d.pressure(s.id)
@@ -308,13 +313,16 @@ func (s *step) evaluate(woken wakeup) bool {
 	s.score = score
 	// Probe: an in-kernel writer keeps step_pressure (the probe, or
 	// memcg_agent_ops in full mode), so severity is judged by the score.
-	in := escalate.Input{Now: now, Score: score, Probe: d.probe != nil || d.fullMode(), HighDelta: hd,
+	// max, oom and oom_kill are the step at its hard limit, the evidence
+	// for a kill besides harm to other steps.
+	in := escalate.Input{Now: now, Score: score, Probe: d.probe != nil || d.fullMode(), HighDelta: grew("high"),
+		MaxDelta: grew("max"), OOMDelta: grew("oom"), OOMKillDelta: grew("oom_kill"),
 		PSIFired: s.psiFired.Swap(false), OthersPSIAvg10: others}
 	tr := s.m.Step(in)
 	var events []eventlog.Event
 	if tr != nil {
 		e := eventlog.Event{Kind: "transition", Session: s.sid, Step: s.tid, CgroupID: s.id,
-			From: tr.From.String(), To: tr.To.String(), Action: string(tr.Action), Cause: tr.Cause,
+			From: tr.From.String(), To: tr.To.String(), Action: string(tr.Action), Cause: tr.Cause, KillCause: string(tr.Kill),
 			DryRun: mon && tr.Action != escalate.None, ThrashScore: score, MemoryEvents: ev, MonoNS: uint64(now),
 			Detail: "woken by " + woken.why, WokenMonoNS: woken.at}
 		if onset != 0 && onset <= uint64(now) {

@@ -115,23 +115,37 @@ type Memory struct {
 	OOMGroup      bool     `toml:"oom_group"` // memory.oom.group: the step dies whole
 }
 
-// Escalation thresholds for RUNNING -> THROTTLED -> SOFT_PAUSED -> KILLED.
+// Escalation thresholds for RUNNING -> THROTTLED -> SOFT_PAUSED -> KILLED
+// (the full rule is in package escalate). A step is throttled on any
+// pressure, frozen after FreezeAfter of severe pressure and thawed after
+// ThawAfter. Once MaxFreezes freezes are spent, severe pressure kills it
+// only with a kill cause: the step is at its hard limit (memory.events max,
+// oom or oom_kill grew since it was last frozen or thawed), or, with
+// OthersPSIAvg10 set, other steps' memory.pressure some avg10 reached that.
+// Without a cause it is frozen again, as often as the pressure returns.
 type Escalation struct {
 	// Never freeze or kill; the step is still throttled by the kernel.
 	Exempt bool `toml:"exempt"`
-	// THROTTLED when the thrash score reaches this, or memory.events high
-	// grows, or the PSI trigger fires.
+	// THROTTLED when the thrash score reaches this, or memory.events high,
+	// max, oom or oom_kill grows, or the PSI trigger fires.
 	ThrottleScore uint32 `toml:"throttle_score"`
 	// SOFT_PAUSED after FreezeAfter in THROTTLED with the score at or above
-	// FreezeScore (or, with no probe, memory.events high still growing).
+	// FreezeScore (or, with no probe, memory.events high still growing, or
+	// the step at its memory.max: max, oom or oom_kill growing).
 	FreezeScore uint32   `toml:"freeze_score"`
 	FreezeAfter Duration `toml:"freeze_after"`
-	// Only freeze when another step's memory.pressure some avg10 is at
-	// least this (percent); 0 ignores other steps.
+	// Harm to other steps (percent, 0..100): when set, a step is frozen
+	// only while another step's memory.pressure some avg10 is at least
+	// this, or while the step is at its own memory.max, and stays frozen
+	// while the others suffer; reaching it once MaxFreezes are spent is a
+	// kill cause. 0 ignores other steps: steps are frozen on their own
+	// pressure and killed only at their hard limit.
 	OthersPSIAvg10 float64 `toml:"others_psi_some_avg10"`
 	// Thaw after this long frozen ("pressure cleared"), then watch again.
 	ThawAfter Duration `toml:"thaw_after"`
-	// KILLED when the step must be frozen again after this many freezes.
+	// Freezes before a kill is considered. After this many, a step that
+	// must be frozen again is KILLED if a kill cause holds (see above) and
+	// frozen again if not. 0 never kills.
 	MaxFreezes int `toml:"max_freezes"`
 	// Back to RUNNING after this long with no pressure.
 	ClearAfter Duration `toml:"clear_after"`
@@ -271,6 +285,9 @@ func (c *Config) validate(src []byte) error {
 		}
 		if e.MaxFreezes < 0 {
 			return fail(k("escalation", "max_freezes"), "must be >= 0")
+		}
+		if !(e.OthersPSIAvg10 >= 0 && e.OthersPSIAvg10 <= 100) {
+			return fail(k("escalation", "others_psi_some_avg10"), "%v is out of range 0..100 (percent of time stalled; 0 ignores other steps)", e.OthersPSIAvg10)
 		}
 		if (e.PSIStall == 0) != (e.PSIWindow == 0) {
 			return fail(k("escalation", "psi_stall"), "psi_stall and psi_window go together")

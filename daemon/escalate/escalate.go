@@ -2,10 +2,43 @@
 // RUNNING -> THROTTLED -> SOFT_PAUSED -> KILLED. It is pure: the daemon feeds
 // it observations and carries out the action of each transition, so the
 // rules can be tested without a kernel.
+//
+// The rule, with the thresholds of config.Escalation:
+//
+//   - RUNNING -> THROTTLED on any pressure: thrash score >= throttle_score,
+//     growth of memory.events "high", "max", "oom" or "oom_kill", or the PSI
+//     trigger firing. The kernel does the throttling (memory.high, the BPF
+//     delay); the state records it.
+//   - THROTTLED -> SOFT_PAUSED (freeze) once pressure has been severe for
+//     freeze_after: score >= freeze_score, or without a probe memory.events
+//     "high" still growing, or the step hitting its memory.max ("max",
+//     "oom" or "oom_kill" growing). With others_psi_some_avg10 set, a step
+//     is frozen only while another step's memory.pressure some avg10 is at
+//     least that, or while it is at its own memory.max.
+//   - SOFT_PAUSED -> THROTTLED (thaw) after thaw_after, unless
+//     others_psi_some_avg10 is set and other steps still suffer.
+//   - THROTTLED -> KILLED in place of a further freeze once max_freezes
+//     freezes were spent, and only with one of two causes:
+//     "max"/"oom": memory.events "max", "oom" or "oom_kill" grew since the
+//     step was last frozen or thawed (or, never frozen, since RUNNING): it
+//     is at its hard limit, the kernel is already failing its allocations,
+//     and pausing it cannot make them succeed;
+//     "others_hurt": others_psi_some_avg10 is set and another step's
+//     memory.pressure some avg10 is at least that.
+//     Without a cause the step is frozen again instead: it stays in the
+//     throttle/freeze/thaw cycle, progressing between freezes, for as long
+//     as its pressure lasts. Pressure that harms only the step itself, below
+//     its hard limit, slows it and never kills it.
+//   - THROTTLED -> RUNNING after clear_after without any pressure.
+//
+// Exempt steps are throttled by the kernel like any other but never frozen
+// or killed. max_freezes = 0 never kills.
 package escalate
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/agentcgroup/agentcgroup/daemon/config"
@@ -52,19 +85,41 @@ const (
 
 // Input is one observation of a step.
 type Input struct {
-	Now            time.Duration // monotonic clock
-	Score          uint32        // thrash score, already 0 when stale
-	Probe          bool          // the in-kernel probe is running
-	HighDelta      uint64        // memory.events "high" growth since the last input
-	PSIFired       bool          // the step's PSI trigger fired since the last input
-	OthersPSIAvg10 float64       // highest memory.pressure some avg10 among other steps
+	Now       time.Duration // monotonic clock
+	Score     uint32        // thrash score, already 0 when stale
+	Probe     bool          // the in-kernel probe is running
+	HighDelta uint64        // memory.events "high" growth since the last input
+	// memory.events growth since the last input at the hard limit: "max"
+	// counts charges that met memory.max, "oom" reclaim at memory.max that
+	// failed, "oom_kill" tasks of the step the kernel killed.
+	MaxDelta, OOMDelta, OOMKillDelta uint64
+	PSIFired                         bool    // the step's PSI trigger fired since the last input
+	OthersPSIAvg10                   float64 // highest memory.pressure some avg10 among other steps
 }
+
+// KillCause is the rule that allowed a kill.
+type KillCause string
+
+const (
+	// KillOOM: memory.events "oom" or "oom_kill" grew: reclaim at the
+	// step's memory.max failed.
+	KillOOM KillCause = "oom"
+	// KillMax: memory.events "max" grew: the step's charges met memory.max.
+	KillMax KillCause = "max"
+	// KillOthersHurt: other steps' memory.pressure some avg10 reached the
+	// profile's others_psi_some_avg10.
+	KillOthersHurt KillCause = "others_hurt"
+)
 
 // Transition is a state change with its cause.
 type Transition struct {
 	From, To State
 	Action   Action
-	Cause    string
+	// Cause explains the transition. A kill's starts with what allowed it:
+	// "memory.events max +N..." (or "memory.events oom +N..."), or
+	// "others' memory.pressure avg10 ...".
+	Cause string
+	Kill  KillCause // set on Kill actions only
 }
 
 // Machine tracks one step.
@@ -76,6 +131,9 @@ type Machine struct {
 
 	lastPressure time.Duration
 	severeSince  time.Duration // 0: not severe
+	// memory.events growth at the hard limit since the step was last
+	// frozen, thawed or back in RUNNING: the evidence for a "max"/"oom" kill.
+	hardMax, hardOOM, hardOOMKill uint64
 }
 
 // New returns a machine in RUNNING at now.
@@ -92,7 +150,26 @@ func Restore(p config.Escalation, s State, freezes int, now time.Duration) *Mach
 func (m *Machine) to(s State, a Action, now time.Duration, cause string) *Transition {
 	t := &Transition{From: m.State, To: s, Action: a, Cause: cause}
 	m.State, m.Since = s, now
+	if s != Killed {
+		// A frozen step allocates nothing, so growth seen before a freeze
+		// or during one says nothing about the step after it.
+		m.hardMax, m.hardOOM, m.hardOOMKill = 0, 0, 0
+	}
 	return t
+}
+
+// hardText lists the counters that grew, as "memory.events max +3, oom +1".
+func hardText(maxD, oomD, killD uint64) string {
+	var parts []string
+	for _, c := range []struct {
+		name string
+		n    uint64
+	}{{"max", maxD}, {"oom", oomD}, {"oom_kill", killD}} {
+		if c.n > 0 {
+			parts = append(parts, fmt.Sprintf("%s +%d", c.name, c.n))
+		}
+	}
+	return "memory.events " + strings.Join(parts, ", ")
 }
 
 // Step feeds one observation and returns the transition it causes, if any.
@@ -103,18 +180,23 @@ func (m *Machine) Step(in Input) *Transition {
 	if freezeScore == 0 {
 		freezeScore = throttleScore
 	}
+	atLimit := in.MaxDelta+in.OOMDelta+in.OOMKillDelta > 0
+	m.hardMax += in.MaxDelta
+	m.hardOOM += in.OOMDelta
+	m.hardOOMKill += in.OOMKillDelta
 	var cause string
 	switch {
 	case in.Score >= throttleScore:
 		cause = fmt.Sprintf("thrash_score %d >= %d", in.Score, throttleScore)
 	case in.HighDelta > 0:
 		cause = fmt.Sprintf("memory.events high +%d", in.HighDelta)
+	case atLimit:
+		cause = hardText(in.MaxDelta, in.OOMDelta, in.OOMKillDelta)
 	case in.PSIFired:
 		cause = "memory.pressure trigger fired"
 	}
 	pressured := cause != ""
-	severe := in.Score >= freezeScore || (!in.Probe && in.HighDelta > 0)
-	othersHurt := p.OthersPSIAvg10 == 0 || in.OthersPSIAvg10 >= p.OthersPSIAvg10
+	severe := in.Score >= freezeScore || (!in.Probe && in.HighDelta > 0) || atLimit
 	if pressured {
 		m.lastPressure = in.Now
 	}
@@ -136,17 +218,10 @@ func (m *Machine) Step(in Input) *Transition {
 		} else {
 			m.severeSince = 0
 		}
-		if !p.Exempt && p.FreezeAfter > 0 && m.severeSince != 0 &&
-			in.Now-m.severeSince >= p.FreezeAfter.D() && othersHurt {
-			why := fmt.Sprintf("severe pressure (score %d, freeze_score %d) for %v", in.Score, freezeScore, (in.Now - m.severeSince).Round(time.Millisecond))
-			if p.OthersPSIAvg10 > 0 {
-				why += fmt.Sprintf(", other steps' memory.pressure avg10 %.2f >= %.2f", in.OthersPSIAvg10, p.OthersPSIAvg10)
+		if !p.Exempt && p.FreezeAfter > 0 && m.severeSince != 0 && in.Now-m.severeSince >= p.FreezeAfter.D() {
+			if t := m.escalate(in, freezeScore); t != nil {
+				return t
 			}
-			if p.MaxFreezes > 0 && m.Freezes >= p.MaxFreezes {
-				return m.to(Killed, Kill, in.Now, why+fmt.Sprintf(" after %d freezes", m.Freezes))
-			}
-			m.Freezes++
-			return m.to(SoftPaused, Freeze, in.Now, why)
 		}
 		if in.Now-m.lastPressure >= p.ClearAfter.D() {
 			return m.to(Running, None, in.Now, fmt.Sprintf("no pressure for %v", p.ClearAfter.D()))
@@ -163,4 +238,53 @@ func (m *Machine) Step(in Input) *Transition {
 	case Killed:
 	}
 	return nil
+}
+
+// escalate decides, once severe pressure has lasted freeze_after, between a
+// kill (max_freezes spent and a kill cause holds), a freeze, and nothing
+// (others_psi_some_avg10 set, no other step suffers, the step is below its
+// hard limit).
+func (m *Machine) escalate(in Input, freezeScore uint32) *Transition {
+	p := m.P
+	atLimit := m.hardMax+m.hardOOM+m.hardOOMKill > 0
+	othersHurt := p.OthersPSIAvg10 > 0 && in.OthersPSIAvg10 >= p.OthersPSIAvg10
+	others := fmt.Sprintf("others' memory.pressure avg10 %.2f >= %.2f", in.OthersPSIAvg10, p.OthersPSIAvg10)
+	why := fmt.Sprintf("severe pressure (score %d, freeze_score %d) for %v", in.Score, freezeScore, (in.Now - m.severeSince).Round(time.Millisecond))
+	spent := p.MaxFreezes > 0 && m.Freezes >= p.MaxFreezes
+	if spent {
+		var t *Transition
+		switch {
+		case atLimit:
+			t = m.to(Killed, Kill, in.Now, fmt.Sprintf("%s: at its memory.max after %d freezes; %s",
+				hardText(m.hardMax, m.hardOOM, m.hardOOMKill), m.Freezes, why))
+			t.Kill = KillMax
+			if m.hardOOM+m.hardOOMKill > 0 {
+				t.Kill = KillOOM
+			}
+		case othersHurt:
+			t = m.to(Killed, Kill, in.Now, fmt.Sprintf("%s after %d freezes; %s", others, m.Freezes, why))
+			t.Kill = KillOthersHurt
+		}
+		if t != nil {
+			return t
+		}
+	}
+	if p.OthersPSIAvg10 > 0 && !othersHurt && !atLimit {
+		return nil // only the step itself suffers: the kernel's throttle is enough
+	}
+	if othersHurt {
+		why += ", " + others
+	}
+	if atLimit {
+		why += ", at its memory.max (" + hardText(m.hardMax, m.hardOOM, m.hardOOMKill) + ")"
+	}
+	if spent {
+		why += fmt.Sprintf("; max_freezes %d spent but no kill cause (memory.events max/oom did not grow", p.MaxFreezes)
+		if p.OthersPSIAvg10 > 0 {
+			why += ", other steps' memory.pressure avg10 below " + strconv.FormatFloat(p.OthersPSIAvg10, 'f', 2, 64)
+		}
+		why += "): frozen again"
+	}
+	m.Freezes++
+	return m.to(SoftPaused, Freeze, in.Now, why)
 }

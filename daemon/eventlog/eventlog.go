@@ -29,6 +29,9 @@ type Event struct {
 	Action string `json:"action,omitempty"`
 	Cause  string `json:"cause,omitempty"`
 	DryRun bool   `json:"dry_run,omitempty"`
+	// On a kill transition, what allowed it: "max" or "oom" (the step at
+	// its memory.max) or "others_hurt" (other steps' memory pressure).
+	KillCause string `json:"kill_cause,omitempty"`
 
 	ThrashScore  uint32            `json:"thrash_score,omitempty"`
 	MemoryEvents map[string]uint64 `json:"memory_events,omitempty"`

@@ -7,7 +7,7 @@ SCENARIO ?= smoke
 RUN ?=
 AGENTBENCH := $(GO) run ./cmd/agentbench
 
-.PHONY: all build setup setup-bpf kernels kernel-patched test test-unit eval figures nightly \
+.PHONY: all build setup setup-bpf setup-kernel kernels kernel-patched test test-unit eval figures nightly \
 	generate bench bench-vm bench-sched bench-reaction
 
 all: build
@@ -23,18 +23,27 @@ setup:
 setup-bpf:
 	scripts/setup-host.sh --bpf
 
+# The runtime packages plus what building a guest kernel needs.
+setup-kernel:
+	scripts/setup-host.sh --kernel
+
 # Guest kernels named in vmimages/kernels.toml, fetched and verified into the cache.
 kernels: setup
 	$(AGENTBENCH) kernel fetch
 
-# Our memcg_bpf_ops kernel; a cold build takes several minutes, then it is cached.
-kernel-patched: setup
-	scripts/setup-host.sh --kernel
+# Our memcg_bpf_ops kernel; a cold build takes 10-25 minutes (it prints its
+# progress), then it is cached.
+kernel-patched: setup-kernel
 	$(AGENTBENCH) kernel fetch patched
 
-# Unit tests and VM tests. -p 1: guests that measure timing must not share
-# the host's cores with each other.
-test: setup kernels
+# Unit tests and VM tests. Everything they need comes first: the host
+# packages (including the kernel build's), the pinned kernels and our
+# patched kernel, so a cold kernel build runs here with its progress shown
+# instead of inside the first test that boots it, under that test's
+# deadline. No test runs clang or bpftool (the BPF objects are committed),
+# so the BPF toolchain (setup-bpf) is not needed. -p 1: guests that measure
+# timing must not share the host's cores with each other.
+test: setup-kernel kernels kernel-patched
 	$(GO) vet ./...
 	$(GO) test -p 1 -timeout 85m ./...
 

@@ -4,13 +4,14 @@
 #   scripts/setup-host.sh          runtime: qemu, busybox-static
 #   scripts/setup-host.sh --bpf    also the BPF toolchain (make generate)
 #   scripts/setup-host.sh --kernel also what building a guest kernel needs
+#                                  (make test and make kernel-patched run this)
 set -eu
 
 pkgs="qemu-system-x86 busybox-static debian-archive-keyring apt cpio xz-utils"
 for arg in "$@"; do
 	case "$arg" in
 	--bpf) pkgs="$pkgs clang-19 llvm-19 bpftool" ;;
-	--kernel) pkgs="$pkgs build-essential bc bison flex libelf-dev libssl-dev pahole ccache" ;;
+	--kernel) pkgs="$pkgs build-essential bc bison flex libelf-dev libssl-dev pahole ccache patch" ;;
 	*) echo "setup-host: unknown option $arg (want --bpf or --kernel)" >&2; exit 2 ;;
 	esac
 done

@@ -103,6 +103,10 @@ type SchedulerLoader func(policy, pressure *ebpf.Map) (io.Closer, error)
 // Options beyond the policy file.
 type Options struct {
 	ConfigPath string
+	// Config, when set, is the policy to start with instead of reading
+	// ConfigPath (agentcgroupd's built-in policy when no file exists);
+	// Reload still reads ConfigPath, so a file put there later takes over.
+	Config *config.Config
 	// MemoryMode overrides daemon.memory_mode ("" keeps the file's).
 	MemoryMode string
 	Scheduler  SchedulerLoader
@@ -155,9 +159,12 @@ type session struct {
 
 // New reads the policy and prepares a daemon; Run starts it.
 func New(opts Options) (*Daemon, error) {
-	cfg, err := config.Load(opts.ConfigPath)
-	if err != nil {
-		return nil, err
+	cfg := opts.Config
+	if cfg == nil {
+		var err error
+		if cfg, err = config.Load(opts.ConfigPath); err != nil {
+			return nil, err
+		}
 	}
 	if opts.MemoryMode != "" {
 		if err := config.ValidMemoryMode(opts.MemoryMode); err != nil {

@@ -70,6 +70,11 @@ type Comparison struct {
 	// P is the exact two-sided sign-flip permutation p-value of the mean
 	// paired effect (on the log scale for ratios); NaN without pairs.
 	P float64
+	// PAdj is P after Holm's adjustment over the Family comparisons
+	// decided together (AdjustHolm); a lone comparison has PAdj = P and
+	// Family = 1. The verdict uses PAdj.
+	PAdj   float64
+	Family int
 	// Pairs is the number of repetitions with data on both sides; Lower
 	// and Higher count those where A was below and above B.
 	Pairs, Lower, Higher int
@@ -98,11 +103,12 @@ func (s *Summary) Compare(a, b, set, metric string) Comparison {
 //
 // A beats B (or is worse) only with MinReps repetitions, and then when
 // either the two cells' 95% bootstrap intervals do not overlap, or the
-// exact sign-flip test on the paired effects rejects at PairedAlpha.
-// Below MinReps the verdict is VerdictIndicative.
+// exact sign-flip test on the paired effects rejects at PairedAlpha (after
+// AdjustHolm when several comparisons are stated together). Below MinReps
+// the verdict is VerdictIndicative.
 func ComparePaired(a, b *Row) Comparison {
 	c := Comparison{A: a.Config, B: b.Config, Neighbour: a.Neighbour, Metric: a.Metric,
-		AEst: a.Est, BEst: b.Est, P: math.NaN(), Scale: ScaleRatio, Effect: Bootstrap(nil, "")}
+		AEst: a.Est, BEst: b.Est, P: math.NaN(), PAdj: math.NaN(), Family: 1, Scale: ScaleRatio, Effect: Bootstrap(nil, "")}
 	if !a.Est.Valid() || !b.Est.Valid() {
 		c.Verdict = VerdictNoData
 		missing := a.Config
@@ -163,36 +169,49 @@ func ComparePaired(a, b *Row) Comparison {
 		c.Effect.Mean, c.Effect.Lo, c.Effect.Hi = math.Exp(c.Effect.Mean), math.Exp(c.Effect.Lo), math.Exp(c.Effect.Hi)
 	}
 	c.P = SignFlipP(d, key)
+	c.PAdj = c.P
+	c.decide()
+	return c
+}
 
-	cellsCI := a.Est.IsCI() && b.Est.IsCI()
+// decide sets Verdict and Method from the fields ComparePaired computed
+// and the adjusted p-value.
+func (c *Comparison) decide() {
+	if c.Verdict == VerdictNoData {
+		return
+	}
+	cellsCI := c.AEst.IsCI() && c.BEst.IsCI()
 	enoughPairs := c.Pairs >= MinReps
 	if !cellsCI && !enoughPairs {
 		c.Verdict = VerdictIndicative
 		c.Method = fmt.Sprintf("indicative only: %d reps", c.Pairs)
-		return c
+		return
 	}
-	sum := 0.0
-	for _, x := range d {
-		sum += x
+	neutral := 0.0
+	if c.Scale == ScaleRatio {
+		neutral = 1
 	}
 	var lower, higher, neither []string
 	if cellsCI {
 		switch {
-		case a.Est.Hi < b.Est.Lo:
+		case c.AEst.Hi < c.BEst.Lo:
 			lower = append(lower, "95% intervals do not overlap")
-		case a.Est.Lo > b.Est.Hi:
+		case c.AEst.Lo > c.BEst.Hi:
 			higher = append(higher, "95% intervals do not overlap")
 		default:
 			neither = append(neither, "95% intervals overlap")
 		}
 	}
 	pText := fmt.Sprintf("paired sign-flip p = %.2g over %d pairs", c.P, c.Pairs)
+	if c.Family > 1 {
+		pText += fmt.Sprintf(", %.2g after Holm's adjustment for %d comparisons", c.PAdj, c.Family)
+	}
 	switch {
 	case !enoughPairs:
 		neither = append(neither, fmt.Sprintf("%d pairs, too few for the paired test", c.Pairs))
-	case c.P < PairedAlpha && sum < 0:
+	case c.PAdj < PairedAlpha && c.Effect.Mean < neutral:
 		lower = append(lower, pText)
-	case c.P < PairedAlpha && sum > 0:
+	case c.PAdj < PairedAlpha && c.Effect.Mean > neutral:
 		higher = append(higher, pText)
 	case MinSignFlipP(c.Pairs) >= PairedAlpha:
 		neither = append(neither, fmt.Sprintf("%s (%d pairs cannot reach p < %g)", pText, c.Pairs, PairedAlpha))
@@ -213,7 +232,49 @@ func ComparePaired(a, b *Row) Comparison {
 		c.Verdict = VerdictNotEstablished
 		c.Method = strings.Join(neither, "; ")
 	}
-	return c
+}
+
+// AdjustHolm adjusts the paired p-values of comparisons stated together
+// with Holm's step-down method and re-decides their verdicts, so that the
+// chance of any paired test among them rejecting when no configuration
+// has an effect stays at PairedAlpha. Only comparisons with MinReps pairs
+// or more use the test, so only they form the family.
+func AdjustHolm(cs []Comparison) {
+	var fam []int
+	for i := range cs {
+		if cs[i].Pairs >= MinReps && !math.IsNaN(cs[i].P) {
+			fam = append(fam, i)
+		}
+	}
+	sort.SliceStable(fam, func(x, y int) bool { return cs[fam[x]].P < cs[fam[y]].P })
+	k, run := len(fam), 0.0
+	for rank, i := range fam {
+		run = math.Max(run, math.Min(1, float64(k-rank)*cs[i].P))
+		cs[i].PAdj, cs[i].Family = run, k
+		cs[i].decide()
+	}
+}
+
+// CompareFamily compares, for each metric and each neighbour set other
+// than solo, every pair from ComparisonPairs(s.Configs), and adjusts the
+// paired tests together (AdjustHolm): the comparisons a report states.
+// Comparisons where B has no data are left out.
+func (s *Summary) CompareFamily(metrics []string) []Comparison {
+	var out []Comparison
+	for _, m := range metrics {
+		for _, set := range s.Sets {
+			if set == Solo {
+				continue
+			}
+			for _, pr := range ComparisonPairs(s.Configs) {
+				if c := s.Compare(pr[0], pr[1], set, m); c.BEst.Valid() {
+					out = append(out, c)
+				}
+			}
+		}
+	}
+	AdjustHolm(out)
+	return out
 }
 
 // SignFlipP is the two-sided p-value of the sign-flip permutation test of

@@ -149,6 +149,47 @@ func TestComparePairedVerdicts(t *testing.T) {
 	}
 }
 
+// Several comparisons stated together share the paired test's level.
+func TestAdjustHolm(t *testing.T) {
+	b6 := []float64{10, 40, 20, 80, 15, 60}
+	half := func(f float64) []float64 {
+		out := make([]float64, len(b6))
+		for i, x := range b6 {
+			out[i] = x * f
+		}
+		return out
+	}
+	// Every pair lower, cell intervals overlapping: p = 1/32 each.
+	cs := []Comparison{
+		ComparePaired(row("cpu-only", seq(6), half(0.5)), row("baseline", seq(6), b6)),
+		ComparePaired(row("mem-only", seq(6), half(0.6)), row("baseline", seq(6), b6)),
+		ComparePaired(row("joint", seq(4), half(0.5)[:4]), row("baseline", seq(4), b6[:4])), // too few pairs: not in the family
+	}
+	if cs[0].Verdict != VerdictBeats || cs[0].Family != 1 || cs[0].PAdj != cs[0].P {
+		t.Fatalf("alone: %+v", cs[0])
+	}
+	AdjustHolm(cs)
+	for _, c := range cs[:2] {
+		if c.Family != 2 || math.Abs(c.PAdj-2.0/32) > 1e-12 || c.Verdict != VerdictNotEstablished ||
+			!strings.Contains(c.Method, "0.031 over 6 pairs, 0.062 after Holm's adjustment for 2 comparisons") {
+			t.Errorf("adjusted: %+v", c)
+		}
+	}
+	if cs[2].Family != 1 || cs[2].Verdict != VerdictIndicative {
+		t.Errorf("4 pairs joined the family: %+v", cs[2])
+	}
+
+	// Holm's step-down by hand: p = 0.01, 0.04, 0.03 over 3 become
+	// 0.03, max(0.06, 0.04) = 0.06, 0.06.
+	hs := []Comparison{{P: 0.01, Pairs: 6}, {P: 0.04, Pairs: 6}, {P: 0.03, Pairs: 6}}
+	AdjustHolm(hs)
+	for i, want := range []float64{0.03, 0.06, 0.06} {
+		if math.Abs(hs[i].PAdj-want) > 1e-12 || hs[i].Family != 3 {
+			t.Errorf("p %g adjusted to %g over %d, want %g over 3", hs[i].P, hs[i].PAdj, hs[i].Family, want)
+		}
+	}
+}
+
 // A repetition with data on one side only is dropped, and pairs are
 // matched by repetition, not by position.
 func TestComparePairedDropsMissing(t *testing.T) {

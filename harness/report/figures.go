@@ -54,15 +54,17 @@ func Figures(s *analysis.Summary, dir string) ([]Figure, error) {
 			}
 		}
 		for _, q := range []struct{ stat, name string }{{"p99_ms", "p99"}, {"p999_ms", "p99.9"}} {
-			p, err := groupedBars(s, s.Sets, func(cfg, set string) *analysis.Row {
+			row := func(cfg, set string) *analysis.Row {
 				return s.Row(cfg, set, analysis.LatencyMetric(v, q.stat))
-			})
+			}
+			p, err := groupedBars(s, s.Sets, row)
 			if err != nil {
 				return nil, err
 			}
-			p.Title.Text = fmt.Sprintf("%s: %s latency per neighbour set (95%% CI)", v, q.name)
+			bars := barsInterval(s, s.Sets, row)
+			p.Title.Text = fmt.Sprintf("%s: %s latency per neighbour set (%s)", v, q.name, bars)
 			p.Y.Label.Text = q.name + " latency (ms)"
-			if err := save("tail-"+v+"-"+q.name, fmt.Sprintf("%s %s with 95%% intervals per neighbour set", v, q.name), p); err != nil {
+			if err := save("tail-"+v+"-"+q.name, fmt.Sprintf("%s %s per neighbour set; %s", v, q.name, bars), p); err != nil {
 				return nil, err
 			}
 		}
@@ -73,31 +75,33 @@ func Figures(s *analysis.Summary, dir string) ([]Figure, error) {
 			}
 		}
 		if len(noisy) > 0 {
-			p, err := groupedBars(s, noisy, func(cfg, set string) *analysis.Row {
+			row := func(cfg, set string) *analysis.Row {
 				return s.Row(cfg, set, analysis.LatencyMetric(v, "slowdown_mean"))
-			})
+			}
+			p, err := groupedBars(s, noisy, row)
 			if err != nil {
 				return nil, err
 			}
-			p.Title.Text = fmt.Sprintf("%s: slowdown vs solo (mean latency, 95%% CI)", v)
+			bars := barsInterval(s, noisy, row)
+			p.Title.Text = fmt.Sprintf("%s: slowdown vs solo (mean latency; %s)", v, bars)
 			p.Y.Label.Text = "slowdown (x)"
 			one, _ := plotter.NewLine(plotter.XYs{{X: -0.5, Y: 1}, {X: float64(len(noisy)) - 0.5, Y: 1}})
 			one.Dashes = []vg.Length{vg.Points(3), vg.Points(3)}
 			p.Add(one)
-			if err := save("slowdown-"+v, fmt.Sprintf("%s slowdown vs solo per neighbour set", v), p); err != nil {
+			if err := save("slowdown-"+v, fmt.Sprintf("%s slowdown vs solo per neighbour set; %s", v, bars), p); err != nil {
 				return nil, err
 			}
 		}
 	}
 	for _, role := range []string{analysis.RoleVictim, analysis.RoleNeighbour} {
-		p, err := eventsPlot(s, role)
+		p, bars, err := eventsPlot(s, role)
 		if err != nil {
 			return nil, err
 		}
 		if p == nil {
 			continue
 		}
-		if err := save("memory-events-"+role, fmt.Sprintf("memory.events of the %s cgroups per configuration", role), p); err != nil {
+		if err := save("memory-events-"+role, fmt.Sprintf("memory.events of the %s cgroups per configuration; %s", role, bars), p); err != nil {
 			return nil, err
 		}
 	}
@@ -213,7 +217,7 @@ func (nines) Ticks(min, max float64) []plot.Tick {
 }
 
 // groupedBars draws, for each group (neighbour set), one bar per
-// configuration with its 95% interval.
+// configuration with its interval as error bar (barsInterval names it).
 func groupedBars(s *analysis.Summary, groups []string, row func(cfg, set string) *analysis.Row) (*plot.Plot, error) {
 	p := plot.New()
 	p.Legend.Top = true
@@ -275,6 +279,30 @@ func maxHi(s *analysis.Summary, groups []string, row func(cfg, set string) *anal
 	return m
 }
 
+// barsInterval says what the error bars of a grouped bar chart are, from
+// the rows drawn: 95% bootstrap CIs, min-max ranges of fewer than
+// analysis.MinReps repetitions, or a mix.
+func barsInterval(s *analysis.Summary, groups []string, row func(cfg, set string) *analysis.Row) string {
+	ci, rng := false, false
+	for _, cfg := range s.Configs {
+		for _, g := range groups {
+			if r := row(cfg, g); r != nil && r.Est.Valid() {
+				ci = ci || r.Est.Interval == analysis.IntervalCI95
+				rng = rng || r.Est.Interval == analysis.IntervalRange
+			}
+		}
+	}
+	switch {
+	case ci && rng:
+		return fmt.Sprintf("bars: 95%% CI if n >= %d, else min-max range", analysis.MinReps)
+	case rng:
+		return fmt.Sprintf("bars: min-max range of n < %d reps, not a CI", analysis.MinReps)
+	case ci:
+		return "bars: 95% bootstrap CI"
+	}
+	return "single repetitions, no interval"
+}
+
 type errPoint struct{ x, y, lo, hi float64 }
 type errPoints []errPoint
 
@@ -285,7 +313,7 @@ func (e errPoints) YError(i int) (float64, float64) { return e[i].lo, e[i].hi }
 // eventsPlot: groups are the memory.events counters, bars the
 // configurations, values the mean per trial over all trials with
 // neighbours.
-func eventsPlot(s *analysis.Summary, role string) (*plot.Plot, error) {
+func eventsPlot(s *analysis.Summary, role string) (*plot.Plot, string, error) {
 	byCfg := map[string]map[string][]float64{}
 	found := false
 	for _, tr := range s.Trials {
@@ -303,19 +331,21 @@ func eventsPlot(s *analysis.Summary, role string) (*plot.Plot, error) {
 		}
 	}
 	if !found {
-		return nil, nil
+		return nil, "", nil
 	}
-	p, err := groupedBars(s, analysis.EventKeys, func(cfg, k string) *analysis.Row {
+	row := func(cfg, k string) *analysis.Row {
 		xs := byCfg[cfg][k]
 		return &analysis.Row{Config: cfg, Metric: k, Values: xs, Est: analysis.Bootstrap(xs, "events|"+role+"|"+cfg+"|"+k)}
-	})
-	if err != nil {
-		return nil, err
 	}
-	p.Title.Text = fmt.Sprintf("memory.events of the %s cgroups, mean per trial with neighbours (95%% CI)", role)
+	p, err := groupedBars(s, analysis.EventKeys, row)
+	if err != nil {
+		return nil, "", err
+	}
+	bars := barsInterval(s, analysis.EventKeys, row)
+	p.Title.Text = fmt.Sprintf("memory.events of the %s cgroups, mean per trial with neighbours (%s)", role, bars)
 	p.X.Label.Text = "memory.events counter"
 	p.Y.Label.Text = "events per trial"
-	return p, nil
+	return p, bars, nil
 }
 
 // timelinePlots: memory.current per cgroup on top, cumulative memory.high

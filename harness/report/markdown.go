@@ -36,7 +36,7 @@ func Markdown(s *analysis.Summary, figs []Figure) []byte {
 
 	for _, v := range s.Victims {
 		p("## Victim `%s`: latency (ms)\n\n", v)
-		p("Mean over repetitions of each trial's percentile (from its merged HdrHistogram), with a 95%% bootstrap interval over repetitions. Slowdown is the trial's mean (and p99) latency over the solo run's of the same configuration and repetition.\n\n")
+		p("Mean over repetitions of each trial's percentile (from its merged HdrHistogram). %s Slowdown is the trial's mean (and p99) latency over the solo run's of the same configuration and repetition.\n\n", intervalLegend)
 		p("| neighbours | configuration | n | p50 | p95 | p99 | p99.9 | slowdown (mean) | slowdown (p99) |\n")
 		p("|---|---|---|---|---|---|---|---|---|\n")
 		for _, set := range s.Sets {
@@ -123,8 +123,7 @@ func Markdown(s *analysis.Summary, figs []Figure) []byte {
 		}
 		p("\n")
 	}
-	p("## Method\n\n")
-	p("Every trial boots a fresh guest. Trials run in a seeded random order, one repetition block at a time; every configuration of a repetition uses the same workload seed, so comparisons are paired. Percentiles come from the victims' HdrHistogram interval logs merged per trial. Intervals are percentile bootstraps (%d resamples, seeded per metric) over repetitions; with few repetitions they are rough. `agentbench figures` regenerates this file, summary.csv and figures/ from the raw trial data alone.\n", analysis.Resamples)
+	method(&b)
 	return b.Bytes()
 }
 
@@ -198,10 +197,26 @@ func notes(b *bytes.Buffer, what string, ns []analysis.TrialNote) {
 }
 
 // verdicts states plainly, per victim and neighbour set, whether the
-// neighbours hurt the victim under baseline and whether each configuration
-// improves on baseline's p99 beyond the intervals' overlap.
+// neighbours hurt the victim under baseline and how each configuration's
+// p99 compares with baseline's and joint's with each mechanism alone. The
+// wording follows analysis.ComparePaired's verdict: "beats" only with
+// analysis.MinReps repetitions and a criterion met, "indicative" below.
 func verdicts(b *bytes.Buffer, s *analysis.Summary) {
 	fmt.Fprintf(b, "## Findings\n\n")
+	var metrics []string
+	for _, v := range s.Victims {
+		metrics = append(metrics, analysis.LatencyMetric(v, "p99_ms"))
+	}
+	comps := s.CompareFamily(metrics)
+	family := 0
+	for _, c := range comps {
+		family = max(family, c.Family)
+	}
+	fmt.Fprintf(b, "A configuration *beats* another only with at least %d repetitions and either non-overlapping 95%% intervals or a paired sign-flip test at p < %g", analysis.MinReps, analysis.PairedAlpha)
+	if family > 1 {
+		fmt.Fprintf(b, " after Holm's adjustment for the %d paired tests below", family)
+	}
+	fmt.Fprintf(b, "; with fewer repetitions a finding is indicative only (see Method).\n\n")
 	any := false
 	for _, v := range s.Victims {
 		for _, set := range s.Sets {
@@ -210,45 +225,23 @@ func verdicts(b *bytes.Buffer, s *analysis.Summary) {
 			}
 			if sd := s.Row("baseline", set, analysis.LatencyMetric(v, "slowdown_mean")); sd != nil && sd.Est.Valid() {
 				any = true
-				switch {
-				case sd.Est.Lo > 1:
-					fmt.Fprintf(b, "- `%s` vs %s, baseline: the neighbours slow the victim, mean-latency slowdown %s (interval above 1).\n", v, set, fmtEst(sd.Est))
-				case sd.Est.Hi < 1:
-					fmt.Fprintf(b, "- `%s` vs %s, baseline: the victim ran faster than solo, slowdown %s; the neighbours did not hurt it.\n", v, set, fmtEst(sd.Est))
-				default:
-					fmt.Fprintf(b, "- `%s` vs %s, baseline: no clear slowdown, %s (interval includes 1).\n", v, set, fmtEst(sd.Est))
-				}
+				fmt.Fprintf(b, "- `%s` vs %s, baseline: %s\n", v, set, slowdownFinding(sd.Est))
 			}
-			base := s.Row("baseline", set, analysis.LatencyMetric(v, "p99_ms"))
-			if base == nil || !base.Est.Valid() {
-				continue
-			}
-			for _, cfg := range s.Configs {
-				if cfg == "baseline" {
+			metric := analysis.LatencyMetric(v, "p99_ms")
+			for _, c := range comps {
+				if c.Metric != metric || c.Neighbour != set {
 					continue
 				}
-				r := s.Row(cfg, set, analysis.LatencyMetric(v, "p99_ms"))
-				if r == nil || !r.Est.Valid() {
-					fmt.Fprintf(b, "- `%s` vs %s, %s: no data.\n", v, set, cfg)
+				if c.Verdict == analysis.VerdictNoData {
+					why := "no data"
+					if c.AEst.Valid() {
+						why = c.Method
+					}
+					fmt.Fprintf(b, "- `%s` vs %s, %s: %s.\n", v, set, c.A, why)
 					continue
 				}
 				any = true
-				caveat := ""
-				if len(s.Unavailable[cfg]) > 0 {
-					caveat = " (configuration not fully in force, see above)"
-				}
-				switch {
-				case r.Est.Hi < base.Est.Lo:
-					fmt.Fprintf(b, "- `%s` vs %s, %s: p99 %s ms beats baseline %s ms.%s\n", v, set, cfg, fmtEst(r.Est), fmtEst(base.Est), caveat)
-				case r.Est.Lo > base.Est.Hi:
-					fmt.Fprintf(b, "- `%s` vs %s, %s: p99 %s ms is **worse** than baseline %s ms.%s\n", v, set, cfg, fmtEst(r.Est), fmtEst(base.Est), caveat)
-				default:
-					not := "does not beat"
-					if cfg == "joint" {
-						not = "**does not beat**"
-					}
-					fmt.Fprintf(b, "- `%s` vs %s, %s: p99 %s ms %s baseline %s ms (intervals overlap).%s\n", v, set, cfg, fmtEst(r.Est), not, fmtEst(base.Est), caveat)
-				}
+				fmt.Fprintf(b, "- `%s` vs %s, %s\n", v, set, comparisonFinding(s, c))
 			}
 		}
 	}
@@ -256,6 +249,120 @@ func verdicts(b *bytes.Buffer, s *analysis.Summary) {
 		fmt.Fprintf(b, "No cell has enough data for a finding.\n")
 	}
 	fmt.Fprintf(b, "\n")
+}
+
+// slowdownFinding words baseline's slowdown against solo: a claim from a
+// confidence interval, a description of every repetition from a range.
+func slowdownFinding(e analysis.Estimate) string {
+	if !e.IsCI() {
+		ind := fmt.Sprintf("indicative only: %s", reps(e.N))
+		switch {
+		case e.Lo > 1:
+			return fmt.Sprintf("the neighbours slowed the victim %s, mean-latency slowdown %s; %s.", every(e.N), fmtEst(e), ind)
+		case e.Hi < 1:
+			return fmt.Sprintf("the victim ran faster than solo %s, slowdown %s; %s.", every(e.N), fmtEst(e), ind)
+		default:
+			return fmt.Sprintf("no consistent slowdown, %s; %s.", fmtEst(e), ind)
+		}
+	}
+	switch {
+	case e.Lo > 1:
+		return fmt.Sprintf("the neighbours slow the victim, mean-latency slowdown %s (interval above 1).", fmtEst(e))
+	case e.Hi < 1:
+		return fmt.Sprintf("the victim ran faster than solo, slowdown %s; the neighbours did not hurt it.", fmtEst(e))
+	default:
+		return fmt.Sprintf("no clear slowdown, %s (interval includes 1).", fmtEst(e))
+	}
+}
+
+// comparisonFinding words one paired comparison of p99s (after the
+// "victim vs set, " prefix).
+func comparisonFinding(s *analysis.Summary, c analysis.Comparison) string {
+	var caveat string
+	for _, cfg := range []string{c.A, c.B} {
+		if len(s.Unavailable[cfg]) > 0 {
+			caveat += fmt.Sprintf(" (%s not fully in force, see above)", cfg)
+		}
+	}
+	if len(c.Dropped) > 0 {
+		ids := make([]string, len(c.Dropped))
+		for i, r := range c.Dropped {
+			ids[i] = fmt.Sprintf("r%02d", r)
+		}
+		what := "Repetition"
+		if len(ids) > 1 {
+			what = "Repetitions"
+		}
+		caveat += fmt.Sprintf(" %s %s dropped from the pairing: no usable trial on one side.", what, strings.Join(ids, ", "))
+	}
+	effect := fmt.Sprintf("paired p99 ratio %s/%s %s", c.A, c.B, fmtEst(c.Effect))
+	if c.Scale == analysis.ScaleDifference {
+		effect = fmt.Sprintf("paired p99 difference %s−%s %s ms", c.A, c.B, fmtEst(c.Effect))
+	}
+	cells := func(verb string) string {
+		return fmt.Sprintf("%s: p99 %s ms %s %s %s ms", c.A, fmtEst(c.AEst), verb, c.B, fmtEst(c.BEst))
+	}
+	switch c.Verdict {
+	case analysis.VerdictBeats:
+		return fmt.Sprintf("%s: %s; %s.%s", cells("beats"), effect, c.Method, caveat)
+	case analysis.VerdictWorse:
+		return fmt.Sprintf("%s: %s; %s.%s", cells("is **worse** than"), effect, c.Method, caveat)
+	case analysis.VerdictNotEstablished:
+		not := "does not beat"
+		if strings.HasPrefix(c.A, "joint") {
+			not = "**does not beat**"
+		}
+		return fmt.Sprintf("%s: %s; %s.%s", cells(not), effect, c.Method, caveat)
+	}
+	// Indicative: where each repetition went, never a verdict.
+	var dir string
+	switch n := c.Pairs; {
+	case c.Lower == n:
+		dir = "lower " + every(n)
+	case c.Higher == n:
+		dir = "higher " + every(n)
+	case c.Lower+c.Higher == 0:
+		dir = "equal " + every(n)
+	default:
+		dir = fmt.Sprintf("lower in %d, higher in %d of %d repetitions", c.Lower, c.Higher, n)
+	}
+	return fmt.Sprintf("%s: %s, %s. Indicative only: %s, no verdict below %d.%s",
+		cells("vs"), dir, effect, reps(c.Pairs), analysis.MinReps, caveat)
+}
+
+func every(n int) string {
+	switch n {
+	case 1:
+		return "in its only repetition"
+	case 2:
+		return "in both repetitions"
+	}
+	return fmt.Sprintf("in all %d repetitions", n)
+}
+
+func reps(n int) string {
+	if n == 1 {
+		return "1 rep"
+	}
+	return fmt.Sprintf("%d reps", n)
+}
+
+// intervalLegend explains the two interval notations fmtEst writes.
+var intervalLegend = fmt.Sprintf("`[lo, hi]` is a 95%% bootstrap confidence interval over repetitions (cells with %d or more); `(range lo–hi)` is the lowest and highest repetition (cells with fewer), not a confidence interval.", analysis.MinReps)
+
+// method is the report's Method section: how cells, intervals and
+// comparisons were computed.
+func method(b *bytes.Buffer) {
+	p := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
+	p("## Method\n\n")
+	p("Every trial boots a fresh guest. Trials run in a seeded random order, one repetition block at a time; every configuration of a repetition uses the same workload seed, so comparisons are paired. Percentiles come from the victims' HdrHistogram interval logs merged per trial.\n\n")
+	p("**Intervals.** A cell is the mean over repetitions. With at least %d repetitions it shows `mean [lo, hi]`, a 95%% percentile-bootstrap confidence interval of that mean (%d resamples, seeded per metric). With 2 to %d it shows `mean (range lo–hi)`: the lowest and highest repetition, a description of the data and not a confidence interval (a bootstrap over so few values only restates them; over two it is exactly their range). A single repetition shows its value alone. summary.csv names the kind in its `interval` column (`%s`, `%s`, `%s`), and the figures' error bars follow the same rule and say so in their titles.\n\n",
+		analysis.MinReps, analysis.Resamples, analysis.MinReps-1, analysis.IntervalCI95, analysis.IntervalRange, analysis.IntervalPoint)
+	p("**Comparisons.** Configurations are compared on each victim's p99 repetition by repetition: a pair is configuration A's and B's trial of the same repetition and neighbour set, and its effect is the ratio A/B; the paired ratio shown is their geometric mean, with an interval of the same kind as a cell's. A repetition with a usable trial on one side only is dropped from the pairing and named. A *beats* B only with at least %d repetitions and either non-overlapping 95%% intervals of the two cells or an exact two-sided sign-flip permutation test of the mean per-repetition log ratio at p < %g, after Holm's step-down adjustment over all the paired tests in Findings (so that with no effect anywhere, the chance that any of them claims one stays at %g); *worse* is the mirror image; otherwise A *does not beat* B. Below %d repetitions a finding states in how many repetitions A was lower and is marked indicative only.\n\n",
+		analysis.MinReps, analysis.PairedAlpha, analysis.PairedAlpha, analysis.MinReps)
+	p("**Why the sign-flip test.** If a configuration has no effect, A's and B's trials of a repetition are exchangeable (same seed, random order), so each log ratio is as likely to carry either sign. Enumerating all 2^n sign assignments gives an exact p-value at any n without assuming normality, and unlike the sign test or Wilcoxon's ranks it keeps how large each pair's difference was. The bootstrap interval of the paired ratio shows the effect's size but does not decide, because with 5 to 10 pairs a percentile bootstrap covers less than 95%%: 5 pairs that all point the same way always give an interval excluding 1, which happens 1 time in 16 with no effect at all. The test's smallest attainable p with n pairs is 2/2^n, so 5 pairs cannot reach %g even alone, and Holm asks the smallest of k tests for %g/k (6 pairs suffice for one test, 10 for twelve). At 5 to 9 repetitions a verdict therefore usually rests on non-overlapping intervals, which are not adjusted for the number of comparisons: with no effect, two 95%% percentile-bootstrap intervals of 5 repetitions fail to overlap about 1 time in 20, of 10 repetitions about 1 in 50. A lone *beats* among many comparisons deserves that caution.\n\n",
+		analysis.PairedAlpha, analysis.PairedAlpha)
+	p("`agentbench figures` regenerates this file, summary.csv and figures/ from the raw trial data alone.\n")
 }
 
 func est(s *analysis.Summary, cfg, set, metric string) string {
@@ -266,9 +373,15 @@ func est(s *analysis.Summary, cfg, set, metric string) string {
 	return fmtEst(r.Est)
 }
 
+// fmtEst writes a confidence interval as "mean [lo, hi]" and a range (too
+// few repetitions for an interval) as "mean (range lo–hi)", so a reader
+// never takes one for the other.
 func fmtEst(e analysis.Estimate) string {
 	if e.N <= 1 || (sig(e.Lo) == sig(e.Mean) && sig(e.Hi) == sig(e.Mean)) {
 		return sig(e.Mean)
+	}
+	if !e.IsCI() {
+		return fmt.Sprintf("%s (range %s–%s)", sig(e.Mean), sig(e.Lo), sig(e.Hi))
 	}
 	return fmt.Sprintf("%s [%s, %s]", sig(e.Mean), sig(e.Lo), sig(e.Hi))
 }

@@ -39,17 +39,19 @@ func Write(s *analysis.Summary) error {
 }
 
 // CSV is the long-format summary: one row per (configuration, neighbour
-// set, metric) with the per-repetition values behind the estimate.
+// set, metric) with the per-repetition values behind the estimate. The
+// interval column says what lo and hi are (analysis.IntervalKind): a 95%
+// bootstrap CI from analysis.MinReps repetitions, the min-max range below.
 func CSV(s *analysis.Summary) []byte {
 	var b bytes.Buffer
-	b.WriteString("scenario,config,neighbour,metric,n,mean,ci95_lo,ci95_hi,values\n")
+	b.WriteString("scenario,config,neighbour,metric,n,mean,lo,hi,interval,values\n")
 	for _, r := range s.Rows {
 		vals := make([]string, len(r.Values))
 		for i, v := range r.Values {
 			vals[i] = num(v)
 		}
-		fmt.Fprintf(&b, "%s,%s,%s,%s,%d,%s,%s,%s,%s\n", s.Scenario, r.Config, r.Neighbour, r.Metric,
-			r.Est.N, num(r.Est.Mean), num(r.Est.Lo), num(r.Est.Hi), strings.Join(vals, " "))
+		fmt.Fprintf(&b, "%s,%s,%s,%s,%d,%s,%s,%s,%s,%s\n", s.Scenario, r.Config, r.Neighbour, r.Metric,
+			r.Est.N, num(r.Est.Mean), num(r.Est.Lo), num(r.Est.Hi), r.Est.Interval, strings.Join(vals, " "))
 	}
 	return b.Bytes()
 }

@@ -74,8 +74,8 @@ func TestReportDeterministicAndComplete(t *testing.T) {
 	}
 	md := string(a[results.ReportFile])
 	for _, want := range []string{
-		"the neighbours slow the victim", "interval above 1",
-		"| cpu | baseline | 3 |", "memory.events per configuration", "victim mem some %",
+		"the neighbours slowed the victim in all 3 repetitions", "indicative only: 3 reps",
+		"| cpu | baseline | 3 |", "(range ", "memory.events per configuration", "victim mem some %",
 		"figures/timeline.png",
 		"| host load (1 min) at trial starts | median 3.5, max 4.5 over 36 boots |", "**The host was oversubscribed** (median load 3.5 on 2 CPUs)",
 	} {
@@ -84,13 +84,170 @@ func TestReportDeterministicAndComplete(t *testing.T) {
 		}
 	}
 	csv := string(a[results.SummaryFile])
-	if !strings.HasPrefix(csv, "scenario,config,neighbour,metric,n,mean,ci95_lo,ci95_hi,values\n") ||
+	if !strings.HasPrefix(csv, "scenario,config,neighbour,metric,n,mean,lo,hi,interval,values\n") ||
 		!strings.Contains(csv, "synth,baseline,cpu,chat.p99_ms,3,") {
 		t.Errorf("summary.csv malformed:\n%.400s", csv)
 	}
 }
 
-// When joint does not beat baseline the report says so.
+// findings returns the report's finding lines.
+func findings(md string) []string {
+	sec := md[strings.Index(md, "## Findings"):]
+	sec = sec[:strings.Index(sec, "\n## ")]
+	var out []string
+	for _, l := range strings.Split(sec, "\n") {
+		if strings.HasPrefix(l, "- ") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// csvIntervals maps "config,neighbour,metric" to summary.csv's interval
+// column.
+func csvIntervals(t *testing.T, csv string) map[string]string {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(csv), "\n")
+	head := strings.Split(lines[0], ",")
+	col := -1
+	for i, h := range head {
+		if h == "interval" {
+			col = i
+		}
+	}
+	if col < 0 {
+		t.Fatalf("summary.csv has no interval column: %s", lines[0])
+	}
+	out := map[string]string{}
+	for _, l := range lines[1:] {
+		f := strings.Split(l, ",")
+		out[f[1]+","+f[2]+","+f[3]] = f[col]
+	}
+	return out
+}
+
+func write(t *testing.T, reps int, m analysistest.Model) (md, csv string, figs map[string][]byte) {
+	t.Helper()
+	dir, err := analysistest.WriteRun(t.TempDir(), reps, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := analysis.Analyze(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := report.Write(s); err != nil {
+		t.Fatal(err)
+	}
+	all := snapshot(t, dir)
+	return string(all[results.ReportFile]), string(all[results.SummaryFile]), all
+}
+
+// The smoke scenario's two repetitions: a clear effect is reported as a
+// range, per repetition, and never as a win.
+func TestReportTwoRepsIndicative(t *testing.T) {
+	md, csv, figs := write(t, 2, analysistest.Default())
+	fs := findings(md)
+	if len(fs) == 0 {
+		t.Fatalf("no findings:\n%s", md)
+	}
+	for _, f := range fs {
+		if strings.Contains(f, "beat") || strings.Contains(f, "worse") {
+			t.Errorf("2 repetitions give a verdict: %s", f)
+		}
+		if !strings.Contains(f, "ndicative only: 2 reps") {
+			t.Errorf("finding not marked indicative: %s", f)
+		}
+	}
+	for _, want := range []string{
+		"- `chat` vs cpu, cpu-only: p99 ",
+		"ms: lower in both repetitions, paired p99 ratio cpu-only/baseline ",
+		"- `chat` vs cpu, joint: p99 ",
+		"Indicative only: 2 reps, no verdict below 5.",
+		"the neighbours slowed the victim in both repetitions",
+	} {
+		if !strings.Contains(strings.Join(fs, "\n"), want) {
+			t.Errorf("findings lack %q:\n%s", want, strings.Join(fs, "\n"))
+		}
+	}
+	if !strings.Contains(md, "| cpu | baseline | 2 | ") || !strings.Contains(md, "(range ") || strings.Contains(md, "| cpu | baseline | 2 | 3.") && !strings.Contains(md, "(range") {
+		t.Errorf("latency table does not show ranges")
+	}
+	for _, want := range []string{"**Intervals.**", "not a confidence interval", "sign-flip", "at least 5 repetitions"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("method section lacks %q", want)
+		}
+	}
+	iv := csvIntervals(t, csv)
+	if iv["baseline,cpu,chat.p99_ms"] != "range" || iv["joint,mem,chat.slowdown_mean"] != "range" {
+		t.Errorf("interval column: p99 %q, slowdown %q", iv["baseline,cpu,chat.p99_ms"], iv["joint,mem,chat.slowdown_mean"])
+	}
+	for _, f := range []string{"figures/tail-chat-p99.svg", "figures/slowdown-chat.svg", "figures/memory-events-neighbour.svg"} {
+		if !strings.Contains(string(figs[f]), "min-max range of n &lt; 5 reps, not a CI") {
+			t.Errorf("%s does not say its bars are ranges", f)
+		}
+	}
+	if !strings.Contains(md, "chat p99 per neighbour set; bars: min-max range of n < 5 reps, not a CI") {
+		t.Errorf("figure list does not say the bars are ranges")
+	}
+}
+
+// Six repetitions with a clear effect, on a host whose load differs
+// between repetition blocks: cpu-only and joint beat baseline, by the
+// paired test as well as the intervals, and the intervals are CIs.
+func TestReportSixRepsClearEffect(t *testing.T) {
+	m := analysistest.Default()
+	m.RepNoise, m.TrialNoise = 0.3, 0.03
+	md, csv, figs := write(t, 6, m)
+	all := strings.Join(findings(md), "\n")
+	for _, want := range []string{
+		"- `chat` vs cpu, baseline: the neighbours slow the victim, mean-latency slowdown ",
+		"- `chat` vs cpu, cpu-only: p99 ",
+		"ms beats baseline ",
+		"paired p99 ratio joint/baseline ",
+		"paired sign-flip p = 0.031 over 6 pairs, 0.31 after Holm's adjustment for 10 comparisons",
+		// mem-only is no better than baseline in the model.
+		"- `chat` vs cpu, mem-only: p99 ",
+		"ms does not beat baseline ",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("findings lack %q:\n%s", want, all)
+		}
+	}
+	if strings.Contains(all, "ndicative") || strings.Contains(all, "(range") {
+		t.Errorf("6 repetitions reported as indicative:\n%s", all)
+	}
+	iv := csvIntervals(t, csv)
+	if iv["baseline,cpu,chat.p99_ms"] != "ci95-bootstrap" {
+		t.Errorf("interval column = %q", iv["baseline,cpu,chat.p99_ms"])
+	}
+	if !strings.Contains(string(figs["figures/tail-chat-p99.svg"]), "bars: 95% bootstrap CI") {
+		t.Errorf("tail figure does not say its bars are CIs")
+	}
+}
+
+// A failed trial drops its repetition from the pairing, and the report
+// says so; with 5 pairs left the paired test alone cannot decide.
+func TestReportDropsUnpairedRepetition(t *testing.T) {
+	m := analysistest.Default()
+	m.RepNoise, m.TrialNoise = 0.3, 0.03
+	m.Fail = map[string]bool{"joint.cpu.r02": true}
+	md, _, _ := write(t, 6, m)
+	var line string
+	for _, f := range findings(md) {
+		if strings.HasPrefix(f, "- `chat` vs cpu, joint: p99 ") && strings.Contains(f, " baseline ") {
+			line = f
+		}
+	}
+	for _, want := range []string{"over 5 pairs, ", "(5 pairs cannot reach p < 0.05)", "Repetition r02 dropped from the pairing: no usable trial on one side."} {
+		if !strings.Contains(line, want) {
+			t.Errorf("joint vs baseline lacks %q: %s", want, line)
+		}
+	}
+}
+
+// When joint does not beat baseline, or cpu-only, the report says so, with
+// the paired ratio and its interval.
 func TestReportSaysWhenJointDoesNotWin(t *testing.T) {
 	m := analysistest.Default()
 	m.LatencyUS = func(cfg, set string) (float64, float64) {
@@ -99,7 +256,8 @@ func TestReportSaysWhenJointDoesNotWin(t *testing.T) {
 		}
 		return 3000, 10 // every configuration equally hurt
 	}
-	dir, err := analysistest.WriteRun(t.TempDir(), 3, m)
+	m.TrialNoise = 0.05
+	dir, err := analysistest.WriteRun(t.TempDir(), 6, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,8 +266,17 @@ func TestReportSaysWhenJointDoesNotWin(t *testing.T) {
 		t.Fatal(err)
 	}
 	md := string(report.Markdown(s, nil))
-	if !strings.Contains(md, "joint: p99") || !strings.Contains(md, "**does not beat** baseline") {
-		t.Errorf("report does not say joint fails to beat baseline:\n%s", md)
+	all := strings.Join(findings(md), "\n")
+	for _, want := range []string{
+		"- `chat` vs cpu, joint: p99 ", "ms **does not beat** baseline ", "ms **does not beat** cpu-only ",
+		"paired p99 ratio joint/cpu-only ", "95% intervals overlap; paired sign-flip p = ",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("findings lack %q:\n%s", want, all)
+		}
+	}
+	if strings.Contains(all, " beats ") || strings.Contains(all, "worse") {
+		t.Errorf("no effect, yet a verdict:\n%s", all)
 	}
 }
 

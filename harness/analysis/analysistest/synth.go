@@ -7,6 +7,7 @@ package analysistest
 import (
 	"bytes"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -64,6 +65,15 @@ type Model struct {
 	Fail map[string]bool
 	// Samples per trial (default 2000).
 	Samples int
+	// TrialNoise, when > 0, scales a trial's latencies by a factor drawn
+	// from [1-TrialNoise, 1+TrialNoise], seeded by the trial id: noise
+	// that differs between the configurations of a repetition, so paired
+	// comparisons see pairs scatter both ways when there is no effect.
+	TrialNoise float64
+	// RepNoise, when > 0, scales every trial of a repetition by one factor
+	// drawn from [1-RepNoise, 1+RepNoise], seeded by the repetition: a host
+	// that is busier in some repetition blocks, which pairing cancels.
+	RepNoise float64
 }
 
 // Default is a model where neighbours slow the victim in baseline, joint
@@ -149,6 +159,14 @@ func WriteTrial(dir string, t plan.Trial, m Model, start time.Time) error {
 	sp := t.Spec
 	rng := rand.New(rand.NewPCG(sp.Seed, 1)) // same draws for every configuration of a repetition, as in a real paired run
 	med, tail := m.LatencyUS(t.Config, t.Neighbour)
+	if m.RepNoise > 0 {
+		r := rand.New(rand.NewPCG(uint64(t.Rep)+1, 0x726570)) // "rep"
+		med *= 1 + m.RepNoise*(2*r.Float64()-1)
+	}
+	if m.TrialNoise > 0 {
+		r := rand.New(rand.NewPCG(sp.Seed, fnv64(t.ID)))
+		med *= 1 + m.TrialNoise*(2*r.Float64()-1)
+	}
 	var buf bytes.Buffer
 	lg, err := trial.NewIntervalLog(&buf, start, "victim chat")
 	if err != nil {
@@ -256,6 +274,12 @@ func WriteTrial(dir string, t plan.Trial, m Model, start time.Time) error {
 	}
 	_, err = os.Stat(filepath.Join(dir, trial.ManifestFile))
 	return err
+}
+
+func fnv64(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return h.Sum64()
 }
 
 func psi(someUS, fullUS int64) string {

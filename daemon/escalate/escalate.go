@@ -149,12 +149,12 @@ func Restore(p config.Escalation, s State, freezes int, now time.Duration) *Mach
 
 func (m *Machine) to(s State, a Action, now time.Duration, cause string) *Transition {
 	t := &Transition{From: m.State, To: s, Action: a, Cause: cause}
-	m.State, m.Since = s, now
-	if s != Killed {
-		// A frozen step allocates nothing, so growth seen before a freeze
-		// or during one says nothing about the step after it.
+	if a == Freeze || a == Thaw || s == Running {
+		// Growth seen before a freeze or during one says nothing about
+		// the step after it, nor does growth from an earlier episode.
 		m.hardMax, m.hardOOM, m.hardOOMKill = 0, 0, 0
 	}
+	m.State, m.Since = s, now
 	return t
 }
 

@@ -143,6 +143,18 @@ func TestMaxGrowthBeforeFreezeDoesNotKill(t *testing.T) {
 	}
 }
 
+// The growth that starts an episode counts for it: a step restored with
+// its freezes spent is killed when it keeps up severe pressure.
+func TestMaxGrowthThatStartsTheEpisodeCounts(t *testing.T) {
+	now := time.Second
+	m := Restore(esc(), Running, 1, now)
+	tr := drive(m, &now, 20*ms, Input{Probe: true, Score: 300, MaxDelta: 1})
+	tr = append(tr, drive(m, &now, 600*ms, Input{Probe: true, Score: 300})...)
+	if len(tr) != 2 || tr[0].To != Throttled || tr[1].Kill != KillMax {
+		t.Fatalf("%+v", tr)
+	}
+}
+
 // A step at its memory.max with no memory.high (no score, no high events)
 // still climbs the ladder.
 func TestAtLimitAloneEscalates(t *testing.T) {

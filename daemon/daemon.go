@@ -109,8 +109,10 @@ type Options struct {
 	Config *config.Config
 	// MemoryMode overrides daemon.memory_mode ("" keeps the file's).
 	MemoryMode string
-	Scheduler  SchedulerLoader
-	LogOutput  io.Writer // overrides daemon.event_log (tests)
+	// CPUPolicy overrides daemon.cpu_policy ("" keeps the file's).
+	CPUPolicy string
+	Scheduler SchedulerLoader
+	LogOutput io.Writer // overrides daemon.event_log (tests)
 }
 
 // Daemon is one running agentcgroupd.
@@ -170,6 +172,9 @@ func New(opts Options) (*Daemon, error) {
 		if err := config.ValidMemoryMode(opts.MemoryMode); err != nil {
 			return nil, fmt.Errorf("memory mode: %w", err)
 		}
+	}
+	if err := config.ValidCPUPolicy(opts.CPUPolicy); err != nil {
+		return nil, fmt.Errorf("cpu policy: %w", err)
 	}
 	d := &Daemon{opts: opts, cfg: cfg, sessions: map[string]*session{}, steps: map[string]*step{}, ready: make(chan struct{})}
 	d.tree = cgroupfs.Tree{Mount: cfg.Daemon.CgroupMount, Base: cfg.Daemon.Base}
@@ -323,6 +328,22 @@ func (d *Daemon) monitorOnly() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.cfg.Daemon.MonitorOnly
+}
+
+// cpuPolicyLocked is where profiles' CPU policy goes (config.CPUCgroup,
+// ...); the caller holds d.mu.
+func (d *Daemon) cpuPolicyLocked() string {
+	p := d.opts.CPUPolicy
+	if p == "" {
+		p = d.cfg.Daemon.CPUPolicy
+	}
+	if p == "" {
+		if d.cfg.Daemon.Scheduler {
+			return config.CPUScheduler
+		}
+		return config.CPUCgroup
+	}
+	return p
 }
 
 // tick is the re-evaluation period.

@@ -93,27 +93,7 @@ func policyValue(class string, p *config.Profile, monitor bool) mempressure.Step
 		// Registered (so the probe tracks the step) but without policy.
 		return mempressure.StepPolicy{Class: 0}
 	}
-	v := mempressure.StepPolicy{
-		Class:              config.Classes[class],
-		WeightMulQ8:        uint32(math.Round(p.CPU.WeightMul * 256)),
-		SliceNs:            uint64(p.CPU.Slice),
-		CpuBurstCreditNs:   uint64(p.CPU.BurstCredit),
-		CpuRefillNsPerS:    uint64(p.CPU.RefillPerSec),
-		MemDelayA_ms:       uint32(p.Memory.DelayA.D().Milliseconds()),
-		MemDelayK:          p.Memory.DelayK,
-		MemDelayMaxMs:      uint32(p.Memory.DelayMax.D().Milliseconds()),
-		MemProtectBudgetMs: uint32(p.Memory.ProtectBudget.D().Milliseconds()),
-	}
-	if p.Memory.BurstCredit != config.Unlimited {
-		v.MemBurstCreditBytes = uint64(p.Memory.BurstCredit)
-	}
-	if p.CPU.NoThrashPenalty {
-		v.Flags |= 1
-	}
-	if p.Memory.Protect {
-		v.Flags |= 2
-	}
-	return v
+	return p.StepPolicy(class)
 }
 
 func limit(b config.ByteSize) uint64 {
@@ -195,7 +175,7 @@ func (d *Daemon) createStep(req api.StepRequest) (*step, error) {
 	}
 	mon := cfg.Daemon.MonitorOnly
 	if !mon {
-		if err := d.applyKnobs(cg, prof, d.sched == nil); err != nil {
+		if err := d.applyKnobs(cg, prof, d.cpuPolicyLocked() == config.CPUCgroup); err != nil {
 			return fail(fmt.Errorf("apply profile %q: %w", profName, err))
 		}
 	}
@@ -465,7 +445,7 @@ func (s *step) reprofile(cfg *config.Config, sess *session) {
 	if cfg.Daemon.MonitorOnly {
 		return
 	}
-	if err := s.d.applyKnobs(s.cg, p, s.d.sched == nil); err != nil {
+	if err := s.d.applyKnobs(s.cg, p, s.d.cpuPolicyLocked() == config.CPUCgroup); err != nil {
 		s.d.log.Emit(eventlog.Event{Kind: "error", Session: s.sid, Step: s.tid, Error: err.Error()})
 	}
 	pv := policyValue(s.class, p, false)

@@ -21,6 +21,7 @@ import (
 	"github.com/agentcgroup/agentcgroup/harness/results"
 	"github.com/agentcgroup/agentcgroup/harness/runner"
 	"github.com/agentcgroup/agentcgroup/harness/scenario"
+	"github.com/agentcgroup/agentcgroup/harness/stack"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 	"github.com/agentcgroup/agentcgroup/harness/vm"
 	"github.com/agentcgroup/agentcgroup/internal/fsutil"
@@ -89,7 +90,7 @@ func runEval(ctx context.Context, args []string) error {
 	if err := vm.Available(); err != nil {
 		return err
 	}
-	unavailable := unavailableConfigs(root, s.Configs)
+	unavailable := unavailableConfigs(root, p)
 	var logw io.Writer
 	if *verbose {
 		logw = os.Stderr
@@ -174,24 +175,25 @@ func writeReport(dir string) error {
 	return nil
 }
 
-// unavailableConfigs names configurations whose helper binary is not part
-// of this build: the guest image carries every cmd/* of the repository.
-func unavailableConfigs(root string, configs []string) map[string]string {
+// unavailableConfigs names the cells whose helper binary is not part of
+// this build: the guest image carries every cmd/* of the repository.
+func unavailableConfigs(root string, p *plan.Plan) map[string]string {
 	has := func(bin string) bool {
 		m, _ := filepath.Glob(filepath.Join(root, "cmd", bin, "*.go"))
 		return len(m) > 0
 	}
 	out := map[string]string{}
-	for _, cfg := range configs {
+	for _, t := range p.Trials {
+		st := t.Spec.Stack
 		var missing []string
-		if (cfg == trial.ConfigCPUOnly || cfg == trial.ConfigJoint) && !has(trial.SchedulerBinary) {
+		if st.Scheduler != stack.SchedNone && !has(trial.SchedulerBinary) {
 			missing = append(missing, "scheduler binary "+trial.SchedulerBinary)
 		}
-		if (cfg == trial.ConfigMemOnly || cfg == trial.ConfigJoint) && !has(trial.DaemonBinary) {
+		if st.Daemon && !has(trial.DaemonBinary) {
 			missing = append(missing, "memory policy daemon "+trial.DaemonBinary)
 		}
 		if len(missing) > 0 {
-			out[cfg] = strings.Join(missing, " and ") + " absent from this build (no cmd/ package)"
+			out[t.Config] = strings.Join(missing, " and ") + " absent from this build (no cmd/ package)"
 		}
 	}
 	return out

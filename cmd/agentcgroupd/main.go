@@ -51,6 +51,7 @@ func main() {
 	cfgPath := flag.String("config", defaultConfig, "policy file (TOML); see configs/policy.example.toml. Not given and absent: built-in profiles, monitor-only")
 	check := flag.Bool("check", false, "validate the policy file and exit")
 	memMode := flag.String("memory-mode", "", "override daemon.memory_mode: auto, mainline or full (full needs a kernel with memcg_bpf_ops)")
+	cpuPolicy := flag.String("cpu-policy", "", "override daemon.cpu_policy: cgroup (scale cpu.weight), scheduler (a sched_ext scheduler reads step_policy) or off")
 	flag.Parse()
 	if flag.NArg() != 0 {
 		fmt.Fprintf(os.Stderr, "agentcgroupd: unexpected arguments %q; only flags are accepted\n", flag.Args())
@@ -59,7 +60,7 @@ func main() {
 	explicit := false
 	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
 	builtin := builtinPolicy(*cfgPath, explicit)
-	d, err := daemon.New(daemon.Options{ConfigPath: *cfgPath, MemoryMode: *memMode, Scheduler: schedulerLoader, Config: builtin})
+	d, err := daemon.New(daemon.Options{ConfigPath: *cfgPath, MemoryMode: *memMode, CPUPolicy: *cpuPolicy, Scheduler: schedulerLoader, Config: builtin})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "agentcgroupd: %v\n", err)
 		os.Exit(1)

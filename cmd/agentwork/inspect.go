@@ -20,7 +20,7 @@ func cmdInspect(args []string) error {
 		return err
 	}
 	m := r.Manifest
-	fmt.Printf("trial %s config %s ok=%v kernel %s swap %q cpu loops/ms %d\n", m.Spec.ID, m.Spec.Config, m.OK, m.Kernel, m.Swap, m.CPULoopsPerMs)
+	fmt.Printf("trial %s config %s ok=%v kernel %s swap %q cpu loops/ms %d\n", m.Spec.ID, m.Spec.Cell, m.OK, m.Kernel, m.Swap, m.CPULoopsPerMs)
 	for _, e := range m.Errors {
 		fmt.Printf("  error: %s\n", e)
 	}

@@ -10,7 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentcgroup/agentcgroup/bpf/flatcg"
 	"github.com/agentcgroup/agentcgroup/cgroupfs"
+	"github.com/agentcgroup/agentcgroup/harness/stack"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 	"github.com/agentcgroup/agentcgroup/internal/fsutil"
 	"github.com/agentcgroup/agentcgroup/workloads/load"
@@ -48,6 +50,14 @@ func cmdRun(args []string) error {
 	if err != nil {
 		return err
 	}
+	if spec.Stack.Scheduler == stack.SchedPartial {
+		// A partial-mode scheduler sees only SCHED_EXT tasks: switch
+		// this launcher before it does any work, so the workload and
+		// everything it forks or executes run on it.
+		if err := flatcg.SetSchedExtProcess(os.Getpid()); err != nil {
+			return fmt.Errorf("configuration %s: %w", spec.Stack.Name, err)
+		}
+	}
 	ctx, cancel := signalContext()
 	defer cancel()
 	var res trial.WorkloadResult
@@ -65,6 +75,7 @@ func cmdRun(args []string) error {
 		res = runner.RunVictim(ctx, runner.VictimRun{
 			Victim: *v, Seed: load.SubSeed(spec.Seed, "victim/"+v.Name), Dur: spec.Duration.D(),
 			Hlog: *hlog, Mount: *mount, DaemonSocket: *sock, Ready: readyHandshake,
+			Stack: spec.Stack, Policy: spec.Policy,
 		})
 	case *nname != "":
 		var n *trial.Neighbour

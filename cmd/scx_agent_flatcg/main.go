@@ -19,6 +19,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/agentcgroup/agentcgroup/bpf/flatcg"
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
 )
 
 func main() {
@@ -42,6 +43,7 @@ func run(args []string, out io.Writer) error {
 	fs.DurationVar(&cfg.WakePreempt, "wake-preempt", time.Millisecond, "a wakeup preempts a CPU whose running cgroup leads the woken one by more than this cgroup vtime (negative: never)")
 	interval := fs.Duration("interval", 2*time.Second, "stats period (0: no stats)")
 	pinned := fs.String("pinned-maps", "", "directory holding pinned step_policy and step_pressure maps to share (e.g. /sys/fs/bpf/agentcgroup)")
+	statsFile := fs.String("stats-file", "", "write a JSON report (map ids, counters, per-cgroup stats) here on SIGUSR1 and, if none was asked for, on exit")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -82,6 +84,33 @@ func run(args []string, out io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	reported := false
+	report := func() {
+		if *statsFile == "" {
+			return
+		}
+		thr := cfg.ThrashThreshold
+		if thr == 0 {
+			thr = flatcg.DefaultThrashThreshold
+		}
+		r, err := s.Report(cfg.Partial, thr)
+		if err == nil {
+			err = fsutil.WriteJSON(*statsFile, r)
+		}
+		if err != nil {
+			fmt.Fprintf(out, "scx_agent_flatcg: stats file: %v\n", err)
+			return
+		}
+		reported = true
+	}
+	finalReport := func() {
+		if !reported {
+			report()
+		}
+	}
 	exited := make(chan flatcg.ExitInfo, 1)
 	go func() {
 		if ei, err := s.Wait(ctx); err == nil {
@@ -98,11 +127,15 @@ func run(args []string, out io.Writer) error {
 	prev := map[uint64]flatcg.CgroupStats{}
 	for {
 		select {
+		case <-usr1:
+			report()
 		case <-ctx.Done():
+			finalReport()
 			printCounters(out, s)
 			fmt.Fprintln(out, "scx_agent_flatcg: detaching")
 			return nil
 		case ei := <-exited:
+			finalReport()
 			printCounters(out, s)
 			return errors.New("scheduler ended by the kernel: " + ei.String())
 		case <-tick:

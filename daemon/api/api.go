@@ -52,6 +52,9 @@ type Status struct {
 	// MemoryModeReason says why (the config, or what auto found).
 	MemoryMode       string `json:"memory_mode"`
 	MemoryModeReason string `json:"memory_mode_reason,omitempty"`
+	// CPUPolicy is where profiles' CPU policy goes: "cgroup" (cpu.weight
+	// scaled), "scheduler" (step_policy, read by sched_ext) or "off".
+	CPUPolicy string `json:"cpu_policy,omitempty"`
 	// MemcgOps holds memcg_agent_ops' global counters in full mode.
 	MemcgOps   *MemcgOpsStats `json:"memcg_ops,omitempty"`
 	LastReload string         `json:"last_reload,omitempty"`

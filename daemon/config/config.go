@@ -58,8 +58,15 @@ type Daemon struct {
 	// "full" (memcg_agent_ops on a kernel with memcg_bpf_ops writes
 	// step_pressure and sets the throttle delay) or "auto" (default: full
 	// when the kernel has memcg_bpf_ops, else mainline).
-	MemoryMode string   `toml:"memory_mode"`
-	Tick       Duration `toml:"tick"` // how often each step is re-evaluated
+	MemoryMode string `toml:"memory_mode"`
+	// CPUPolicy says where a profile's CPU policy goes: "cgroup" scales
+	// the step's cpu.weight by weight_mul (no sched_ext scheduler on the
+	// node); "scheduler" leaves cpu.weight alone because a sched_ext
+	// scheduler applies step_policy itself (scaling both would apply the
+	// multiplier twice); "off" leaves CPU entirely to others. Default:
+	// "scheduler" with daemon.scheduler = true, else "cgroup".
+	CPUPolicy string   `toml:"cpu_policy"`
+	Tick      Duration `toml:"tick"` // how often each step is re-evaluated
 	// KeepEnded is how long a step whose processes all exited (or were
 	// killed) keeps its cgroup, state and final counters before the
 	// daemon removes it; 0 removes it at once. A client's DELETE still
@@ -74,6 +81,22 @@ const (
 	MemoryMainline = "mainline"
 	MemoryFull     = "full"
 )
+
+// CPU policy targets (daemon.cpu_policy).
+const (
+	CPUCgroup    = "cgroup"
+	CPUScheduler = "scheduler"
+	CPUOff       = "off"
+)
+
+// ValidCPUPolicy checks a daemon.cpu_policy value ("" picks the default).
+func ValidCPUPolicy(p string) error {
+	switch p {
+	case "", CPUCgroup, CPUScheduler, CPUOff:
+		return nil
+	}
+	return fmt.Errorf("%q is not one of cgroup, scheduler, off", p)
+}
 
 // ValidMemoryMode checks a daemon.memory_mode value.
 func ValidMemoryMode(m string) error {
@@ -230,6 +253,12 @@ func (c *Config) validate(src []byte) error {
 	case "auto", "require", "off":
 	default:
 		return fail([]string{"daemon", "probe"}, "%q is not one of auto, require, off", d.Probe)
+	}
+	if err := ValidCPUPolicy(d.CPUPolicy); err != nil {
+		return fail([]string{"daemon", "cpu_policy"}, "%v", err)
+	}
+	if d.Scheduler && d.CPUPolicy != "" && d.CPUPolicy != CPUScheduler {
+		return fail([]string{"daemon", "cpu_policy"}, "%q with daemon.scheduler = true: the scheduler this daemon loads applies step_policy, so use \"scheduler\"", d.CPUPolicy)
 	}
 	if err := ValidMemoryMode(d.MemoryMode); err != nil {
 		return fail([]string{"daemon", "memory_mode"}, "%v", err)

@@ -8,6 +8,7 @@ import (
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 
+	"github.com/agentcgroup/agentcgroup/harness/stack"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 )
 
@@ -40,6 +41,11 @@ type TrialResult struct {
 	// Issues are reasons the configuration was not fully in force (e.g.
 	// the scheduler did not start); the trial still counts as ran.
 	Issues []string
+	// Stack is what the trial's configuration runs; Checks say from the
+	// stack's own counters which of its mechanisms engaged.
+	Stack  stack.Config
+	Checks []Check
+	Counts Counts
 }
 
 // Metric names. Victim latency metrics are "<victim>.<stat>".
@@ -52,7 +58,7 @@ func GroupMetric(role, name string) string { return role + "." + name }
 func fromRaw(r *trial.Raw) (*TrialResult, error) {
 	sp := r.Manifest.Spec
 	tr := &TrialResult{
-		ID: sp.ID, Config: sp.Config, Neighbour: sp.Neighbour, Rep: sp.Rep, Raw: r,
+		ID: sp.ID, Config: sp.Cell, Neighbour: sp.Neighbour, Rep: sp.Rep, Raw: r,
 		Latency: map[string]*hdrhistogram.Histogram{}, Metrics: map[string]float64{},
 	}
 	if tr.Neighbour == "" {
@@ -111,6 +117,8 @@ func fromRaw(r *trial.Raw) (*TrialResult, error) {
 		tr.Metrics["system.psi_"+short+"_some_pct"] = pct(a.Some.TotalUS-b.Some.TotalUS, wall)
 		tr.Metrics["system.psi_"+short+"_full_pct"] = pct(a.Full.TotalUS-b.Full.TotalUS, wall)
 	}
+	tr.Stack = sp.Stack
+	tr.Checks, tr.Counts = Mechanisms(r)
 	for _, p := range r.Manifest.Processes {
 		if p.Started && p.CPUMs > 0 { // 0: recorded before the runner kept rusage
 			tr.Metrics[GroupMetric(p.Name, "cpu_ms")] = p.CPUMs

@@ -11,6 +11,7 @@ import (
 	"slices"
 
 	"github.com/agentcgroup/agentcgroup/harness/scenario"
+	"github.com/agentcgroup/agentcgroup/harness/stack"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 )
 
@@ -100,36 +101,39 @@ func TrialSeed(seed uint64, rep int) uint64 {
 	return h.Sum64()
 }
 
-// cell is one configuration as planned: mem-only and joint run once per
-// memory mode when the scenario lists several, labelled "<config>-<mode>".
+// cell is one configuration as planned: configurations with a daemon run
+// once per memory mode when the scenario lists several, labelled
+// "<config>-<mode>".
 type cell struct {
-	label, config, mode string
+	label string
+	stack stack.Config
 }
 
 func cellsOf(s *scenario.Scenario) []cell {
+	several := len(s.MemoryModes) > 1
 	var out []cell
-	for _, cfg := range s.Configs {
-		daemon := cfg == trial.ConfigMemOnly || cfg == trial.ConfigJoint
-		if !daemon || len(s.MemoryModes) < 2 {
-			out = append(out, cell{cfg, cfg, s.MemoryMode})
-			continue
+	for _, name := range s.Configs {
+		base := stack.MustLookup(name, "")
+		modes := s.MemoryModes
+		if !base.Daemon {
+			modes = modes[:1]
 		}
-		for _, m := range s.MemoryModes {
-			out = append(out, cell{cfg + "-" + m, cfg, m})
+		for _, m := range modes {
+			c := stack.MustLookup(name, m)
+			out = append(out, cell{label: c.Label(several), stack: c})
 		}
 	}
 	return out
 }
 
 func trialFor(s *scenario.Scenario, c cell, set string, rep int) Trial {
-	cfg := c.config
 	id := ID(c.label, set, rep)
 	spec := trial.Spec{
 		Version:     trial.SpecVersion,
 		ID:          id,
 		Scenario:    s.Name,
-		Config:      cfg,
-		MemoryMode:  c.mode,
+		Cell:        c.label,
+		Stack:       c.stack,
 		Neighbour:   set,
 		Rep:         rep,
 		Solo:        set == Solo,
@@ -138,6 +142,9 @@ func trialFor(s *scenario.Scenario, c cell, set string, rep int) Trial {
 		Duration:    trial.Duration(s.Timing.Duration),
 		SampleEvery: trial.Duration(s.Timing.SampleEvery),
 		Swap:        trial.Swap{ZramMB: s.Guest.ZramMB},
+	}
+	if c.stack.Policy != stack.PolicyNone {
+		spec.Policy = s.Policy
 	}
 	victim := trial.Session{ID: scenario.VictimSession, Budget: trial.Budget{}}
 	for _, v := range s.Victims {
@@ -159,14 +166,11 @@ func trialFor(s *scenario.Scenario, c cell, set string, rep int) Trial {
 		}
 		spec.Sessions = append(spec.Sessions, noisy)
 	}
-	if cfg == trial.ConfigCPUOnly || cfg == trial.ConfigJoint {
+	if c.stack.Scheduler != stack.SchedNone {
 		spec.Scheduler = cloneProcess(s.Scheduler)
 	}
-	if cfg == trial.ConfigMemOnly || cfg == trial.ConfigJoint {
+	if c.stack.Daemon {
 		spec.Daemon = cloneProcess(s.Daemon)
-		// The daemon picks its memory path from this flag, so a cell's
-		// label and what ran cannot disagree.
-		spec.Daemon.Args = append(spec.Daemon.Args, "--memory-mode", c.mode)
 	}
 	return Trial{ID: id, Config: c.label, Neighbour: set, Rep: rep, Spec: spec}
 }

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/agentcgroup/agentcgroup/harness/scenario"
-	"github.com/agentcgroup/agentcgroup/harness/trial"
+	"github.com/agentcgroup/agentcgroup/harness/stack"
 )
 
 const text = `
@@ -88,10 +88,15 @@ func TestCellsAndSolo(t *testing.T) {
 		if got := sp.Sessions[0].Steps[0].Budget.MemoryHigh; got != 64<<20 {
 			t.Errorf("%s: victim memory_high %d", tr.ID, got)
 		}
-		wantSched := tr.Config == trial.ConfigCPUOnly || tr.Config == trial.ConfigJoint
-		wantDaemon := tr.Config == trial.ConfigMemOnly || tr.Config == trial.ConfigJoint
-		if (sp.Scheduler != nil) != wantSched || (sp.Daemon != nil) != wantDaemon {
+		if sp.Stack.Name != tr.Config || sp.Cell != tr.Config {
+			t.Errorf("%s: cell %q runs configuration %q", tr.ID, sp.Cell, sp.Stack.Name)
+		}
+		wantSched := sp.Stack.Scheduler != stack.SchedNone
+		if (sp.Scheduler != nil) != wantSched || (sp.Daemon != nil) != sp.Stack.Daemon {
 			t.Errorf("%s: scheduler %v daemon %v", tr.ID, sp.Scheduler, sp.Daemon)
+		}
+		if (sp.Policy != "") != (sp.Stack.Policy != stack.PolicyNone) {
+			t.Errorf("%s: policy source %s but policy %q", tr.ID, sp.Stack.Policy, sp.Policy)
 		}
 		if sp.Seed != TrialSeed(7, tr.Rep) {
 			t.Errorf("%s: seed not paired across configurations and neighbour sets", tr.ID)
@@ -134,23 +139,20 @@ func TestMemoryModesSplitDaemonCells(t *testing.T) {
 		t.Fatalf("configs %q, want %q", got, want)
 	}
 	for _, tr := range p.Trials {
-		mode, daemonMode := tr.Spec.MemoryMode, ""
-		if d := tr.Spec.Daemon; d != nil {
-			for i, a := range d.Args {
-				if a == "--memory-mode" && i+1 < len(d.Args) {
-					daemonMode = d.Args[i+1]
-				}
+		st := tr.Spec.Stack
+		mode, daemonMode := string(st.Memory), ""
+		args := st.DaemonArgs()
+		for i, a := range args {
+			if a == "--memory-mode" && i+1 < len(args) {
+				daemonMode = args[i+1]
 			}
 		}
-		switch tr.Spec.Config {
-		case trial.ConfigMemOnly, trial.ConfigJoint:
-			if tr.Config != tr.Spec.Config+"-"+mode || daemonMode != mode {
+		if st.Daemon {
+			if tr.Config != st.Name+"-"+mode || daemonMode != mode || tr.Spec.Daemon == nil {
 				t.Errorf("%s: label %s, spec mode %s, daemon told %q", tr.ID, tr.Config, mode, daemonMode)
 			}
-		default:
-			if tr.Config != tr.Spec.Config || tr.Spec.Daemon != nil {
-				t.Errorf("%s: label %s for config %s", tr.ID, tr.Config, tr.Spec.Config)
-			}
+		} else if tr.Config != st.Name || tr.Spec.Daemon != nil || st.Memory != stack.MemStatic {
+			t.Errorf("%s: label %s for config %+v", tr.ID, tr.Config, st)
 		}
 	}
 	if _, err := scenario.Parse("p.toml", []byte(strings.Replace(src, `kernel = "patched"`, `kernel = "stock"`, 1)),

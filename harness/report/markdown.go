@@ -22,15 +22,7 @@ func Markdown(s *analysis.Summary, figs []Figure) []byte {
 	provenance(&b, s)
 	trials(&b, s)
 
-	p("## Configurations\n\n")
-	for _, cfg := range s.Configs {
-		if why := s.Unavailable[cfg]; len(why) > 0 {
-			p("- **%s: not fully in force.** %s\n", cfg, strings.Join(why, "; "))
-		} else {
-			p("- %s: ran as specified.\n", cfg)
-		}
-	}
-	p("\n")
+	configurations(&b, s)
 
 	verdicts(&b, s)
 

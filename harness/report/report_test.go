@@ -300,7 +300,7 @@ func TestReportLabelsUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	md := string(report.Markdown(s, nil))
-	if !strings.Contains(md, "**cpu-only: not fully in force.** scheduler binary scx_agent_flatcg absent") {
+	if !strings.Contains(md, "**Not fully in force:** scheduler binary scx_agent_flatcg absent") {
 		t.Errorf("unavailable configuration not labelled:\n%s", md)
 	}
 }

@@ -50,7 +50,7 @@ func (f *fakeGuest) exec(ctx context.Context, j lab.Job) (*lab.Result, error) {
 	if f.calls[spec.ID] <= f.fail[spec.ID] {
 		return &lab.Result{ExitCode: 1, Accel: "tcg"}, nil // guest ran, trial failed, no output
 	}
-	tr := plan.Trial{ID: spec.ID, Config: spec.Config, Neighbour: spec.Neighbour, Rep: spec.Rep, Spec: *spec}
+	tr := plan.Trial{ID: spec.ID, Config: spec.Cell, Neighbour: spec.Neighbour, Rep: spec.Rep, Spec: *spec}
 	if err := analysistest.WriteTrial(filepath.Join(j.OutDir, "trial"), tr, analysistest.Default(), time.Date(2026, 11, 27, 2, 0, 0, 0, time.UTC)); err != nil {
 		f.t.Fatal(err)
 	}

@@ -19,13 +19,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/agentcgroup/agentcgroup/harness/stack"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
-)
-
-// Memory modes: how memory.high is enforced in mem-only and joint.
-const (
-	MemMainline = "mainline" // stock kernel memory.high, tuned by the daemon
-	MemFull     = "full"     // memcg_bpf_ops delay curve; needs a patched kernel
 )
 
 // Scenario is a validated scenario file.
@@ -37,11 +32,12 @@ type Scenario struct {
 	Kernel      string
 	Seed        uint64
 	Repetitions int
-	Configs     []string // in the order written
-	MemoryMode  string
-	// MemoryModes are the modes mem-only and joint run in; with more than
-	// one, each of those configurations becomes one cell per mode.
-	MemoryModes []string
+	// Configs are the configurations' names (see harness/stack), in the
+	// order written.
+	Configs []string
+	// MemoryModes are the modes the configurations with a daemon run in;
+	// with more than one, each of those becomes one cell per mode.
+	MemoryModes []stack.Memory
 	Solo        bool
 
 	Guest  Guest
@@ -52,6 +48,10 @@ type Scenario struct {
 
 	Scheduler trial.Process
 	Daemon    trial.Process
+	// Policy is the agentcgroupd policy (TOML) every configuration with a
+	// policy source uses: the daemon runs on it, and cpu-only writes the
+	// step policy from its profiles.
+	Policy string
 	// configFiles are [scheduler]/[daemon] config_file entries still to be
 	// read by ResolveFiles.
 	configFiles []configFile
@@ -227,14 +227,15 @@ func (v *validator) build(r *rawFile, s *Scenario, kernels Kernels) {
 			v.add("repetitions", "%d, want 1..1000", s.Repetitions)
 		}
 	}
-	s.Configs = slices.Clone(trial.Configs)
+	s.Configs = []string{"baseline", "cpu-only", "mem-only", "joint"}
 	if v.ok("configurations", &r.Configurations) {
 		s.Configs = nil
 		seen := map[string]bool{}
 		for _, c := range r.Configurations.V {
+			_, err := stack.Lookup(c, "")
 			switch {
-			case !slices.Contains(trial.Configs, c):
-				v.add("configurations", "unknown configuration %q, want some of %s", c, strings.Join(trial.Configs, ", "))
+			case err != nil:
+				v.add("configurations", "%v", err)
 			case seen[c]:
 				v.add("configurations", "%q listed twice", c)
 			default:
@@ -243,42 +244,38 @@ func (v *validator) build(r *rawFile, s *Scenario, kernels Kernels) {
 			seen[c] = true
 		}
 		if len(r.Configurations.V) == 0 {
-			v.add("configurations", "empty: list at least one of %s", strings.Join(trial.Configs, ", "))
+			v.add("configurations", "empty: list at least one of %s", strings.Join(stack.Names(), ", "))
 		}
 	}
-	s.MemoryMode = MemMainline
-	checkMode := func(key, m string) {
-		switch m {
-		case MemMainline:
-		case MemFull:
-			if known && !built {
-				v.add(key, `"full" needs a kernel built with the memcg_bpf_ops patch; kernel %q is a stock kernel (use "mainline" or a patched kernel)`, s.Kernel)
-			}
-		default:
-			v.add(key, "%q, want %q or %q", m, MemMainline, MemFull)
+	checkMode := func(key, name string) stack.Memory {
+		m, err := stack.ParseMemory(name)
+		if err != nil {
+			v.add(key, "%v", err)
+			return ""
 		}
+		if m == stack.MemFull && known && !built {
+			v.add(key, `"full" needs a kernel built with the memcg_bpf_ops patch; kernel %q is a stock kernel (use "mainline" or a patched kernel)`, s.Kernel)
+		}
+		return m
 	}
+	s.MemoryModes = []stack.Memory{stack.MemMainline}
 	if v.ok("memory_mode", &r.MemoryMode) {
-		s.MemoryMode = r.MemoryMode.V
-		checkMode("memory_mode", s.MemoryMode)
+		s.MemoryModes = []stack.Memory{checkMode("memory_mode", r.MemoryMode.V)}
 	}
-	s.MemoryModes = []string{s.MemoryMode}
 	if v.ok("memory_modes", &r.MemoryModes) {
 		if r.MemoryMode.V != "" {
 			v.add("memory_modes", "give memory_mode or memory_modes, not both")
 		}
 		s.MemoryModes = nil
-		for _, m := range r.MemoryModes.V {
-			checkMode("memory_modes", m)
+		for _, name := range r.MemoryModes.V {
+			m := checkMode("memory_modes", name)
 			if slices.Contains(s.MemoryModes, m) {
-				v.add("memory_modes", "%q listed twice", m)
+				v.add("memory_modes", "%q listed twice", name)
 			}
 			s.MemoryModes = append(s.MemoryModes, m)
 		}
 		if len(s.MemoryModes) == 0 {
-			v.add("memory_modes", "empty: list %q, %q or both", MemMainline, MemFull)
-		} else {
-			s.MemoryMode = s.MemoryModes[0]
+			v.add("memory_modes", "empty: list %q, %q or both", stack.MemMainline, stack.MemFull)
 		}
 	}
 	s.Solo = true
@@ -292,9 +289,14 @@ func (v *validator) build(r *rawFile, s *Scenario, kernels Kernels) {
 	s.NeighbourBudget = v.budget("budgets.neighbour", &r.Budgets.Neighbour, s.Guest)
 	s.Scheduler = v.process(s, "scheduler", &r.Scheduler)
 	s.Daemon = v.process(s, "daemon", &r.Daemon)
-	needsDaemon := slices.Contains(s.Configs, trial.ConfigMemOnly) || slices.Contains(s.Configs, trial.ConfigJoint)
-	if needsDaemon && !r.Daemon.Config.isSet() && !r.Daemon.ConfigFile.isSet() {
-		v.add("daemon", `mem-only and joint start agentcgroupd, which needs a policy: set [daemon] config_file = "configs/policy.example.toml" (or config = "<TOML>")`)
+	var needPolicy []string
+	for _, name := range s.Configs {
+		if c, err := stack.Lookup(name, ""); err == nil && c.Policy != stack.PolicyNone {
+			needPolicy = append(needPolicy, name)
+		}
+	}
+	if len(needPolicy) > 0 && !r.Daemon.Config.isSet() && !r.Daemon.ConfigFile.isSet() {
+		v.add("daemon", `%s take their step policy from agentcgroupd's profiles: set [daemon] config_file = "scenarios/policies/default.toml" (or config = "<TOML>")`, strings.Join(needPolicy, ", "))
 	}
 	v.workloads(r, s)
 }
@@ -442,6 +444,10 @@ func (v *validator) process(s *Scenario, p string, r *rawProcess) trial.Process 
 	if v.ok(p+".args", &r.Args) {
 		out.Args = r.Args.V
 	}
+	if p == "scheduler" && (r.Config.isSet() || r.ConfigFile.isSet()) {
+		v.add(p, "scx_agent_flatcg takes flags, not a policy file: use args; the step policy comes from [daemon]'s policy")
+		return out
+	}
 	if v.ok(p+".config_file", &r.ConfigFile) {
 		if r.Config.isSet() {
 			v.add(p+".config_file", "set either config or config_file, not both")
@@ -452,9 +458,9 @@ func (v *validator) process(s *Scenario, p string, r *rawProcess) trial.Process 
 		s.configFiles = append(s.configFiles, configFile{role: p, path: r.ConfigFile.V, line: v.lines.line(p + ".config_file"), file: v.file})
 	}
 	if v.ok(p+".config", &r.Config) {
-		out.ConfigTOML = r.Config.V
+		s.Policy = r.Config.V
 		var probe map[string]any
-		if _, err := toml.Decode(out.ConfigTOML, &probe); err != nil {
+		if _, err := toml.Decode(s.Policy, &probe); err != nil {
 			v.add(p+".config", "not valid TOML: %v", err)
 		}
 	}
@@ -488,12 +494,7 @@ func (s *Scenario) ResolveFiles(root string) error {
 			ps = append(ps, Problem{File: cf.file, Line: cf.line, Field: field, Msg: fmt.Sprintf("%s is not valid TOML: %v", cf.path, err)})
 			continue
 		}
-		switch cf.role {
-		case "scheduler":
-			s.Scheduler.ConfigTOML = string(b)
-		case "daemon":
-			s.Daemon.ConfigTOML = string(b)
-		}
+		s.Policy = string(b)
 	}
 	s.configFiles = nil
 	if len(ps) > 0 {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/agentcgroup/agentcgroup/harness/kernel"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
+
+	"github.com/agentcgroup/agentcgroup/harness/stack"
 )
 
 var kernels = Kernels{"stock": false, "patched": true}
@@ -164,7 +166,7 @@ memory_mode = "full"`, 1)
 
 	s, err := Parse("t.toml", []byte(strings.Replace(base, `name = "t"`, `name = "t"
 kernel = "patched"`, 1)), kernels)
-	if err != nil || s.MemoryMode != MemFull {
+	if err != nil || len(s.MemoryModes) != 1 || s.MemoryModes[0] != stack.MemFull {
 		t.Fatalf("patched kernel with full mode: %v", err)
 	}
 
@@ -232,7 +234,7 @@ func TestShippedScenarios(t *testing.T) {
 func TestDaemonPolicy(t *testing.T) {
 	noPolicy := strings.Replace(good, "[daemon]\nconfig = \"# policy\"\n", "", 1)
 	ps := problemsOf(t, noPolicy)
-	want(t, ps, 0, "daemon", "needs a policy")
+	want(t, ps, 0, "daemon", "step policy from agentcgroupd")
 
 	withFile := strings.Replace(good, `config = "# policy"`, `config_file = "configs/policy.example.toml"`, 1)
 	s, err := Parse("t.toml", []byte(withFile), kernels)
@@ -243,8 +245,8 @@ func TestDaemonPolicy(t *testing.T) {
 	if err := s.ResolveFiles(root); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(s.Daemon.ConfigTOML, "[daemon]") {
-		t.Errorf("policy not read: %q", s.Daemon.ConfigTOML)
+	if !strings.Contains(s.Policy, "[daemon]") {
+		t.Errorf("policy not read: %q", s.Policy)
 	}
 
 	missing := strings.Replace(good, `config = "# policy"`, `config_file = "configs/nonesuch.toml"`, 1)

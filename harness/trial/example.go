@@ -1,6 +1,10 @@
 package trial
 
-import "time"
+import (
+	"time"
+
+	"github.com/agentcgroup/agentcgroup/harness/stack"
+)
 
 // ExampleSpec returns a small valid spec: one interactive victim and one
 // cpu_spin neighbour in separate sessions, baseline configuration. Tests and
@@ -10,8 +14,8 @@ func ExampleSpec() *Spec {
 		Version:     SpecVersion,
 		ID:          "example-baseline-cpu_spin-r0",
 		Scenario:    "example",
-		Config:      ConfigBaseline,
-		MemoryMode:  "stock",
+		Cell:        "baseline",
+		Stack:       stack.MustLookup("baseline", ""),
 		Neighbour:   "cpu_spin",
 		Seed:        1,
 		Warmup:      Duration(500 * time.Millisecond),

@@ -28,7 +28,7 @@ const (
 	SchedulerLog  = "logs/scheduler.log"
 	DaemonLog     = "logs/daemon.log"
 	WorkloadsLog  = "logs/workloads.log" // stderr of workload processes
-	ManifestVer   = 1
+	ManifestVer   = 2
 	LatencyUnitUS = "us" // histogram values are microseconds
 )
 
@@ -154,6 +154,7 @@ type Raw struct {
 	Before    Snapshot
 	After     Snapshot
 	Timeline  []Sample
+	Evidence  Evidence
 }
 
 // Merged returns the victim's whole-trial histogram (nil if unknown).
@@ -234,6 +235,9 @@ func Load(dir string) (Raw, error) {
 		if _, ok := r.After.Cgroups[cg]; !ok && r.After.Cgroups != nil {
 			errs = append(errs, fmt.Errorf("%s: cgroup %q missing", AfterFile, cg))
 		}
+	}
+	if err := readJSON(filepath.Join(dir, EvidenceFile), &r.Evidence); err != nil {
+		errs = append(errs, err)
 	}
 	tl, err := readTimeline(filepath.Join(dir, TimelineFile))
 	if err != nil {

@@ -49,6 +49,9 @@ func writeRaw(t *testing.T, lat []int64) string {
 			t.Fatal(err)
 		}
 	}
+	if err := fsutil.WriteJSON(filepath.Join(dir, EvidenceFile), Evidence{}); err != nil {
+		t.Fatal(err)
+	}
 	tl := `{"t_ms":0,"cgroup":"agentcgroup/sess_victim/step_chat","memory_current":1048576}` + "\n" +
 		`{"t_ms":100,"cgroup":"agentcgroup/sess_victim/step_chat","memory_current":2097152,"memory_high_events":3}` + "\n"
 	if err := fsutil.WriteFile(filepath.Join(dir, TimelineFile), []byte(tl)); err != nil {
@@ -107,7 +110,7 @@ func TestLoadRejectsCountMismatch(t *testing.T) {
 }
 
 func TestLoadRejectsMissingFiles(t *testing.T) {
-	for _, f := range []string{ManifestFile, BeforeFile, TimelineFile, HistogramPath("chat")} {
+	for _, f := range []string{ManifestFile, BeforeFile, TimelineFile, EvidenceFile, HistogramPath("chat")} {
 		dir := writeRaw(t, []int64{1, 2})
 		os.Remove(filepath.Join(dir, f))
 		if _, err := Load(dir); err == nil {

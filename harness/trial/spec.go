@@ -11,22 +11,13 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/agentcgroup/agentcgroup/harness/stack"
 )
 
 // SpecVersion changes when a Spec written by an older host can no longer be
 // run correctly by a newer guest (or the other way round).
-const SpecVersion = 1
-
-// Configurations (issue 4 / design section 8.3).
-const (
-	ConfigBaseline = "baseline" // static cgroup knobs, default scheduler
-	ConfigCPUOnly  = "cpu-only" // scx_agent_flatcg + static memory knobs
-	ConfigMemOnly  = "mem-only" // default scheduler + memory policy (daemon)
-	ConfigJoint    = "joint"    // both, sharing the pressure map
-)
-
-// Configs lists every valid configuration in canonical order.
-var Configs = []string{ConfigBaseline, ConfigCPUOnly, ConfigMemOnly, ConfigJoint}
+const SpecVersion = 2
 
 // Victim kinds.
 const (
@@ -69,14 +60,18 @@ type Spec struct {
 	Version  int    `json:"version"`
 	ID       string `json:"id"`                 // unique within a run; used in paths
 	Scenario string `json:"scenario,omitempty"` // label only
-	Config   string `json:"config"`             // one of Configs
-	// MemoryMode labels how memory.high is enforced (e.g. "stock",
-	// "memcg_bpf_ops"); carried into the manifest, not interpreted.
-	MemoryMode string `json:"memory_mode,omitempty"`
-	Neighbour  string `json:"neighbour,omitempty"` // label of the neighbour set, "none" for solo
-	Rep        int    `json:"rep"`
-	Solo       bool   `json:"solo,omitempty"` // victims alone, for slowdown
-	Seed       uint64 `json:"seed"`
+	// Cell labels the trial's configuration in reports ("mem-only-full");
+	// Stack is what that configuration runs, and the only thing the guest
+	// runner consults to decide it.
+	Cell  string       `json:"cell"`
+	Stack stack.Config `json:"stack"`
+	// Policy is the agentcgroupd policy file (TOML): the daemon runs on it,
+	// and a static policy source writes step_policy from its profiles.
+	Policy    string `json:"policy,omitempty"`
+	Neighbour string `json:"neighbour,omitempty"` // label of the neighbour set, "none" for solo
+	Rep       int    `json:"rep"`
+	Solo      bool   `json:"solo,omitempty"` // victims alone, for slowdown
+	Seed      uint64 `json:"seed"`
 
 	Warmup   Duration `json:"warmup"`   // neighbours run, victims not yet measured
 	Duration Duration `json:"duration"` // measured phase
@@ -89,8 +84,11 @@ type Spec struct {
 	Victims    []Victim    `json:"victims"`
 	Neighbours []Neighbour `json:"neighbours,omitempty"`
 
-	Scheduler *Process `json:"scheduler,omitempty"` // nil: default scheduler
-	Daemon    *Process `json:"daemon,omitempty"`    // nil: no daemon
+	// Scheduler and Daemon adjust how the helpers Stack asks for start
+	// (binary, extra flags, readiness); they never add a helper Stack does
+	// not name.
+	Scheduler *Process `json:"scheduler,omitempty"`
+	Daemon    *Process `json:"daemon,omitempty"`
 }
 
 // DefaultSampleEvery is the timeline period when Spec.SampleEvery is 0.
@@ -213,13 +211,11 @@ type MemoryBlowupParams struct {
 	ChunkBytes      Bytes `json:"chunk_bytes,omitempty"` // 0: 1 MiB
 }
 
-// Process is a helper process (scheduler or daemon) started for the trial.
+// Process adjusts a helper process (scheduler or daemon) of the trial.
 type Process struct {
-	Binary string   `json:"binary,omitempty"` // default SchedulerBinary / DaemonBinary
-	Args   []string `json:"args,omitempty"`
-	// ConfigTOML, when set, is written to a file whose path is appended
-	// as "--config PATH".
-	ConfigTOML string `json:"config_toml,omitempty"`
+	Binary string `json:"binary,omitempty"` // default SchedulerBinary / DaemonBinary
+	// Args are appended to the flags the configuration implies.
+	Args []string `json:"args,omitempty"`
 	// Ready is a path that must exist before the trial proceeds. Empty:
 	// the daemon waits for DaemonSocket, the scheduler for
 	// /sys/kernel/sched_ext/state to read "enabled".

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentcgroup/agentcgroup/harness/stack"
 )
 
 func TestExampleSpecRoundTrip(t *testing.T) {
@@ -62,7 +64,7 @@ func TestDecodeRejectsUnknownField(t *testing.T) {
 
 func TestValidateReportsEveryProblem(t *testing.T) {
 	s := ExampleSpec()
-	s.Config = "fast"
+	s.Stack.Name = "fast"
 	s.Duration = 0
 	s.Victims[0].Step = "nope"
 	s.Neighbours[0].CPUSpin.Threads = 0
@@ -73,7 +75,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		t.Fatal("invalid spec accepted")
 	}
 	for _, want := range []string{
-		`config "fast"`, "duration", `victims[0].step "nope"`,
+		`configuration "fast"`, "duration", `victims[0].step "nope"`,
 		"neighbours[0].cpu_spin.threads", "memory_high", "cpu_max",
 	} {
 		if !strings.Contains(err.Error(), want) {
@@ -82,22 +84,33 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	}
 }
 
-func TestValidateConfigNeedsProcesses(t *testing.T) {
+// A spec's stack must be a row of the table, a policy source needs a
+// policy, and helper adjustments only for helpers the stack starts.
+func TestValidateStackIsTheTable(t *testing.T) {
 	s := ExampleSpec()
-	s.Config = ConfigJoint
-	err := s.Validate()
-	if err == nil || !strings.Contains(err.Error(), "needs the memory policy daemon") {
-		t.Fatalf("joint without daemon: got %v", err)
+	s.Stack = stack.MustLookup("joint", stack.MemMainline)
+	s.Stack.Coupled = false
+	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "coupled") {
+		t.Fatalf("joint without coupling: got %v", err)
 	}
-	s.Config = ConfigCPUOnly
-	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "needs the scheduler") {
-		t.Fatalf("cpu-only without scheduler: got %v", err)
+	s.Stack = stack.MustLookup("joint", stack.MemMainline)
+	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "policy TOML") {
+		t.Fatalf("joint without a policy: got %v", err)
 	}
-	s.Config = ConfigJoint
-	s.Scheduler = &Process{}
-	s.Daemon = &Process{}
+	s.Policy = "[daemon]\n"
 	if err := s.Validate(); err != nil {
-		t.Fatalf("joint with both: %v", err)
+		t.Fatalf("joint with a policy: %v", err)
+	}
+	s.Stack = stack.MustLookup("baseline", "")
+	s.Policy = ""
+	s.Daemon = &Process{}
+	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "runs no daemon") {
+		t.Fatalf("baseline with a daemon adjustment: got %v", err)
+	}
+	b, _ := json.Marshal(stack.Config{Name: "cpu-only", Scheduler: stack.SchedNone, Policy: stack.PolicyNone, Memory: stack.MemStatic})
+	var c stack.Config
+	if err := json.Unmarshal(b, &c); err == nil {
+		t.Fatal("a cpu-only stack without the scheduler decoded")
 	}
 }
 

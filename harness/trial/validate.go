@@ -3,9 +3,10 @@ package trial
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/agentcgroup/agentcgroup/harness/stack"
 )
 
 // Validate reports every problem in the spec, each naming the field and
@@ -20,8 +21,16 @@ func (s *Spec) Validate() error {
 	if err := checkID("id", s.ID); err != nil {
 		add("%v", err)
 	}
-	if !slices.Contains(Configs, s.Config) {
-		add("config %q: want one of %s", s.Config, strings.Join(Configs, ", "))
+	if err := checkID("cell", s.Cell); err != nil {
+		add("%v", err)
+	}
+	if err := s.Stack.Validate(); err != nil {
+		add("stack: %v", err)
+	} else if want, err := stack.Lookup(s.Stack.Name, s.Stack.Memory); err != nil || want != s.Stack {
+		add("stack: %+v does not match configuration %q of the table", s.Stack, s.Stack.Name)
+	}
+	if s.Stack.Policy != stack.PolicyNone && strings.TrimSpace(s.Policy) == "" {
+		add("policy: configuration %q takes its step policy from profiles; give the agentcgroupd policy TOML", s.Stack.Name)
 	}
 	if s.Duration <= 0 {
 		add("duration: must be > 0 (e.g. \"5s\")")
@@ -194,16 +203,11 @@ func (s *Spec) Validate() error {
 			add("%s.ready_wait: must be >= 0", pr.name)
 		}
 	}
-	if s.Scheduler != nil && (s.Config == ConfigBaseline || s.Config == ConfigMemOnly) {
-		add("scheduler: config %q runs on the default scheduler; remove scheduler or use cpu-only/joint", s.Config)
+	if s.Scheduler != nil && s.Stack.Scheduler == stack.SchedNone {
+		add("scheduler: configuration %q runs on the fair class; it starts no scheduler to adjust", s.Stack.Name)
 	}
-	// joint may leave the scheduler to the daemon (its scheduler = true);
-	// the runner checks sched_ext is enabled either way.
-	if s.Scheduler == nil && s.Config == ConfigCPUOnly {
-		add("scheduler: config %q needs the scheduler; set scheduler (may be {})", s.Config)
-	}
-	if s.Daemon == nil && (s.Config == ConfigMemOnly || s.Config == ConfigJoint) {
-		add("daemon: config %q needs the memory policy daemon; set daemon (may be {})", s.Config)
+	if s.Daemon != nil && !s.Stack.Daemon {
+		add("daemon: configuration %q runs no daemon to adjust", s.Stack.Name)
 	}
 	return errors.Join(errs...)
 }

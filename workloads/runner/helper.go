@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -22,26 +23,20 @@ type helper struct {
 	log  *os.File
 }
 
-func (t *trialRun) startHelper(ctx context.Context, name, defBinary string, p *trial.Process, logRel string) *helper {
-	bin := p.Binary
-	if bin == "" {
-		bin = defBinary
+// startHelper starts the scheduler or the daemon with the flags its
+// configuration implies, followed by the spec's extra flags (p may be nil),
+// and waits until it is ready.
+func (t *trialRun) startHelper(ctx context.Context, name, defBinary string, p *trial.Process, implied []string, logRel string) *helper {
+	if p == nil {
+		p = &trial.Process{}
 	}
-	h := &helper{res: trial.ProcessResult{Name: name, Binary: bin, Args: append([]string(nil), p.Args...), Log: logRel}}
+	args := append(slices.Clone(implied), p.Args...)
+	h := &helper{res: trial.ProcessResult{Name: name, Binary: helperBinary(p, defBinary), Args: args, Log: logRel}}
 	t.procs = append(t.procs, h)
-	path, err := exec.LookPath(bin)
+	path, err := t.lookHelper(name, h.res.Binary)
 	if err != nil {
-		h.res.Error = fmt.Sprintf("%s not found on PATH (%v): config %q needs it; build and install it into the guest image", bin, err, t.spec.Config)
-		t.errorf("%s: %s", name, h.res.Error)
+		h.res.Error = err.Error()
 		return nil
-	}
-	if p.ConfigTOML != "" {
-		cfg := filepath.Join(t.tmp, trial.LogsDir, name+".toml")
-		if err := os.WriteFile(cfg, []byte(p.ConfigTOML), 0o644); err != nil {
-			t.errorf("%s: %v", name, err)
-			return nil
-		}
-		h.res.Args = append(h.res.Args, "--config", cfg)
 	}
 	lf, err := os.Create(filepath.Join(t.tmp, logRel))
 	if err != nil {
@@ -111,6 +106,35 @@ func (t *trialRun) startHelper(ctx context.Context, name, defBinary string, p *t
 		}
 	}
 	return h
+}
+
+func helperBinary(p *trial.Process, def string) string {
+	if p != nil && p.Binary != "" {
+		return p.Binary
+	}
+	return def
+}
+
+// lookHelper finds a helper binary, recording a trial error when absent.
+func (t *trialRun) lookHelper(name, bin string) (string, error) {
+	path, err := exec.LookPath(bin)
+	if err != nil {
+		err = fmt.Errorf("%s not found on PATH (%v): configuration %q needs it; build and install it into the guest image", bin, err, t.spec.Stack.Name)
+		t.errorf("%s: %v", name, err)
+	}
+	return path, err
+}
+
+// missingHelper records a helper that could not be found, without starting
+// anything, so a configuration fails before it touches the guest.
+func (t *trialRun) missingHelper(name, defBinary string, p *trial.Process, logRel string) bool {
+	bin := helperBinary(p, defBinary)
+	if _, err := exec.LookPath(bin); err == nil {
+		return false
+	}
+	_, err := t.lookHelper(name, bin)
+	t.procs = append(t.procs, &helper{res: trial.ProcessResult{Name: name, Binary: bin, Log: logRel, Error: err.Error()}})
+	return true
 }
 
 // stop ends a helper with SIGINT (both our helpers shut down cleanly on

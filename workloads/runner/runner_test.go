@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentcgroup/agentcgroup/harness/stack"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 )
 
@@ -72,7 +73,8 @@ func TestRunVictimUnknownTrace(t *testing.T) {
 // cgroup mount is a scratch directory: nothing on the host is touched.
 func TestTrialMissingSchedulerIsRecorded(t *testing.T) {
 	spec := trial.ExampleSpec()
-	spec.Config = trial.ConfigCPUOnly
+	spec.Cell, spec.Stack = "cpu-only", stack.MustLookup("cpu-only", "")
+	spec.Policy = "[daemon]\npin_dir = \"" + t.TempDir() + "\"\n"
 	spec.Scheduler = &trial.Process{Binary: "no-such-scheduler-binary"}
 	out := filepath.Join(t.TempDir(), "trial")
 	var log strings.Builder

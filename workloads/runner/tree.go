@@ -9,6 +9,7 @@ import (
 
 	"github.com/agentcgroup/agentcgroup/cgroupfs"
 	"github.com/agentcgroup/agentcgroup/daemon/api"
+	"github.com/agentcgroup/agentcgroup/harness/stack"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 )
 
@@ -25,9 +26,11 @@ func DaemonClass(c string) string {
 // cgroup through the cpu controller, so it must reach the leaves).
 //
 // With a daemon, sessions and steps are created through its API (it
-// refuses to adopt a step it did not create with a class) and the spec's
-// budgets are written after it applied its profile, so they hold at start;
-// the daemon's later dynamic changes follow its own profile.
+// refuses to adopt a step it did not create with a class). Of the spec's
+// budgets only what the configuration does not manage is written (see
+// staticBudget): pids always, CPU without a scheduler, memory without the
+// daemon. With a static policy source each step's step_policy entry is
+// written here, once.
 func (t *trialRun) buildTree() error {
 	if _, err := cgroupfs.Mkdir(t.root.Path); err != nil {
 		return err
@@ -46,7 +49,7 @@ func (t *trialRun) buildTree() error {
 		if err := cgroupfs.EnableControllers(t.opt.Mount, trial.SessionPath(se.ID), ctrls...); err != nil {
 			return err
 		}
-		if err := ApplyBudget(sc, se.Budget); err != nil {
+		if err := ApplyBudget(sc, staticBudget(t.spec.Stack, se.Budget)); err != nil {
 			return err
 		}
 		t.m.Cgroups = append(t.m.Cgroups, trial.SessionPath(se.ID))
@@ -60,7 +63,10 @@ func (t *trialRun) buildTree() error {
 			if err != nil {
 				return err
 			}
-			if err := ApplyBudget(cg, st.Budget); err != nil {
+			if err := ApplyBudget(cg, staticBudget(t.spec.Stack, st.Budget)); err != nil {
+				return err
+			}
+			if err := t.noteStep(se.ID, st.ID, st.Class, cg); err != nil {
 				return err
 			}
 			t.m.Cgroups = append(t.m.Cgroups, trial.StepPath(se.ID, st.ID))
@@ -76,12 +82,33 @@ func (t *trialRun) buildTree() error {
 				return fmt.Errorf("daemon: create step %s: %w", rel, err)
 			}
 		}
-		if _, err := cgroupfs.Mkdir(filepath.Join(t.opt.Mount, rel)); err != nil {
+		cg, err := cgroupfs.Mkdir(filepath.Join(t.opt.Mount, rel))
+		if err != nil {
+			return err
+		}
+		if err := t.noteStep(v.Session, TraceDriverStep(v.Name), trial.ClassBackground, cg); err != nil {
 			return err
 		}
 		t.m.Cgroups = append(t.m.Cgroups, rel)
 	}
 	t.m.Cgroups = append([]string{trial.CgroupRoot}, t.m.Cgroups...)
+	return nil
+}
+
+// noteStep records a step's cgroup id and, with a static policy source,
+// writes its step policy.
+func (t *trialRun) noteStep(session, step, class string, cg cgroupfs.Cgroup) error {
+	id, err := cg.ID()
+	if err != nil {
+		return err
+	}
+	if t.ev.CgroupIDs == nil {
+		t.ev.CgroupIDs = map[string]uint64{}
+	}
+	t.ev.CgroupIDs[trial.StepPath(session, step)] = id
+	if t.spec.Stack.Policy == stack.PolicyStatic {
+		return t.writeStaticPolicy(session, class, id)
+	}
 	return nil
 }
 

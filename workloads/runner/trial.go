@@ -13,6 +13,8 @@ import (
 
 	"github.com/agentcgroup/agentcgroup/cgroupfs"
 	"github.com/agentcgroup/agentcgroup/daemon/api"
+	"github.com/agentcgroup/agentcgroup/daemon/config"
+	"github.com/agentcgroup/agentcgroup/harness/stack"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 	"github.com/agentcgroup/agentcgroup/internal/fsutil"
 	"github.com/agentcgroup/agentcgroup/workloads/load"
@@ -46,6 +48,12 @@ type trialRun struct {
 	procs []*helper
 	// daemon, when running, creates sessions and steps so it knows them.
 	daemon *api.Client
+	// policy is the parsed Spec.Policy (nil without a policy source);
+	// maps are the pinned step_policy/step_pressure maps the runner
+	// opened (static source) or found (daemon), for evidence.
+	policy *config.Config
+	maps   *sharedMaps
+	ev     trial.Evidence
 }
 
 func (t *trialRun) daemonSocket() string {
@@ -133,16 +141,8 @@ func (t *trialRun) run(ctx context.Context) {
 		t.errorf("clearing a previous cgroup tree: %v", err)
 		return
 	}
-	if s.Scheduler != nil {
-		if h := t.startHelper(ctx, "scheduler", trial.SchedulerBinary, s.Scheduler, trial.SchedulerLog); h == nil {
-			return
-		}
-	}
-	if s.Daemon != nil {
-		if h := t.startHelper(ctx, "daemon", trial.DaemonBinary, s.Daemon, trial.DaemonLog); h == nil {
-			return
-		}
-		t.daemon = api.NewClient(t.daemonSocket())
+	if !t.startStack(ctx) {
+		return
 	}
 	if err := t.buildTree(); err != nil {
 		t.errorf("cgroup tree: %v", err)
@@ -155,6 +155,7 @@ func (t *trialRun) run(ctx context.Context) {
 		t.errorf("snapshot before: %v", err)
 	}
 
+	pw := t.watchPressure(100 * time.Millisecond)
 	warm := time.Now()
 	sampler := startSampler(t.opt.Mount, t.sampledCgroups(), s.SampleEvery.D(), filepath.Join(t.tmp, trial.TimelineFile), warm.Add(s.Warmup.D()))
 	neighbours := t.startNeighbours()
@@ -179,7 +180,7 @@ func (t *trialRun) run(ctx context.Context) {
 
 	// Counters are read while neighbours still run, so they cover exactly
 	// the contended run.
-	if st := t.schedExtState(); s.Scheduler != nil || s.Config == trial.ConfigCPUOnly || s.Config == trial.ConfigJoint {
+	if st := t.schedExtState(); s.Stack.Scheduler != stack.SchedNone {
 		for _, h := range t.procs {
 			if h.res.Name == "scheduler" {
 				h.res.SchedExt = st
@@ -189,8 +190,9 @@ func (t *trialRun) run(ctx context.Context) {
 			t.errorf("scheduler: /sys/kernel/sched_ext/state is %q at the end of the measured phase, want \"enabled\" (see %s)", st, trial.SchedulerLog)
 		}
 	} else if st == "enabled" {
-		t.errorf("config %q runs on the default scheduler but a sched_ext scheduler is attached", s.Config)
+		t.errorf("configuration %q runs on the fair class but a sched_ext scheduler is attached", s.Stack.Name)
 	}
+	t.collectEvidence(append(victims, neighbours...), pw)
 	after := t.snapshot()
 	if err := fsutil.WriteJSON(filepath.Join(t.tmp, trial.AfterFile), after); err != nil {
 		t.errorf("snapshot after: %v", err)
@@ -249,6 +251,11 @@ func (t *trialRun) finish() error {
 			fsutil.WriteJSON(p, trial.Snapshot{Time: time.Now()})
 		}
 	}
+	if p := filepath.Join(t.tmp, trial.EvidenceFile); !exists(p) {
+		t.ev.Errors = append(t.ev.Errors, "the trial stopped before the end of its measured phase")
+		fsutil.WriteJSON(p, t.ev)
+	}
+	t.maps.close()
 	if p := filepath.Join(t.tmp, trial.TimelineFile); !exists(p) {
 		os.WriteFile(p, nil, 0o644)
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentcgroup/agentcgroup/harness/stack"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 	"github.com/agentcgroup/agentcgroup/harness/vmtest"
 	"github.com/agentcgroup/agentcgroup/internal/fsutil"
@@ -236,8 +237,8 @@ func TestTrialWithDaemon(t *testing.T) {
 	}
 	spec := trial.ExampleSpec()
 	spec.ID = "mem-only"
-	spec.Config = trial.ConfigMemOnly
-	spec.Daemon = &trial.Process{ConfigTOML: daemonPolicy}
+	spec.Cell, spec.Stack = "mem-only", stack.MustLookup("mem-only", stack.MemMainline)
+	spec.Policy = daemonPolicy
 	spec.Neighbours[0] = trial.Neighbour{Name: "hog", Kind: trial.NeighbourMemoryBlowup, Session: "noisy", Step: "spin",
 		MemoryBlowup: &trial.MemoryBlowupParams{TargetBytes: 80 << 20, RateBytesPerSec: 80 << 20}}
 	spec.Sessions[1].Steps[0].Budget = trial.Budget{MemoryHigh: 48 << 20, MemoryMax: 96 << 20}
@@ -260,23 +261,4 @@ func TestTrialWithDaemon(t *testing.T) {
 	if r.Manifest.Victims[1].Count == 0 {
 		t.Error("trace victim replayed nothing through the daemon")
 	}
-}
-
-// cpu-only starts scx_agent_flatcg before the workloads and checks it stayed
-// attached through the measured phase.
-func TestTrialWithScheduler(t *testing.T) {
-	if vmtest.Run(t, vmtest.Options{CPUs: 2, MemMB: 512, Timeout: 4 * time.Minute}) {
-		return
-	}
-	spec := trial.ExampleSpec()
-	spec.ID = "cpu-only"
-	spec.Config = trial.ConfigCPUOnly
-	spec.Scheduler = &trial.Process{}
-	r := guestTrial(t, spec, "/out/trial")
-	p := r.Manifest.Processes
-	if len(p) != 1 || !p[0].Started || p[0].SchedExt != "enabled" || p[0].CPUMs <= 0 {
-		t.Fatalf("scheduler %+v", p)
-	}
-	h := r.Merged("chat")
-	t.Logf("chat under scx_agent_flatcg with cpu_spin: n=%d p50 %d us p99 %d us", h.TotalCount(), h.ValueAtQuantile(50), h.ValueAtQuantile(99))
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/agentcgroup/agentcgroup/cgroupfs"
 	"github.com/agentcgroup/agentcgroup/daemon/api"
+	"github.com/agentcgroup/agentcgroup/harness/stack"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 	"github.com/agentcgroup/agentcgroup/internal/fsutil"
 	"github.com/agentcgroup/agentcgroup/workloads/latency"
@@ -55,6 +56,11 @@ type VictimRun struct {
 	// DaemonSocket, when set, creates each trace step through the
 	// daemon's API so it gets the step class and policy.
 	DaemonSocket string
+	// Stack and Policy are the trial's configuration and policy: trace
+	// steps get the budgets it does not manage and, with a static policy
+	// source, their step_policy entry.
+	Stack  stack.Config
+	Policy string
 
 	Start time.Time // set from Ready
 }
@@ -166,6 +172,13 @@ func runTrace(ctx context.Context, r VictimRun, rec *latency.Recorder) (time.Dur
 	if r.Mount != "" {
 		sess = cgroupfs.Cgroup{Path: filepath.Join(r.Mount, trial.SessionPath(r.Victim.Session))}
 	}
+	var static *staticPolicy
+	if r.Mount != "" && r.Stack.Policy == stack.PolicyStatic {
+		if static, err = openStaticPolicy(r.Policy); err != nil {
+			return 0, err
+		}
+		defer static.close()
+	}
 	if err := (victim.RealClock{}).SleepUntil(ctx, r.Start); err != nil {
 		return 0, nil
 	}
@@ -197,8 +210,13 @@ func runTrace(ctx context.Context, r VictimRun, rec *latency.Recorder) (time.Dur
 			if err != nil {
 				return nominal, err
 			}
-			if err := ApplyBudget(cg, p.StepBudget); err != nil {
+			if err := ApplyBudget(cg, staticBudget(r.Stack, p.StepBudget)); err != nil {
 				return nominal, err
+			}
+			if static != nil {
+				if err := static.write(cg, p.StepClass); err != nil {
+					return nominal, err
+				}
 			}
 			began = time.Now()
 			err = cg.Start(cmd)

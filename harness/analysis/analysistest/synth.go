@@ -17,6 +17,7 @@ import (
 	"github.com/agentcgroup/agentcgroup/harness/plan"
 	"github.com/agentcgroup/agentcgroup/harness/results"
 	"github.com/agentcgroup/agentcgroup/harness/scenario"
+	"github.com/agentcgroup/agentcgroup/harness/stack"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 	"github.com/agentcgroup/agentcgroup/internal/fsutil"
 )
@@ -61,6 +62,9 @@ type Model struct {
 	LatencyUS func(config, neighbour string) (median, tail float64)
 	// HighEvents is the neighbour's memory.high event count per trial.
 	HighEvents func(config, neighbour string) int64
+	// Evidence, when set, replaces the evidence a trial's stack would
+	// report if every mechanism of its configuration engaged.
+	Evidence func(t plan.Trial) trial.Evidence
 	// Fail lists trial ids to record as failed.
 	Fail map[string]bool
 	// Samples per trial (default 2000).
@@ -84,7 +88,7 @@ func Default() Model {
 			med, tail := 2000.0, 3.0
 			if set != plan.Solo {
 				med, tail = 3000, 10
-				if cfg == trial.ConfigJoint || cfg == trial.ConfigCPUOnly {
+				if cfg == "joint" || cfg == "cpu-only" {
 					med, tail = 2300, 4
 				}
 			}
@@ -92,7 +96,7 @@ func Default() Model {
 		},
 		HighEvents: func(cfg, set string) int64 {
 			if set == "mem" {
-				if cfg == trial.ConfigJoint || cfg == trial.ConfigMemOnly {
+				if cfg == "joint" || cfg == "mem-only" {
 					return 400
 				}
 				return 150
@@ -269,6 +273,13 @@ func WriteTrial(dir string, t plan.Trial, m Model, start time.Time) error {
 	if err := fsutil.WriteFile(filepath.Join(dir, trial.TimelineFile), []byte(tl.String())); err != nil {
 		return err
 	}
+	ev := FullEvidence(t, high)
+	if m.Evidence != nil {
+		ev = m.Evidence(t)
+	}
+	if err := fsutil.WriteJSON(filepath.Join(dir, trial.EvidenceFile), ev); err != nil {
+		return err
+	}
 	if err := fsutil.WriteJSON(filepath.Join(dir, trial.ManifestFile), man); err != nil {
 		return err
 	}
@@ -280,6 +291,77 @@ func fnv64(s string) uint64 {
 	h := fnv.New64a()
 	h.Write([]byte(s))
 	return h.Sum64()
+}
+
+// FullEvidence is what a trial's stack reports when every mechanism of its
+// configuration engaged: policy entries for every step in the maps the
+// scheduler read, boosts of the interactive victim, daemon throttles of a
+// pressured neighbour and, when coupled, its penalty.
+func FullEvidence(t plan.Trial, high int64) trial.Evidence {
+	sp := t.Spec
+	st := sp.Stack
+	ev := trial.Evidence{CgroupIDs: map[string]uint64{}}
+	ids := uint64(100)
+	classOf := map[string]uint32{trial.ClassInteractive: 1, trial.ClassToolBurst: 2, trial.ClassBackground: 3, "": 3, trial.ClassDefault: 3}
+	if st.Policy != stack.PolicyNone {
+		ev.PolicyMapID, ev.PressureMapID = 7, 8
+		ev.Policies = map[string]trial.PolicyEntry{}
+		ev.Pressure = map[string]trial.PressureEntry{}
+	}
+	if st.Scheduler != stack.SchedNone {
+		ev.Scheduler = &trial.SchedulerEvidence{Mode: string(st.Scheduler), PolicyMapID: ev.PolicyMapID,
+			PressureMapID: ev.PressureMapID, PenaltyScore: 20, Cgroups: map[string]trial.SchedulerCgroup{}}
+		if st.Scheduler == stack.SchedPartial {
+			ev.TaskPolicies = map[string]int{}
+			for _, v := range sp.Victims {
+				ev.TaskPolicies[v.Name] = 7
+			}
+			for _, n := range sp.Neighbours {
+				ev.TaskPolicies[n.Name] = 7
+			}
+		}
+	}
+	if st.Daemon {
+		ev.Daemon = &trial.DaemonEvidence{MemoryMode: string(st.Memory), CPUPolicy: st.DaemonCPU(), Transitions: map[string]map[string]int{}}
+	}
+	for _, se := range sp.Sessions {
+		for _, s := range se.Steps {
+			p := trial.StepPath(se.ID, s.ID)
+			ids++
+			ev.CgroupIDs[p] = ids
+			if ev.Policies != nil {
+				pe := trial.PolicyEntry{Class: classOf[s.Class], WeightMulQ8: 256}
+				if s.Class == trial.ClassInteractive {
+					pe.BoostCredit = 50e6
+				}
+				ev.Policies[p] = pe
+			}
+			noisy := se.ID == "noisy"
+			if ev.Scheduler != nil {
+				c := trial.SchedulerCgroup{Weight: 100, RuntimeNs: 1e9}
+				if s.Class == trial.ClassInteractive {
+					c.Boosts = 500
+				}
+				if st.Coupled && noisy && high > 0 {
+					c.Penalties = 40
+				}
+				ev.Scheduler.Cgroups[p] = c
+			}
+			if st.Daemon && noisy && high > 0 {
+				ev.Pressure[p] = trial.PressureEntry{ThrashScore: 0, TotalEvents: uint64(high), MaxScore: 35}
+			}
+			if ev.Daemon != nil {
+				ev.Daemon.StepsCreated++
+				if noisy && high > 0 {
+					ev.Daemon.Transitions[p] = map[string]int{"THROTTLED": 2}
+				}
+			}
+		}
+	}
+	if ev.Policies != nil && ev.Daemon == nil {
+		ev.PolicyWrites = len(ev.Policies)
+	}
+	return ev
 }
 
 func psi(someUS, fullUS int64) string {

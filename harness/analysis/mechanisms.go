@@ -1,0 +1,420 @@
+package analysis
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/agentcgroup/agentcgroup/harness/stack"
+	"github.com/agentcgroup/agentcgroup/harness/trial"
+)
+
+// Mechanisms, in the order reports list them. Each is something a
+// configuration's name promises; Check says from the stack's own counters
+// whether it ran.
+const (
+	MechScheduler = "scheduler"       // scx_agent_flatcg scheduled the steps
+	MechPolicy    = "step policy"     // every step's step_policy entry present, in the map the scheduler read
+	MechBoost     = "boost"           // interactive victim steps got wakeup boosts
+	MechDaemon    = "daemon"          // agentcgroupd managed the steps in the configured memory mode
+	MechReaction  = "memory reaction" // pressure on a step led to a daemon transition or a BPF delay
+	MechPenalty   = "thrash penalty"  // a step over its penalty score was penalized by the scheduler
+)
+
+// MechanismNames lists every mechanism in report order.
+var MechanismNames = []string{MechScheduler, MechPolicy, MechBoost, MechDaemon, MechReaction, MechPenalty}
+
+// Status of one mechanism in one trial.
+type Status string
+
+const (
+	// Engaged: the configuration promises it and its counters show it ran.
+	Engaged Status = "engaged"
+	// Missing: promised, the conditions for it arose, and it did not run.
+	Missing Status = "missing"
+	// Idle: promised, but nothing in the trial called for it (e.g. no
+	// step crossed its penalty score); not a failure, not evidence either.
+	Idle Status = "idle"
+	// Absent: not part of the configuration, and nothing ran.
+	Absent Status = "-"
+	// Unexpected: not part of the configuration, yet it ran.
+	Unexpected Status = "unexpected"
+)
+
+// Check is one mechanism's status in one trial.
+type Check struct {
+	Mechanism string
+	Status    Status
+	Detail    string
+}
+
+// Counts are the actions behind the checks, summed over a trial.
+type Counts struct {
+	PolicyEntries  int // step_policy entries found for the trial's steps
+	PolicyWrites   int // written by the runner (static source) or the daemon
+	Boosts         uint64
+	Penalties      uint64
+	PenaltyApplies int // steps whose peak score reached their penalty score
+	Throttles      int // daemon transitions to THROTTLED
+	Freezes        int
+	Thaws          int
+	Kills          map[string]int // by cause
+	Bursts         int
+	BPFDelays      uint64 // memcg_agent_ops delays answered (full mode)
+	Protections    uint64 // below_low/below_min grants (full mode)
+	Revoked        uint64
+}
+
+// classIDs match enum agc_class (bpf/include/agentcgroup.h).
+var classIDs = map[string]uint32{trial.ClassInteractive: 1, trial.ClassToolBurst: 2, trial.ClassBackground: 3}
+
+// daemonClass is the class a spec step is registered with (a step without
+// one is a background step, as the runner registers it).
+func daemonClass(c string) string {
+	if c == "" || c == trial.ClassDefault {
+		return trial.ClassBackground
+	}
+	return c
+}
+
+// Mechanisms checks every mechanism of one trial against its configuration.
+func Mechanisms(r *trial.Raw) ([]Check, Counts) {
+	sp := r.Manifest.Spec
+	st := sp.Stack
+	ev := r.Evidence
+	var c Counts
+	c.Kills = map[string]int{}
+	var out []Check
+	add := func(m string, s Status, format string, a ...any) {
+		out = append(out, Check{Mechanism: m, Status: s, Detail: fmt.Sprintf(format, a...)})
+	}
+	steps := specSteps(sp)
+	sched := ev.Scheduler
+	d := ev.Daemon
+
+	// scheduler
+	switch {
+	case st.Scheduler == stack.SchedNone && sched != nil:
+		add(MechScheduler, Unexpected, "a scheduler report exists for a fair-class configuration")
+	case st.Scheduler == stack.SchedNone:
+		add(MechScheduler, Absent, "")
+	case sched == nil:
+		add(MechScheduler, Missing, "no scheduler report (%s)", strings.Join(ev.Errors, "; "))
+	default:
+		var ran []string
+		for _, s := range steps {
+			if sched.Cgroups[s.path].RuntimeNs > 0 {
+				ran = append(ran, s.path)
+			}
+		}
+		notExt := 0
+		for _, p := range ev.TaskPolicies {
+			if p != 7 {
+				notExt++
+			}
+		}
+		switch {
+		case sched.Mode != string(st.Scheduler):
+			add(MechScheduler, Missing, "ran in %s mode, configuration says %s", sched.Mode, st.Scheduler)
+		case len(ran) == 0:
+			add(MechScheduler, Missing, "no step's tasks were charged to the scheduler")
+		case st.Scheduler == stack.SchedPartial && (len(ev.TaskPolicies) == 0 || notExt > 0):
+			add(MechScheduler, Missing, "partial mode: %d of %d workloads not on SCHED_EXT", notExt, len(ev.TaskPolicies))
+		default:
+			add(MechScheduler, Engaged, "%d/%d steps ran on it (%s mode)", len(ran), len(steps), sched.Mode)
+		}
+	}
+
+	// step policy
+	for _, s := range steps {
+		if p, ok := ev.Policies[s.path]; ok && p.Class == classIDs[daemonClass(s.class)] {
+			c.PolicyEntries++
+		}
+	}
+	c.PolicyWrites = ev.PolicyWrites
+	if d != nil {
+		c.PolicyWrites += d.StepsCreated
+	}
+	switch {
+	case st.Policy == stack.PolicyNone && (len(ev.Policies) > 0 || ev.PolicyWrites > 0):
+		add(MechPolicy, Unexpected, "%d step_policy entries in a configuration without a policy source", len(ev.Policies))
+	case st.Policy == stack.PolicyNone:
+		add(MechPolicy, Absent, "")
+	case c.PolicyEntries < len(steps):
+		add(MechPolicy, Missing, "%d/%d steps have their class's entry", c.PolicyEntries, len(steps))
+	case sched != nil && (sched.PolicyMapID != ev.PolicyMapID || sched.PressureMapID != ev.PressureMapID):
+		add(MechPolicy, Missing, "the scheduler read maps %d/%d, the policy was written to %d/%d: not shared",
+			sched.PolicyMapID, sched.PressureMapID, ev.PolicyMapID, ev.PressureMapID)
+	default:
+		add(MechPolicy, Engaged, "%d/%d steps, from %s", c.PolicyEntries, len(steps), st.Policy)
+	}
+
+	// boost: an interactive victim step with boost credit, on the scheduler
+	var boostSteps []string
+	for _, s := range steps {
+		if s.victim && daemonClass(s.class) == trial.ClassInteractive && ev.Policies[s.path].BoostCredit > 0 {
+			boostSteps = append(boostSteps, s.path)
+		}
+	}
+	if sched != nil {
+		for _, s := range steps {
+			c.Boosts += sched.Cgroups[s.path].Boosts
+		}
+	}
+	switch {
+	case st.Scheduler == stack.SchedNone || st.Policy == stack.PolicyNone:
+		if st.Scheduler != stack.SchedNone && c.Boosts > 0 {
+			add(MechBoost, Unexpected, "%d boosts without a step policy", c.Boosts)
+		} else {
+			add(MechBoost, Absent, "")
+		}
+	case len(boostSteps) == 0:
+		add(MechBoost, Idle, "no interactive victim step with boost credit")
+	default:
+		var b uint64
+		for _, p := range boostSteps {
+			b += sched.Cgroups[p].Boosts
+		}
+		if b == 0 {
+			add(MechBoost, Missing, "interactive victim steps got no boost")
+		} else {
+			add(MechBoost, Engaged, "%d boosts of interactive victim steps", b)
+		}
+	}
+
+	// daemon and its reactions
+	pressured := pressuredSteps(r)
+	if d != nil {
+		for _, tr := range d.Transitions {
+			c.Throttles += tr["THROTTLED"]
+			c.Freezes += tr["SOFT_PAUSED"]
+			c.Thaws += tr["thaw"]
+		}
+		for _, k := range d.Kills {
+			c.Kills[k.Cause]++
+		}
+		for _, n := range d.Bursts {
+			c.Bursts += n
+		}
+		c.BPFDelays = d.MemcgOps["delay_nonzero"]
+		c.Protections = d.MemcgOps["low_grants"] + d.MemcgOps["min_grants"]
+		c.Revoked = d.MemcgOps["revoked"]
+	}
+	switch {
+	case !st.Daemon && d != nil:
+		add(MechDaemon, Unexpected, "agentcgroupd ran in a configuration without it")
+		add(MechReaction, Absent, "")
+	case !st.Daemon:
+		add(MechDaemon, Absent, "")
+		add(MechReaction, Absent, "")
+	case d == nil:
+		add(MechDaemon, Missing, "no daemon evidence (%s)", strings.Join(ev.Errors, "; "))
+		add(MechReaction, Missing, "")
+	default:
+		if d.MemoryMode != string(st.Memory) {
+			add(MechDaemon, Missing, "memory mode %q, configuration says %q", d.MemoryMode, st.Memory)
+		} else if d.StepsCreated == 0 {
+			add(MechDaemon, Missing, "the daemon registered no step")
+		} else {
+			add(MechDaemon, Engaged, "%d steps, %s mode, cpu policy %s", d.StepsCreated, d.MemoryMode, d.CPUPolicy)
+		}
+		reacted := 0
+		for _, p := range pressured {
+			if d.Transitions[p]["THROTTLED"] > 0 {
+				reacted++
+			}
+		}
+		full := st.Memory == stack.MemFull && c.BPFDelays > 0
+		switch {
+		case len(pressured) == 0:
+			add(MechReaction, Idle, "no step crossed memory.high")
+		case reacted == 0 && !full:
+			add(MechReaction, Missing, "%d steps crossed memory.high, the daemon marked none THROTTLED", len(pressured))
+		default:
+			add(MechReaction, Engaged, "%d/%d pressured steps throttled; %d freezes, %d kills, %d BPF delays",
+				reacted, len(pressured), c.Freezes, len(d.Kills), c.BPFDelays)
+		}
+	}
+
+	// thrash penalty: coupled configurations, where a step's peak score
+	// reached its penalty score
+	if sched != nil {
+		for _, s := range steps {
+			c.Penalties += sched.Cgroups[s.path].Penalties
+		}
+	}
+	var due, penalized []string
+	for _, s := range steps {
+		pe, ok := ev.Pressure[s.path]
+		thr := ev.Policies[s.path].PenaltyScore
+		if thr == 0 && sched != nil {
+			thr = sched.PenaltyScore
+		}
+		if !ok || thr == 0 || pe.MaxScore < thr || ev.Policies[s.path].Flags&1 != 0 {
+			continue
+		}
+		due = append(due, s.path)
+		if sched != nil && sched.Cgroups[s.path].Penalties > 0 {
+			penalized = append(penalized, s.path)
+		}
+	}
+	c.PenaltyApplies = len(due)
+	switch {
+	case !st.Coupled:
+		if c.Penalties > 0 {
+			add(MechPenalty, Unexpected, "%d penalized enqueues without coupling", c.Penalties)
+		} else {
+			add(MechPenalty, Absent, "")
+		}
+	case len(due) == 0:
+		add(MechPenalty, Idle, "no step's pressure reached its penalty score (peak %d)", peakScore(ev))
+	case len(penalized) == 0:
+		add(MechPenalty, Missing, "%d steps reached their penalty score, none was penalized", len(due))
+	default:
+		add(MechPenalty, Engaged, "%d/%d steps over their penalty score penalized (%d enqueues)", len(penalized), len(due), c.Penalties)
+	}
+	return out, c
+}
+
+type specStep struct {
+	path, class string
+	victim      bool
+}
+
+// specSteps are the trial's step cgroups (trace steps made during the run
+// are covered by their session's counters, not listed here).
+func specSteps(sp trial.Spec) []specStep {
+	victimSess := map[string]bool{}
+	for _, v := range sp.Victims {
+		victimSess[v.Session] = true
+	}
+	var out []specStep
+	for _, se := range sp.Sessions {
+		for _, s := range se.Steps {
+			out = append(out, specStep{path: trial.StepPath(se.ID, s.ID), class: s.Class, victim: victimSess[se.ID]})
+		}
+	}
+	return out
+}
+
+// pressuredSteps are the spec steps whose memory.events "high" grew.
+func pressuredSteps(r *trial.Raw) []string {
+	var out []string
+	for _, s := range specSteps(r.Manifest.Spec) {
+		a, err1 := trial.ParseFlatKeyed(r.After.Cgroups[s.path]["memory.events"])
+		b, err2 := trial.ParseFlatKeyed(r.Before.Cgroups[s.path]["memory.events"])
+		if err1 == nil && err2 == nil && a["high"] > b["high"] {
+			out = append(out, s.path)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func peakScore(ev trial.Evidence) uint32 {
+	var m uint32
+	for _, p := range ev.Pressure {
+		m = max(m, p.MaxScore)
+	}
+	return m
+}
+
+// MechRow is one configuration's mechanisms over all its trials (every
+// neighbour set and the solo runs).
+type MechRow struct {
+	Config string
+	Stack  stack.Config
+	Trials int
+	// Status counts trials per mechanism and status.
+	Status map[string]map[Status]int
+	// Details keeps one explanation per mechanism and status (the first
+	// trial's, by trial id), for the report's notes.
+	Details map[string]map[Status]string
+	Counts  Counts // summed over the trials
+	// Verdict says whether the configuration may be called by its name.
+	Honest  bool
+	Verdict string
+}
+
+// MechanismTable summarises every configuration's mechanisms.
+func (s *Summary) MechanismTable() []*MechRow {
+	var out []*MechRow
+	for _, cfg := range s.Configs {
+		row := &MechRow{Config: cfg, Status: map[string]map[Status]int{}, Details: map[string]map[Status]string{}}
+		row.Counts.Kills = map[string]int{}
+		for _, tr := range s.Trials {
+			if tr.Config != cfg {
+				continue
+			}
+			row.Trials++
+			row.Stack = tr.Stack
+			for _, c := range tr.Checks {
+				if row.Status[c.Mechanism] == nil {
+					row.Status[c.Mechanism] = map[Status]int{}
+					row.Details[c.Mechanism] = map[Status]string{}
+				}
+				row.Status[c.Mechanism][c.Status]++
+				if _, ok := row.Details[c.Mechanism][c.Status]; !ok && c.Detail != "" {
+					row.Details[c.Mechanism][c.Status] = tr.ID + ": " + c.Detail
+				}
+			}
+			row.Counts.add(tr.Counts)
+		}
+		row.Honest, row.Verdict = verdict(row)
+		out = append(out, row)
+	}
+	return out
+}
+
+func (c *Counts) add(o Counts) {
+	c.PolicyEntries += o.PolicyEntries
+	c.PolicyWrites += o.PolicyWrites
+	c.Boosts += o.Boosts
+	c.Penalties += o.Penalties
+	c.PenaltyApplies += o.PenaltyApplies
+	c.Throttles += o.Throttles
+	c.Freezes += o.Freezes
+	c.Thaws += o.Thaws
+	for k, v := range o.Kills {
+		c.Kills[k] += v
+	}
+	c.Bursts += o.Bursts
+	c.BPFDelays += o.BPFDelays
+	c.Protections += o.Protections
+	c.Revoked += o.Revoked
+}
+
+// verdict: a configuration is called by its name only when no promised
+// mechanism went missing and nothing it excludes ran, and every promised
+// mechanism engaged in at least one trial. A mechanism that was never
+// called for is named, since the configuration was then not tested on it.
+func verdict(r *MechRow) (bool, string) {
+	if r.Trials == 0 {
+		return false, "no usable trials"
+	}
+	var bad, idle []string
+	promised := false
+	for _, m := range MechanismNames {
+		st := r.Status[m]
+		if st[Absent]+st[Unexpected] < r.Trials {
+			promised = true
+		}
+		switch {
+		case st[Unexpected] > 0:
+			bad = append(bad, fmt.Sprintf("%s ran in %d/%d trials but is not part of it", m, st[Unexpected], r.Trials))
+		case st[Missing] > 0:
+			bad = append(bad, fmt.Sprintf("%s did not engage in %d/%d trials where it should have", m, st[Missing], r.Trials))
+		case st[Engaged] == 0 && st[Idle] > 0:
+			idle = append(idle, m)
+		}
+	}
+	switch {
+	case len(bad) > 0:
+		return false, "not as named: " + strings.Join(bad, "; ")
+	case len(idle) > 0:
+		return true, "as named, but never called for: " + strings.Join(idle, ", ")
+	case !promised:
+		return true, "as named: no enforcement mechanism ran"
+	}
+	return true, "as named: every mechanism engaged"
+}

@@ -271,9 +271,13 @@ func slowdownFinding(e analysis.Estimate) string {
 // "victim vs set, " prefix).
 func comparisonFinding(s *analysis.Summary, c analysis.Comparison) string {
 	var caveat string
+	notNamed := notAsNamed(s)
 	for _, cfg := range []string{c.A, c.B} {
 		if len(s.Unavailable[cfg]) > 0 {
 			caveat += fmt.Sprintf(" (%s not fully in force, see above)", cfg)
+		}
+		if why, ok := notNamed[cfg]; ok {
+			caveat += fmt.Sprintf(" **%s is not what its name says: %s** (see Configurations).", cfg, why)
 		}
 	}
 	if len(c.Dropped) > 0 {

@@ -113,3 +113,15 @@ func kills(k map[string]int) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// notAsNamed maps each configuration whose counters withdraw its name to
+// the reason, so a finding about it says so where it is read.
+func notAsNamed(s *analysis.Summary) map[string]string {
+	out := map[string]string{}
+	for _, r := range s.MechanismTable() {
+		if !r.Honest {
+			out[r.Config] = strings.TrimPrefix(r.Verdict, "not as named: ")
+		}
+	}
+	return out
+}

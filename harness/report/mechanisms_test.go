@@ -46,6 +46,7 @@ func TestReportMechanisms(t *testing.T) {
 		"| joint | 6 | engaged 6 | **missing 6** | **missing 6** | engaged 6 | engaged 2, idle 4 | idle 4, **missing 2** |",
 		"- baseline: fair-class CPU; static memory budgets. as named: no enforcement mechanism ran.",
 		"| baseline | 6 | - | - | - | - | - | - |",
+		"**joint is not what its name says: step policy did not engage",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q", want)

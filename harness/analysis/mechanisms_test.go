@@ -1,0 +1,100 @@
+package analysis
+
+import (
+	"strconv"
+	"testing"
+
+	"github.com/agentcgroup/agentcgroup/harness/stack"
+	"github.com/agentcgroup/agentcgroup/harness/trial"
+)
+
+// rawFor builds a trial whose victim step is interactive and whose
+// neighbour step crossed memory.high, for the configuration named.
+func rawFor(name string, ev trial.Evidence) *trial.Raw {
+	sp := trial.ExampleSpec()
+	sp.Stack = stack.MustLookup(name, stack.MemMainline)
+	events := func(high int) map[string]map[string]string {
+		return map[string]map[string]string{
+			trial.StepPath("noisy", "spin"): {"memory.events": "high " + itoa(high) + "\n"},
+			trial.StepPath("victim", "chat"): {"memory.events": "high 0\n"},
+		}
+	}
+	return &trial.Raw{Manifest: trial.Manifest{Spec: *sp}, Before: trial.Snapshot{Cgroups: events(0)},
+		After: trial.Snapshot{Cgroups: events(5)}, Evidence: ev}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func statusOf(checks []Check, m string) Check {
+	for _, c := range checks {
+		if c.Mechanism == m {
+			return c
+		}
+	}
+	return Check{}
+}
+
+func TestMechanismsBaselineWithAScheduler(t *testing.T) {
+	checks, _ := Mechanisms(rawFor("baseline", trial.Evidence{Scheduler: &trial.SchedulerEvidence{Mode: "full"}}))
+	if c := statusOf(checks, MechScheduler); c.Status != Unexpected {
+		t.Errorf("baseline with a scheduler report: %+v", c)
+	}
+}
+
+func TestMechanismsPartialNeedsExtTasks(t *testing.T) {
+	victim, noisy := trial.StepPath("victim", "chat"), trial.StepPath("noisy", "spin")
+	ev := trial.Evidence{
+		PolicyMapID: 3, PressureMapID: 4, PolicyWrites: 2,
+		Policies: map[string]trial.PolicyEntry{victim: {Class: 1, BoostCredit: 1}, noisy: {Class: 3}},
+		Scheduler: &trial.SchedulerEvidence{Mode: "partial", PolicyMapID: 3, PressureMapID: 4,
+			Cgroups: map[string]trial.SchedulerCgroup{victim: {RuntimeNs: 1, Boosts: 2}}},
+		TaskPolicies: map[string]int{"chat": 7, "spin": 0},
+	}
+	checks, _ := Mechanisms(rawFor("cpu-only-partial", ev))
+	if c := statusOf(checks, MechScheduler); c.Status != Missing {
+		t.Errorf("a workload left on the fair class: %+v", c)
+	}
+	ev.TaskPolicies["spin"] = 7
+	checks, _ = Mechanisms(rawFor("cpu-only-partial", ev))
+	for _, m := range []string{MechScheduler, MechPolicy, MechBoost} {
+		if c := statusOf(checks, m); c.Status != Engaged {
+			t.Errorf("%s: %+v", m, c)
+		}
+	}
+	if c := statusOf(checks, MechDaemon); c.Status != Absent {
+		t.Errorf("cpu-only daemon: %+v", c)
+	}
+}
+
+// joint: a neighbour whose peak score reached its penalty score must have
+// been penalized; pressure below it leaves the penalty idle, not missing.
+func TestMechanismsJointPenalty(t *testing.T) {
+	victim, noisy := trial.StepPath("victim", "chat"), trial.StepPath("noisy", "spin")
+	ev := func(peak uint32, penalties uint64) trial.Evidence {
+		return trial.Evidence{
+			PolicyMapID: 3, PressureMapID: 4,
+			Policies: map[string]trial.PolicyEntry{victim: {Class: 1}, noisy: {Class: 3, PenaltyScore: 30}},
+			Pressure: map[string]trial.PressureEntry{noisy: {MaxScore: peak}},
+			Scheduler: &trial.SchedulerEvidence{Mode: "full", PolicyMapID: 3, PressureMapID: 4, PenaltyScore: 20,
+				Cgroups: map[string]trial.SchedulerCgroup{victim: {RuntimeNs: 1}, noisy: {RuntimeNs: 1, Penalties: penalties}}},
+			Daemon: &trial.DaemonEvidence{MemoryMode: "mainline", StepsCreated: 2,
+				Transitions: map[string]map[string]int{noisy: {"THROTTLED": 1}}},
+		}
+	}
+	for _, c := range []struct {
+		peak      uint32
+		penalties uint64
+		want      Status
+	}{{25, 0, Idle}, {30, 0, Missing}, {40, 9, Engaged}} {
+		checks, counts := Mechanisms(rawFor("joint", ev(c.peak, c.penalties)))
+		if got := statusOf(checks, MechPenalty); got.Status != c.want {
+			t.Errorf("peak %d (step's penalty score 30, scheduler default 20), %d penalties: %+v, want %s", c.peak, c.penalties, got, c.want)
+		}
+		if got := statusOf(checks, MechReaction); got.Status != Engaged {
+			t.Errorf("reaction: %+v", got)
+		}
+		if c.want == Engaged && counts.PenaltyApplies != 1 {
+			t.Errorf("counts %+v", counts)
+		}
+	}
+}

@@ -15,7 +15,7 @@ func rawFor(name string, ev trial.Evidence) *trial.Raw {
 	sp.Stack = stack.MustLookup(name, stack.MemMainline)
 	events := func(high int) map[string]map[string]string {
 		return map[string]map[string]string{
-			trial.StepPath("noisy", "spin"): {"memory.events": "high " + itoa(high) + "\n"},
+			trial.StepPath("noisy", "spin"):  {"memory.events": "high " + itoa(high) + "\n"},
 			trial.StepPath("victim", "chat"): {"memory.events": "high 0\n"},
 		}
 	}

@@ -123,6 +123,13 @@ func fromRaw(r *trial.Raw) (*TrialResult, error) {
 		if p.Started && p.CPUMs > 0 { // 0: recorded before the runner kept rusage
 			tr.Metrics[GroupMetric(p.Name, "cpu_ms")] = p.CPUMs
 		}
+		if p.Started && p.SteadyMs > 0 {
+			// Share of the whole guest (every vCPU) the helper used while
+			// enforcing, start-up excluded.
+			cpus := float64(max(r.Manifest.GuestCPUs, 1))
+			tr.Metrics[GroupMetric(p.Name, "startup_cpu_ms")] = p.StartupCPUMs
+			tr.Metrics[GroupMetric(p.Name, "steady_cpu_pct")] = 100 * p.SteadyCPUMs / (p.SteadyMs * cpus)
+		}
 		switch {
 		case !p.Started:
 			tr.Issues = append(tr.Issues, fmt.Sprintf("%s did not start: %s", p.Name, p.Error))

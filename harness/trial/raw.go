@@ -37,6 +37,12 @@ func HistogramPath(victim string) string {
 	return VictimsDir + "/" + victim + HistogramExt
 }
 
+// AllocHistogramPath is the relative path of a victim's allocation-latency
+// interval log (InteractiveParams.AllocProbeBytes).
+func AllocHistogramPath(victim string) string {
+	return VictimsDir + "/" + victim + ".alloc" + HistogramExt
+}
+
 // Histogram bounds for latencies in microseconds (1 us .. 1 hour, 3 digits).
 const (
 	HistMinUS   = 1
@@ -63,10 +69,12 @@ type Manifest struct {
 	Swap       string           `json:"swap,omitempty"` // what swap was active, e.g. "zram0 256M"
 	// CPULoopsPerMs is the guest's speed at the workloads' CPU loop,
 	// measured before anything started (turns cpu_loops into time).
-	CPULoopsPerMs int64    `json:"cpu_loops_per_ms"`
-	Cgroups       []string `json:"cgroups"`          // every cgroup snapshotted (relative to the mount)
-	Errors        []string `json:"errors,omitempty"` // anything that makes the trial suspect
-	OK            bool     `json:"ok"`               // no errors: usable for analysis
+	CPULoopsPerMs int64 `json:"cpu_loops_per_ms"`
+	// GuestCPUs is the number of CPUs the guest had online.
+	GuestCPUs int      `json:"guest_cpus,omitempty"`
+	Cgroups   []string `json:"cgroups"`          // every cgroup snapshotted (relative to the mount)
+	Errors    []string `json:"errors,omitempty"` // anything that makes the trial suspect
+	OK        bool     `json:"ok"`               // no errors: usable for analysis
 }
 
 // Phase is a named interval on the guest clock.
@@ -91,6 +99,18 @@ type WorkloadResult struct {
 	Elapsed  Duration `json:"elapsed"`
 	ExitCode int      `json:"exit_code"` // of the workload process; -1 if killed by a signal
 	Error    string   `json:"error,omitempty"`
+	// Signal names the signal that ended the workload process, when one
+	// did (e.g. "killed").
+	Signal string `json:"signal,omitempty"`
+	// OOMKilled: the kernel's OOM killer ended the workload process (it
+	// died of SIGKILL while its cgroup's memory.events.local oom_kill
+	// grew). For a victim this is an outcome, a failed session, not a
+	// broken trial: the trial stays usable, the victim has no latencies.
+	OOMKilled bool `json:"oom_killed,omitempty"`
+	// AllocHistogram is the allocation-latency interval log's relative
+	// path and AllocCount the probes in it (victims with an alloc probe).
+	AllocHistogram string `json:"alloc_histogram,omitempty"`
+	AllocCount     int64  `json:"alloc_count,omitempty"`
 }
 
 // ProcessResult is a helper process's outcome.
@@ -108,6 +128,13 @@ type ProcessResult struct {
 	// CPUMs is the process's user+system CPU time over the whole trial
 	// (from its rusage once reaped): what the control plane itself cost.
 	CPUMs float64 `json:"cpu_ms,omitempty"`
+	// StartupCPUMs is its CPU time until it was ready (BPF load,
+	// verification, attach); SteadyCPUMs its CPU time from then to the end
+	// of the measured phase, SteadyMs that span's wall time. Steady CPU
+	// over steady wall time is what the enforcer costs while it enforces.
+	StartupCPUMs float64 `json:"startup_cpu_ms,omitempty"`
+	SteadyCPUMs  float64 `json:"steady_cpu_ms,omitempty"`
+	SteadyMs     float64 `json:"steady_ms,omitempty"`
 }
 
 // Snapshot holds raw cgroup interface files at one moment.
@@ -143,23 +170,41 @@ type Sample struct {
 	CPUSomeAvg10  float64 `json:"cpu_some_avg10"`
 	ThrottledUS   int64   `json:"throttled_usec"` // cpu.stat throttled_usec (cumulative)
 	UsageUS       int64   `json:"usage_usec"`     // cpu.stat usage_usec (cumulative)
+	// SystemUS is cpu.stat system_usec (cumulative): kernel time, where
+	// faults and direct reclaim are charged.
+	SystemUS int64 `json:"system_usec,omitempty"`
+	// HighLimit is memory.high at the sample, in bytes (0: "max" or not
+	// read); the daemon may move it during a trial.
+	HighLimit int64 `json:"memory_high,omitempty"`
 }
 
 // Raw is one trial's output, loaded and checked.
 type Raw struct {
 	Dir      string
 	Manifest Manifest
-	// Intervals holds each victim's interval histograms in log order.
-	Intervals map[string][]*hdrhistogram.Histogram
-	Before    Snapshot
-	After     Snapshot
-	Timeline  []Sample
-	Evidence  Evidence
+	// Intervals holds each victim's interval histograms in log order;
+	// AllocIntervals the same for victims with an allocation probe.
+	Intervals      map[string][]*hdrhistogram.Histogram
+	AllocIntervals map[string][]*hdrhistogram.Histogram
+	Before         Snapshot
+	After          Snapshot
+	Timeline       []Sample
+	Evidence       Evidence
 }
 
 // Merged returns the victim's whole-trial histogram (nil if unknown).
 func (r *Raw) Merged(victim string) *hdrhistogram.Histogram {
-	iv, ok := r.Intervals[victim]
+	return merge(r.Intervals, victim)
+}
+
+// MergedAlloc returns the victim's whole-trial allocation-latency
+// histogram (nil when it had no probe).
+func (r *Raw) MergedAlloc(victim string) *hdrhistogram.Histogram {
+	return merge(r.AllocIntervals, victim)
+}
+
+func merge(m map[string][]*hdrhistogram.Histogram, victim string) *hdrhistogram.Histogram {
+	iv, ok := m[victim]
 	if !ok {
 		return nil
 	}
@@ -174,7 +219,7 @@ func (r *Raw) Merged(victim string) *hdrhistogram.Histogram {
 // A manifest with OK=false still loads (so failures can be reported); a
 // missing or malformed file is an error.
 func Load(dir string) (Raw, error) {
-	r := Raw{Dir: dir, Intervals: map[string][]*hdrhistogram.Histogram{}}
+	r := Raw{Dir: dir, Intervals: map[string][]*hdrhistogram.Histogram{}, AllocIntervals: map[string][]*hdrhistogram.Histogram{}}
 	if err := readJSON(filepath.Join(dir, ManifestFile), &r.Manifest); err != nil {
 		return r, err
 	}
@@ -202,8 +247,19 @@ func Load(dir string) (Raw, error) {
 		if i < len(m.Spec.Victims) && v.Name != m.Spec.Victims[i].Name {
 			errs = append(errs, fmt.Errorf("victim result %d is %q, spec says %q", i, v.Name, m.Spec.Victims[i].Name))
 		}
+		if v.AllocHistogram != "" {
+			iv, err := readHistogramLog(filepath.Join(dir, v.AllocHistogram))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("victim %q allocation latency: %w", v.Name, err))
+			} else if total := totalCount(iv); total != v.AllocCount {
+				errs = append(errs, fmt.Errorf("victim %q: allocation histogram holds %d values, manifest alloc_count %d", v.Name, total, v.AllocCount))
+			} else {
+				r.AllocIntervals[v.Name] = iv
+			}
+		}
 		if v.Histogram == "" {
-			if m.OK {
+			// An OOM-killed victim left no result: that is its outcome.
+			if m.OK && !v.OOMKilled {
 				errs = append(errs, fmt.Errorf("victim %q: no histogram in a trial marked ok", v.Name))
 			}
 			continue
@@ -213,11 +269,7 @@ func Load(dir string) (Raw, error) {
 			errs = append(errs, fmt.Errorf("victim %q: %w", v.Name, err))
 			continue
 		}
-		var total int64
-		for _, h := range iv {
-			total += h.TotalCount()
-		}
-		if total != v.Count {
+		if total := totalCount(iv); total != v.Count {
 			errs = append(errs, fmt.Errorf("victim %q: histogram holds %d values, manifest count %d", v.Name, total, v.Count))
 		}
 		r.Intervals[v.Name] = iv
@@ -255,6 +307,14 @@ func Load(dir string) (Raw, error) {
 		return r, fmt.Errorf("trial %s: %w", dir, errors.Join(errs...))
 	}
 	return r, nil
+}
+
+func totalCount(iv []*hdrhistogram.Histogram) int64 {
+	var n int64
+	for _, h := range iv {
+		n += h.TotalCount()
+	}
+	return n
 }
 
 func readJSON(path string, v any) error {

@@ -21,6 +21,9 @@ type helper struct {
 	done chan struct{}
 	err  error
 	log  *os.File
+	// readyAt and readyCPU mark the end of start-up.
+	readyAt  time.Time
+	readyCPU float64
 }
 
 // startHelper starts the scheduler or the daemon with the flags its
@@ -97,6 +100,11 @@ func (t *trialRun) startHelper(ctx context.Context, name, defBinary string, p *t
 		t.errorf("%s: %s", name, h.res.Error)
 		return nil
 	}
+	h.readyAt = time.Now()
+	if c, err := procCPUMs(h.cmd.Process.Pid); err == nil {
+		h.readyCPU = c
+		h.res.StartupCPUMs = c
+	}
 	if name == "scheduler" {
 		h.res.SchedExt = t.schedExtState()
 		if h.res.SchedExt != "enabled" {
@@ -169,6 +177,47 @@ func (h *helper) stop(t *trialRun) {
 	}
 	h.res.ExitCode = h.cmd.ProcessState.ExitCode()
 	h.res.CPUMs = cpuMs(h.cmd.ProcessState)
+}
+
+// markSteady records each running helper's CPU time since it was ready:
+// called at the end of the measured phase.
+func (t *trialRun) markSteady() {
+	for _, h := range t.procs {
+		if h.cmd == nil || h.cmd.Process == nil || h.readyAt.IsZero() {
+			continue
+		}
+		if c, err := procCPUMs(h.cmd.Process.Pid); err == nil {
+			h.res.SteadyCPUMs = c - h.readyCPU
+			h.res.SteadyMs = float64(time.Since(h.readyAt).Microseconds()) / 1000
+		}
+	}
+}
+
+// procCPUMs is a live process's user+system CPU time in milliseconds, from
+// /proc/PID/stat (clock ticks of 10 ms: USER_HZ is 100 on Linux).
+func procCPUMs(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name may hold spaces; fields resume after its ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no command field", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f)+2)
+	}
+	var ut, st float64
+	if _, err := fmt.Sscan(f[11], &ut); err != nil {
+		return 0, err
+	}
+	if _, err := fmt.Sscan(f[12], &st); err != nil {
+		return 0, err
+	}
+	return (ut + st) * 10, nil
 }
 
 // cpuMs is a reaped process's user+system CPU time in milliseconds.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -129,6 +130,7 @@ func (t *trialRun) run(ctx context.Context) {
 	s := t.spec
 	setup := time.Now()
 	t.m.CPULoopsPerMs = calibrate()
+	t.m.GuestCPUs = runtime.NumCPU()
 	if s.Swap.ZramMB > 0 {
 		desc, err := setupZram(s.Swap.ZramMB)
 		if err != nil {
@@ -192,6 +194,7 @@ func (t *trialRun) run(ctx context.Context) {
 	} else if st == "enabled" {
 		t.errorf("configuration %q runs on the fair class but a sched_ext scheduler is attached", s.Stack.Name)
 	}
+	t.markSteady()
 	t.collectEvidence(append(victims, neighbours...), pw)
 	after := t.snapshot()
 	if err := fsutil.WriteJSON(filepath.Join(t.tmp, trial.AfterFile), after); err != nil {

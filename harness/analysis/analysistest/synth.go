@@ -199,7 +199,7 @@ func WriteTrial(dir string, t plan.Trial, m Model, start time.Time) error {
 	}
 	vcg := trial.StepPath("victim", "chat")
 	cgs := []string{trial.SessionPath("victim"), vcg}
-	man := trial.Manifest{Version: trial.ManifestVer, Spec: sp, Kernel: "7.3.4", Started: start, Finished: start.Add(5 * time.Second),
+	man := trial.Manifest{Version: trial.ManifestVer, Spec: sp, Kernel: "7.3.4", GuestCPUs: 2, Started: start, Finished: start.Add(5 * time.Second),
 		Victims: []trial.WorkloadResult{{Name: "chat", Kind: trial.VictimInteractive, Cgroup: vcg, Histogram: trial.HistogramPath("chat"), Count: count,
 			Elapsed: trial.Duration(5 * time.Second), Nominal: trial.Duration(4 * time.Second)}},
 		OK: true}
@@ -212,13 +212,15 @@ func WriteTrial(dir string, t plan.Trial, m Model, start time.Time) error {
 		cgs = append(cgs, trial.SessionPath("noisy"))
 	}
 	if sp.Scheduler != nil {
-		man.Processes = append(man.Processes, trial.ProcessResult{Name: "scheduler", Binary: trial.SchedulerBinary, Started: true, Log: trial.SchedulerLog, SchedExt: "enabled", CPUMs: 120})
+		man.Processes = append(man.Processes, trial.ProcessResult{Name: "scheduler", Binary: trial.SchedulerBinary, Started: true, Log: trial.SchedulerLog, SchedExt: "enabled", CPUMs: 120,
+			StartupCPUMs: 90, SteadyCPUMs: 30, SteadyMs: 5000})
 		if err := fsutil.WriteFile(filepath.Join(dir, trial.SchedulerLog), []byte("ok\n")); err != nil {
 			return err
 		}
 	}
 	if sp.Daemon != nil {
-		man.Processes = append(man.Processes, trial.ProcessResult{Name: "daemon", Binary: trial.DaemonBinary, Started: true, Log: trial.DaemonLog, CPUMs: 80})
+		man.Processes = append(man.Processes, trial.ProcessResult{Name: "daemon", Binary: trial.DaemonBinary, Started: true, Log: trial.DaemonLog, CPUMs: 80,
+			StartupCPUMs: 60, SteadyCPUMs: 20, SteadyMs: 5000})
 		if err := fsutil.WriteFile(filepath.Join(dir, trial.DaemonLog), []byte("ok\n")); err != nil {
 			return err
 		}

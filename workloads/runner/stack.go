@@ -128,7 +128,9 @@ func (t *trialRun) startStack(ctx context.Context) bool {
 		if t.maps != nil {
 			pinDir = t.maps.dir
 		}
-		args := append(st.SchedulerArgs(pinDir), "-stats-file", filepath.Join(t.tmp, trial.SchedulerStatsFile))
+		// No periodic stats: the trial asks for one report (SIGUSR1) at
+		// the end of the measured phase, so the loader stays idle.
+		args := append(st.SchedulerArgs(pinDir), "-interval", "0", "-stats-file", filepath.Join(t.tmp, trial.SchedulerStatsFile))
 		if h := t.startHelper(ctx, "scheduler", trial.SchedulerBinary, s.Scheduler, args, trial.SchedulerLog); h == nil {
 			return false
 		}

@@ -8,12 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentcgroup/agentcgroup/bpf/mempressure/pressuretest"
 	"github.com/agentcgroup/agentcgroup/cgroupfs"
 	"github.com/agentcgroup/agentcgroup/daemon/memhog"
 )
 
 func TestMain(m *testing.M) {
 	memhog.MaybeRun()
+	pressuretest.MaybeRun()
 	os.Exit(m.Run())
 }
 
@@ -203,5 +205,75 @@ func TestGuestMissingSymbolIsReported(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "agc_no_such_function") {
 		t.Fatalf("error %q does not name the symbol", err)
+	}
+}
+
+// A step that thrashed, went quiet for longer than StaleAfter and then
+// breaches once more starts its new episode at the new delay: the probe
+// restarts the EWMA instead of folding the new delays into the old one,
+// and the old score is never shown as fresh.
+func TestGuestStaleEntryRestartsEWMA(t *testing.T) {
+	if ranInVM(t) {
+		return
+	}
+	p, err := Load(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	cg := mkCgroup(t, "mp-stale", 16<<20)
+	defer cg.Remove()
+	id, _ := cg.ID()
+	if err := p.PolicyMap().Put(id, &StepPolicy{Class: 3}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Episode 1: 2 MiB over a 16 MiB memory.high with no swap, so the
+	// stock penalty sleeps for up to its 2 s cap per event.
+	burst(t, cg, "mode=burst,prefill=edge-2M,burst=4M,hold=10ms", func(uint64, uint64) {})
+	a, ok, err := Lookup(p.PressureMap(), id)
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	t.Logf("episode 1: ewma %v score %d events %d", time.Duration(a.DelayEwmaNs), a.ThrashScore, a.TotalEvents)
+	if a.ThrashScore < 100 {
+		t.Fatalf("episode 1 should thrash (score >= 100), got %+v", a)
+	}
+
+	time.Sleep(StaleAfter + 500*time.Millisecond)
+	if s := Score(a, Now()); s != 0 {
+		t.Fatalf("a quiet step reads score %d after %v", s, StaleAfter)
+	}
+
+	// Episode 2: one charge batch past memory.high, a few light events.
+	// The entry is read as soon as the over-high allocation returns.
+	var b StepPressure
+	burst(t, cg, "mode=burst,prefill=edge-1M,burst=1280K,hold=10ms", func(uint64, uint64) {
+		b, _, _ = Lookup(p.PressureMap(), id)
+	})
+	n := b.TotalEvents - a.TotalEvents
+	newDelay := time.Duration(b.TotalDelayNs - a.TotalDelayNs)
+	ewma := time.Duration(b.DelayEwmaNs)
+	t.Logf("episode 2: %d events, %v of delay in all, ewma %v score %d", n, newDelay, ewma, b.ThrashScore)
+	if n == 0 {
+		t.Fatalf("episode 2 recorded no event: %+v", b)
+	}
+	// Folding into the old EWMA would leave at least (3/4)^n of it.
+	folded := time.Duration(a.DelayEwmaNs)
+	for i := uint64(0); i < n; i++ {
+		folded = folded * 3 / 4
+	}
+	if folded <= newDelay {
+		t.Fatalf("episode 2 had too many or too long events (%d, %v) to tell a restart (ewma <= %v) from folding (ewma >= %v)",
+			n, newDelay, newDelay, folded)
+	}
+	if ewma > newDelay || ewma >= folded {
+		t.Fatalf("ewma %v after the quiet spell carries the old episode (restart: <= %v; folded: >= %v)", ewma, newDelay, folded)
+	}
+	if b.ThrashScore != max(ScoreOf(ewma), 1) {
+		t.Fatalf("score %d does not match ewma %v (want %d)", b.ThrashScore, ewma, max(ScoreOf(ewma), 1))
+	}
+	if b.ThrashScore >= a.ThrashScore {
+		t.Fatalf("the light breach scores %d, no lower than the old thrash's %d", b.ThrashScore, a.ThrashScore)
 	}
 }

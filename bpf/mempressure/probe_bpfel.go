@@ -13,12 +13,24 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type probeAgcPressure uint32
+
+const (
+	probeAgcPressureAGC_PRESSURE_UNIT_NS   probeAgcPressure = 100000
+	probeAgcPressureAGC_PRESSURE_MAX       probeAgcPressure = 1000
+	probeAgcPressureAGC_PRESSURE_STALE_NS  probeAgcPressure = 500000000
+	probeAgcPressureAGC_PRESSURE_WINDOW_NS probeAgcPressure = 100000000
+	probeAgcPressureAGC_PRESSURE_THROTTLE  probeAgcPressure = 10
+	probeAgcPressureAGC_PRESSURE_PENALTY   probeAgcPressure = 30
+	probeAgcPressureAGC_PRESSURE_FREEZE    probeAgcPressure = 30
+)
+
 type probeStepPolicy struct {
 	_                   structs.HostLayout
 	Class               uint32
 	Flags               uint32
 	WeightMulQ8         uint32
-	Pad0                uint32
+	PenaltyScore        uint32
 	SliceNs             uint64
 	CpuBurstCreditNs    uint64
 	CpuRefillNsPerS     uint64
@@ -57,6 +69,7 @@ const (
 	probeMapThrottleStart     = "throttle_start"
 	probeProgAgcOverHighEnter = "agc_over_high_enter"
 	probeProgAgcOverHighExit  = "agc_over_high_exit"
+	probeVarAgcPressureScale  = "agc_pressure_scale"
 	probeVarTrackAll          = "track_all"
 )
 
@@ -122,7 +135,8 @@ type probeMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type probeVariableSpecs struct {
-	TrackAll *ebpf.VariableSpec `ebpf:"track_all"`
+	AgcPressureScale *ebpf.VariableSpec `ebpf:"agc_pressure_scale"`
+	TrackAll         *ebpf.VariableSpec `ebpf:"track_all"`
 }
 
 // probeObjects contains all objects after they have been loaded into the kernel.
@@ -168,7 +182,8 @@ func (m *probeMaps) Close() error {
 //
 // It can be passed to loadProbeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type probeVariables struct {
-	TrackAll *ebpf.Variable `ebpf:"track_all"`
+	AgcPressureScale *ebpf.Variable `ebpf:"agc_pressure_scale"`
+	TrackAll         *ebpf.Variable `ebpf:"track_all"`
 }
 
 // probePrograms contains all programs after they have been loaded into the kernel.

@@ -92,9 +92,7 @@ struct {
 /* Set by the loader before load. */
 volatile const __u32 track_all = 0;
 
-#define WINDOW_NS (100ULL * 1000 * 1000)
-#define SCORE_UNIT_NS (100ULL * 1000)
-#define SCORE_MAX 1000
+AGC_PRESSURE_BTF;
 
 static struct step_pressure *pressure_entry(__u64 cgid)
 {
@@ -111,9 +109,9 @@ static struct step_pressure *pressure_entry(__u64 cgid)
 
 static __u32 score_of(__u64 ewma_ns)
 {
-	__u64 s = ewma_ns / SCORE_UNIT_NS;
+	__u64 s = ewma_ns / AGC_PRESSURE_UNIT_NS;
 
-	return s > SCORE_MAX ? SCORE_MAX : (__u32)s;
+	return s > AGC_PRESSURE_MAX ? AGC_PRESSURE_MAX : (__u32)s;
 }
 
 SEC("fentry/__mem_cgroup_handle_over_high")
@@ -133,9 +131,17 @@ int agc_over_high_enter(void *ctx)
 
 		bpf_map_update_elem(&pressure_onset, &cgid, &now, AGC_BPF_ANY);
 		bpf_ringbuf_output(&onset_events, &ev, sizeof(ev), 0);
+		/*
+		 * A new episode: whatever the step suffered before the quiet
+		 * spell says nothing about now. Zero tells the exit hook to
+		 * seed the EWMA from this event's delay (a measured delay is
+		 * never 0), and the old score must not reappear as fresh.
+		 */
+		p->delay_ewma_ns = 0;
+		p->thrash_score = 1;
 	}
-	/* A new 100 ms window starts the recent count over. */
-	if (now / WINDOW_NS != p->last_update_ns / WINDOW_NS)
+	/* A new window starts the recent count over. */
+	if (now / AGC_PRESSURE_WINDOW_NS != p->last_update_ns / AGC_PRESSURE_WINDOW_NS)
 		p->recent_events = 0;
 	__sync_fetch_and_add(&p->recent_events, 1);
 	__sync_fetch_and_add(&p->total_events, 1);
@@ -178,7 +184,7 @@ int agc_over_high_exit(void *ctx)
 		return 0;
 	now = bpf_ktime_get_ns();
 	delay = now - start;
-	/* EWMA with alpha 1/4; the first event seeds it. */
+	/* EWMA with alpha 1/4; the first event of an episode seeds it. */
 	ewma = p->delay_ewma_ns;
 	ewma = ewma ? (3 * ewma + delay) / 4 : delay;
 	p->delay_ewma_ns = ewma;

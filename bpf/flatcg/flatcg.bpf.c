@@ -26,8 +26,10 @@
  * - interactive steps with CPU burst credit get their cgroup vtime pulled
  *   ahead of the current cgroup vtime by at most boost_ns on wakeup and may
  *   preempt a CPU; credit is charged in stopping and refilled by rate;
- * - a fresh thrash_score above thrash_threshold cuts the effective weight
- *   by thrash_penalty_q8/256, shortens the slice and disables the boost.
+ * - a fresh thrash_score at or above the step's penalty_score (0: the
+ *   loader's thrash_threshold) cuts the effective weight by
+ *   thrash_penalty_q8/256, shortens the slice and disables the boost; the
+ *   CPU time charged meanwhile is counted in penalized_ns.
  *
  * cpu.max: ops.cgroup_set_bandwidth records quota/period; runtime is charged
  * in tick and stopping; a cgroup over quota is parked (dispatch skips it)
@@ -53,7 +55,7 @@ const volatile u64 boost_ns = 5ULL * 1000 * 1000;
 const volatile u64 wake_lag_ns = 20ULL * 1000 * 1000;
 const volatile u64 wake_preempt_ns = 1ULL * 1000 * 1000; /* 0: never */
 const volatile u64 bw_tick_ns = 5ULL * 1000 * 1000;
-const volatile u32 thrash_threshold = 500;
+const volatile u32 thrash_threshold = AGC_PRESSURE_PENALTY;
 const volatile u32 thrash_penalty_q8 = 64;
 
 /* State readable (and, for test_error_trigger, writable) from user space. */
@@ -70,6 +72,8 @@ u64 nr_charge_capped, charge_dropped_ns;
 u32 cpu_run_slot[FCG_MAX_CPUS];
 u64 cpu_run_start[FCG_MAX_CPUS]; /* when that task last started running */
 struct fcg_exit_info exit_info;
+
+AGC_PRESSURE_BTF;
 
 struct fcg_task {
 	u32 slot;       /* cgroup the task belongs to */
@@ -116,6 +120,13 @@ struct {
 	__type(value, struct step_pressure);
 } step_pressures SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct fcg_pcpu_stats);
+} pcpu_stats SEC(".maps");
+
 struct bw_timer {
 	struct bpf_timer timer;
 };
@@ -156,21 +167,45 @@ static u32 slot_of_cgroup(struct cgroup *cgrp)
 	return slot ? *slot : READ_ONCE(root_slot);
 }
 
-/* thrash_score counts only while fresh (see AGC_PRESSURE_STALE_NS). */
+/* The step's policy, counting lookups and hits for the loader. */
+static struct step_policy *policy_of(u64 cgid)
+{
+	struct step_policy *pol = bpf_map_lookup_elem(&step_policies, &cgid);
+	struct fcg_pcpu_stats *st;
+	u32 zero = 0;
+
+	st = bpf_map_lookup_elem(&pcpu_stats, &zero);
+	if (st) {
+		st->policy_lookups++;
+		if (pol)
+			st->policy_hits++;
+	}
+	return pol;
+}
+
+/*
+ * thrash_score counts only while fresh (see AGC_PRESSURE_STALE_NS); the
+ * step's own penalty_score wins over the loader's default.
+ */
 static bool thrash_penalized(u64 cgid, struct step_policy *pol, u64 now)
 {
 	struct step_pressure *pr;
+	u32 thr = thrash_threshold;
 	u64 last;
 
-	if (pol && (pol->flags & AGC_POLICY_NO_THRASH_PENALTY))
-		return false;
+	if (pol) {
+		if (pol->flags & AGC_POLICY_NO_THRASH_PENALTY)
+			return false;
+		if (pol->penalty_score)
+			thr = pol->penalty_score;
+	}
 	pr = bpf_map_lookup_elem(&step_pressures, &cgid);
 	if (!pr)
 		return false;
 	last = READ_ONCE(pr->last_update_ns);
-	if (!last || (now > last && now - last >= AGC_PRESSURE_STALE_NS))
+	if (!last || (now > last && now - last > AGC_PRESSURE_STALE_NS))
 		return false;
-	return READ_ONCE(pr->thrash_score) > thrash_threshold;
+	return READ_ONCE(pr->thrash_score) >= thr;
 }
 
 /* Refill the interactive CPU credit by rate, capped at the bucket size. */
@@ -400,12 +435,14 @@ static void charge(struct task_struct *p, struct fcg_task *t, u64 now)
 	p->scx.dsq_vtime += used * 100 / tw;
 
 	cgid = c->cgid;
-	pol = bpf_map_lookup_elem(&step_policies, &cgid);
+	pol = policy_of(cgid);
 	hw = cg_hweight(t->slot);
 	if (pol && pol->weight_mul_q8)
 		hw = hw * pol->weight_mul_q8 / 256;
-	if (thrash_penalized(cgid, pol, now))
+	if (thrash_penalized(cgid, pol, now)) {
 		hw = hw * thrash_penalty_q8 / 256;
+		__sync_fetch_and_add(&c->stats.penalized_ns, used);
+	}
 	hw = hw ?: 1;
 	__sync_fetch_and_add(&c->cvtime, used * FCG_HW_ONE / hw);
 	__sync_fetch_and_add(&c->stats.runtime_ns, used);
@@ -459,7 +496,7 @@ static bool sync_wake_here(struct task_struct *p, struct fcg_task *t, u64 wake_f
 static void insert_local(struct task_struct *p, struct fcg_task *t, struct fcg_cgroup *c, u64 now)
 {
 	u64 cgid = c->cgid;
-	struct step_policy *pol = bpf_map_lookup_elem(&step_policies, &cgid);
+	struct step_policy *pol = policy_of(cgid);
 
 	scx_bpf_dsq_insert___v2(p, SCX_DSQ_LOCAL,
 				task_slice(c, pol, thrash_penalized(cgid, pol, now)), 0);
@@ -611,7 +648,7 @@ int fcg_enqueue(unsigned long long *ctx)
 		return 0;
 	}
 	cgid = c->cgid;
-	pol = bpf_map_lookup_elem(&step_policies, &cgid);
+	pol = policy_of(cgid);
 
 	penal = thrash_penalized(cgid, pol, now);
 	slice = task_slice(c, pol, penal);
@@ -779,7 +816,7 @@ static bool keep_prev(struct task_struct *prev, u32 best)
 	}
 	cgid = c->cgid;
 	now = bpf_ktime_get_ns();
-	pol = bpf_map_lookup_elem(&step_policies, &cgid);
+	pol = policy_of(cgid);
 	penal = thrash_penalized(cgid, pol, now);
 	prev->scx.slice = task_slice(c, pol, penal);
 	note_dispatch(t->slot);

@@ -25,6 +25,18 @@ type (
 	Stats        = flatcgFcgStats
 )
 
+// The thrash_score scale (enum agc_pressure in agentcgroup.h, generated):
+// the scheduler penalizes a step whose fresh score is at or above its
+// threshold. See docs/PRESSURE.md for how the default was chosen.
+const (
+	ScoreMax = uint32(flatcgAgcPressureAGC_PRESSURE_MAX)
+	// DefaultThrashThreshold is the penalty threshold of a step whose
+	// policy leaves penalty_score at 0.
+	DefaultThrashThreshold = uint32(flatcgAgcPressureAGC_PRESSURE_PENALTY)
+	// PressureStale: older pressure entries count as score 0.
+	PressureStale = time.Duration(flatcgAgcPressureAGC_PRESSURE_STALE_NS)
+)
+
 // Step classes and policy flags, as in bpf/include/agentcgroup.h.
 const (
 	ClassDefault     = 0
@@ -57,8 +69,9 @@ type Config struct {
 	// Boost bounds how far an interactive wakeup moves its cgroup ahead of
 	// the current cgroup vtime (default 5ms).
 	Boost time.Duration
-	// ThrashThreshold: a fresh thrash_score above it triggers the penalty
-	// (default 500, range 0..1000).
+	// ThrashThreshold: a fresh thrash_score at or above it triggers the
+	// penalty, for steps whose policy has no penalty_score of its own
+	// (default DefaultThrashThreshold, range 1..ScoreMax).
 	ThrashThreshold uint32
 	// ThrashPenaltyQ8 is the weight factor of a penalized cgroup in 1/256
 	// (default 64, i.e. 0.25x).
@@ -88,7 +101,7 @@ func (c *Config) withDefaults() (Config, error) {
 	def(&out.BandwidthTick, 5*time.Millisecond)
 	def(&out.WakePreempt, time.Millisecond)
 	if out.ThrashThreshold == 0 {
-		out.ThrashThreshold = 500
+		out.ThrashThreshold = DefaultThrashThreshold
 	}
 	if out.ThrashPenaltyQ8 == 0 {
 		out.ThrashPenaltyQ8 = 64
@@ -102,8 +115,8 @@ func (c *Config) withDefaults() (Config, error) {
 		return out, fmt.Errorf("flatcg: short slice %v out of range: use 100us..slice (%v)", out.ShortSlice, out.Slice)
 	case out.Boost < 0 || out.Boost > time.Second:
 		return out, fmt.Errorf("flatcg: boost %v out of range: use 0..1s", out.Boost)
-	case out.ThrashThreshold > 1000:
-		return out, fmt.Errorf("flatcg: thrash threshold %d out of range: use 0..1000 (the thrash_score scale)", out.ThrashThreshold)
+	case out.ThrashThreshold > ScoreMax:
+		return out, fmt.Errorf("flatcg: thrash threshold %d out of range: use 1..%d (the thrash_score scale)", out.ThrashThreshold, ScoreMax)
 	case out.ThrashPenaltyQ8 > 256:
 		return out, fmt.Errorf("flatcg: thrash penalty %d/256 would raise the weight: use 1..256", out.ThrashPenaltyQ8)
 	case out.WakePreempt > time.Second:
@@ -299,7 +312,8 @@ func (s *Scheduler) SetPolicy(cgid uint64, p StepPolicy) error {
 }
 
 // SetPressure writes the pressure entry of the cgroup with id cgid. Set
-// LastUpdateNs with MonotonicNow: entries older than 500ms count as zero.
+// LastUpdateNs with MonotonicNow: entries older than PressureStale count
+// as zero.
 func (s *Scheduler) SetPressure(cgid uint64, p StepPressure) error {
 	return s.objs.StepPressures.Put(cgid, p)
 }
@@ -347,7 +361,9 @@ func (s *Scheduler) TriggerTestError(code uint32) error {
 	return s.objs.TestErrorTrigger.Set(code)
 }
 
-// CgroupStats is one cgroup's view from the scheduler.
+// CgroupStats is one cgroup's view from the scheduler. Stats carries the
+// cumulative counters, among them Boosts, Penalties and PenalizedNs (CPU
+// time charged while the thrash penalty applied).
 type CgroupStats struct {
 	ID        uint64
 	Level     uint32
@@ -425,6 +441,12 @@ type Counters struct {
 	// slice (the CPU itself was stopped, e.g. a host-preempted vCPU);
 	// ChargeDroppedNs is the time not charged.
 	ChargeCapped, ChargeDroppedNs uint64
+	// PolicyLookups counts step_policy lookups for a task's cgroup (in
+	// charge, enqueue and dispatch); PolicyHits those that found an
+	// entry. Hits prove the scheduler reads the policy map its writer
+	// fills: with a daemon's pinned map and agent steps running, they
+	// are non-zero.
+	PolicyLookups, PolicyHits uint64
 }
 
 // Counters reads the scheduler-wide counters.
@@ -443,6 +465,14 @@ func (s *Scheduler) Counters() (Counters, error) {
 		if err := v.src.Get(v.dst); err != nil {
 			return c, fmt.Errorf("flatcg: read counters: %w", err)
 		}
+	}
+	var per []flatcgFcgPcpuStats
+	if err := s.objs.PcpuStats.Lookup(uint32(0), &per); err != nil {
+		return c, fmt.Errorf("flatcg: read per-CPU counters: %w", err)
+	}
+	for _, p := range per {
+		c.PolicyLookups += p.PolicyLookups
+		c.PolicyHits += p.PolicyHits
 	}
 	return c, nil
 }

@@ -17,6 +17,7 @@ struct fcg_stats {
 	__u64 enqueues;
 	__u64 boosts;       /* wakeups that got the interactive vtime boost */
 	__u64 penalties;    /* enqueues made while the thrash penalty applied */
+	__u64 penalized_ns; /* CPU time charged while the thrash penalty applied */
 	__u64 throttled_ns; /* time spent parked by the cpu.max equivalent */
 	__u64 throttles;    /* number of times the cgroup was parked */
 };
@@ -45,6 +46,15 @@ struct fcg_cgroup {
 	__s64 bw_used;       /* runtime charged in the current period */
 	__u64 throttled_at;
 	struct fcg_stats stats;
+};
+
+/*
+ * Scheduler-wide counters kept per CPU (a shared counter on this path
+ * would bounce one cache line between CPUs at every charge and enqueue).
+ */
+struct fcg_pcpu_stats {
+	__u64 policy_lookups;  /* step_policy lookups for a cgroup's task */
+	__u64 policy_hits;     /* ... that found an entry */
 };
 
 /* What ops.exit saw; kind is written last so a non-zero kind is complete. */

@@ -13,6 +13,18 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type flatcgAgcPressure uint32
+
+const (
+	flatcgAgcPressureAGC_PRESSURE_UNIT_NS   flatcgAgcPressure = 100000
+	flatcgAgcPressureAGC_PRESSURE_MAX       flatcgAgcPressure = 1000
+	flatcgAgcPressureAGC_PRESSURE_STALE_NS  flatcgAgcPressure = 500000000
+	flatcgAgcPressureAGC_PRESSURE_WINDOW_NS flatcgAgcPressure = 100000000
+	flatcgAgcPressureAGC_PRESSURE_THROTTLE  flatcgAgcPressure = 10
+	flatcgAgcPressureAGC_PRESSURE_PENALTY   flatcgAgcPressure = 30
+	flatcgAgcPressureAGC_PRESSURE_FREEZE    flatcgAgcPressure = 30
+)
+
 type flatcgFcgCgroup struct {
 	_           structs.HostLayout
 	Cgid        uint64
@@ -44,12 +56,19 @@ type flatcgFcgExitInfo struct {
 	Msg      [1024]int8
 }
 
+type flatcgFcgPcpuStats struct {
+	_             structs.HostLayout
+	PolicyLookups uint64
+	PolicyHits    uint64
+}
+
 type flatcgFcgStats struct {
 	_           structs.HostLayout
 	RuntimeNs   uint64
 	Enqueues    uint64
 	Boosts      uint64
 	Penalties   uint64
+	PenalizedNs uint64
 	ThrottledNs uint64
 	Throttles   uint64
 }
@@ -59,7 +78,7 @@ type flatcgStepPolicy struct {
 	Class               uint32
 	Flags               uint32
 	WeightMulQ8         uint32
-	Pad0                uint32
+	PenaltyScore        uint32
 	SliceNs             uint64
 	CpuBurstCreditNs    uint64
 	CpuRefillNsPerS     uint64
@@ -88,6 +107,7 @@ const (
 	flatcgMapBwTimers               = "bw_timers"
 	flatcgMapCgroupSlot             = "cgroup_slot"
 	flatcgMapCgroups                = "cgroups"
+	flatcgMapPcpuStats              = "pcpu_stats"
 	flatcgMapStepPolicies           = "step_policies"
 	flatcgMapStepPressures          = "step_pressures"
 	flatcgMapTaskCtx                = "task_ctx"
@@ -107,6 +127,7 @@ const (
 	flatcgProgFcgSelectCpu          = "fcg_select_cpu"
 	flatcgProgFcgStopping           = "fcg_stopping"
 	flatcgProgFcgTick               = "fcg_tick"
+	flatcgVarAgcPressureScale       = "agc_pressure_scale"
 	flatcgVarBoostNs                = "boost_ns"
 	flatcgVarBwTickNs               = "bw_tick_ns"
 	flatcgVarChargeDroppedNs        = "charge_dropped_ns"
@@ -202,6 +223,7 @@ type flatcgMapSpecs struct {
 	BwTimers      *ebpf.MapSpec `ebpf:"bw_timers"`
 	CgroupSlot    *ebpf.MapSpec `ebpf:"cgroup_slot"`
 	Cgroups       *ebpf.MapSpec `ebpf:"cgroups"`
+	PcpuStats     *ebpf.MapSpec `ebpf:"pcpu_stats"`
 	StepPolicies  *ebpf.MapSpec `ebpf:"step_policies"`
 	StepPressures *ebpf.MapSpec `ebpf:"step_pressures"`
 	TaskCtx       *ebpf.MapSpec `ebpf:"task_ctx"`
@@ -211,6 +233,7 @@ type flatcgMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type flatcgVariableSpecs struct {
+	AgcPressureScale *ebpf.VariableSpec `ebpf:"agc_pressure_scale"`
 	BoostNs          *ebpf.VariableSpec `ebpf:"boost_ns"`
 	BwTickNs         *ebpf.VariableSpec `ebpf:"bw_tick_ns"`
 	ChargeDroppedNs  *ebpf.VariableSpec `ebpf:"charge_dropped_ns"`
@@ -262,6 +285,7 @@ type flatcgMaps struct {
 	BwTimers      *ebpf.Map `ebpf:"bw_timers"`
 	CgroupSlot    *ebpf.Map `ebpf:"cgroup_slot"`
 	Cgroups       *ebpf.Map `ebpf:"cgroups"`
+	PcpuStats     *ebpf.Map `ebpf:"pcpu_stats"`
 	StepPolicies  *ebpf.Map `ebpf:"step_policies"`
 	StepPressures *ebpf.Map `ebpf:"step_pressures"`
 	TaskCtx       *ebpf.Map `ebpf:"task_ctx"`
@@ -273,6 +297,7 @@ func (m *flatcgMaps) Close() error {
 		m.BwTimers,
 		m.CgroupSlot,
 		m.Cgroups,
+		m.PcpuStats,
 		m.StepPolicies,
 		m.StepPressures,
 		m.TaskCtx,
@@ -283,6 +308,7 @@ func (m *flatcgMaps) Close() error {
 //
 // It can be passed to loadFlatcgObjects or ebpf.CollectionSpec.LoadAndAssign.
 type flatcgVariables struct {
+	AgcPressureScale *ebpf.Variable `ebpf:"agc_pressure_scale"`
 	BoostNs          *ebpf.Variable `ebpf:"boost_ns"`
 	BwTickNs         *ebpf.Variable `ebpf:"bw_tick_ns"`
 	ChargeDroppedNs  *ebpf.Variable `ebpf:"charge_dropped_ns"`

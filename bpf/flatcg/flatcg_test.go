@@ -17,7 +17,7 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Slice != 20*time.Millisecond || c.ThrashThreshold != 500 || c.ThrashPenaltyQ8 != 64 || c.Watchdog != 5*time.Second ||
+	if c.Slice != 20*time.Millisecond || c.ThrashThreshold != DefaultThrashThreshold || c.ThrashPenaltyQ8 != 64 || c.Watchdog != 5*time.Second ||
 		c.WakePreempt != time.Millisecond {
 		t.Errorf("unexpected defaults %+v", c)
 	}
@@ -48,11 +48,12 @@ func TestGeneratedLayoutsMatchObject(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, goSize := range map[string]uintptr{
-		"fcg_cgroup":    unsafe.Sizeof(flatcgFcgCgroup{}),
-		"fcg_stats":     unsafe.Sizeof(flatcgFcgStats{}),
-		"fcg_exit_info": unsafe.Sizeof(flatcgFcgExitInfo{}),
-		"step_policy":   unsafe.Sizeof(StepPolicy{}),
-		"step_pressure": unsafe.Sizeof(StepPressure{}),
+		"fcg_cgroup":     unsafe.Sizeof(flatcgFcgCgroup{}),
+		"fcg_stats":      unsafe.Sizeof(flatcgFcgStats{}),
+		"fcg_exit_info":  unsafe.Sizeof(flatcgFcgExitInfo{}),
+		"step_policy":    unsafe.Sizeof(StepPolicy{}),
+		"step_pressure":  unsafe.Sizeof(StepPressure{}),
+		"fcg_pcpu_stats": unsafe.Sizeof(flatcgFcgPcpuStats{}),
 	} {
 		var st *btf.Struct
 		if err := spec.Types.TypeByName(name, &st); err != nil {
@@ -64,6 +65,36 @@ func TestGeneratedLayoutsMatchObject(t *testing.T) {
 	}
 	if got := spec.Maps["cgroups"].ValueSize; uintptr(got) != unsafe.Sizeof(flatcgFcgCgroup{}) {
 		t.Errorf("cgroups map value size %d", got)
+	}
+}
+
+// The BPF default of thrash_threshold and the Go default are one number,
+// the enum's, and the scale's cap is the enum's too.
+func TestPenaltyDefaultFromScale(t *testing.T) {
+	spec, err := loadFlatcg()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v uint32
+	if err := spec.Variables["thrash_threshold"].Get(&v); err != nil {
+		t.Fatal(err)
+	}
+	if v != DefaultThrashThreshold || v == 0 || v >= ScoreMax {
+		t.Fatalf("object's thrash_threshold %d, Go default %d, scale max %d", v, DefaultThrashThreshold, ScoreMax)
+	}
+	var e *btf.Enum
+	if err := spec.Types.TypeByName("agc_pressure", &e); err != nil {
+		t.Fatalf("enum agc_pressure not in the object's BTF: %v", err)
+	}
+	vals := map[string]uint64{}
+	for _, ev := range e.Values {
+		vals[ev.Name] = ev.Value
+	}
+	if vals["AGC_PRESSURE_PENALTY"] != uint64(DefaultThrashThreshold) || vals["AGC_PRESSURE_MAX"] != uint64(ScoreMax) {
+		t.Fatalf("BTF enum %v disagrees with the Go constants", vals)
+	}
+	if !(vals["AGC_PRESSURE_THROTTLE"] <= vals["AGC_PRESSURE_PENALTY"] && vals["AGC_PRESSURE_PENALTY"] <= vals["AGC_PRESSURE_FREEZE"]) {
+		t.Fatalf("defaults out of order (want throttle <= penalty <= freeze): %v", vals)
 	}
 }
 

@@ -203,13 +203,86 @@ func TestThrashPenaltyCutsShare(t *testing.T) {
 	if st.Penalties == 0 {
 		t.Errorf("scheduler recorded no penalties")
 	}
+	// x ran about 0.2 of 2 CPUs for 5.5 s while penalized
+	if st.PenalizedNs < uint64(500*time.Millisecond) || st.PenalizedNs > st.RuntimeNs {
+		t.Errorf("penalized_ns %v of runtime %v: want the CPU time x ran while penalized", time.Duration(st.PenalizedNs), time.Duration(st.RuntimeNs))
+	}
 
 	// once the score goes stale the penalty stops
 	time.Sleep(time.Second)
+	stale := logStats(t, s, x)[0]
 	after := medianShares(t, 5, time.Second, x, y)
 	t.Logf("x share after the score went stale %.3f", after[0])
 	if after[0] < 0.35 {
 		t.Errorf("stale pressure still penalizes x: share %.3f", after[0])
+	}
+	if st2 := logStats(t, s, x)[0]; st2.PenalizedNs != stale.PenalizedNs {
+		t.Errorf("penalized_ns grew from %v to %v with the score stale", time.Duration(stale.PenalizedNs), time.Duration(st2.PenalizedNs))
+	}
+}
+
+// A step's policy carries its own penalty threshold: with the same fresh
+// score, below the scheduler's default, only the step whose policy sets a
+// lower penalty_score is penalized. The policy lookups that found an entry
+// are counted, which is how a report shows the scheduler reads the map
+// the policy writer fills.
+func TestPenaltyScoreFromPolicy(t *testing.T) {
+	if vmtest.Run(t, vmOpts) {
+		return
+	}
+	s := loadForTest(t, Config{})
+	root := testTree(t, "fcg-penscore")
+	x := mkCgroup(t, root, "x", 100, false)
+	y := mkCgroup(t, root, "y", 100, false)
+	startSpinner(t, x, 2)
+	startSpinner(t, y, 2)
+	c0, err := s.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c0.PolicyLookups == 0 || c0.PolicyHits != 0 {
+		t.Fatalf("counters before any policy: %+v (want lookups, no hits)", c0)
+	}
+	score := DefaultThrashThreshold / 2
+	if err := s.SetPolicy(cgid(t, y), StepPolicy{PenaltyScore: score}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			for _, d := range []string{x, y} {
+				s.SetPressure(cgid(t, d), StepPressure{ThrashScore: score, LastUpdateNs: MonotonicNow()})
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	time.Sleep(500 * time.Millisecond)
+	during := medianShares(t, 5, time.Second, x, y)
+	cancel()
+	wg.Wait()
+	st := logStats(t, s, x, y)
+	c1, err := s.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("score %d on both, y's penalty_score %d, default %d: shares x %.3f y %.3f; penalized ns x %v y %v; policy hits %d of %d lookups",
+		score, score, DefaultThrashThreshold, during[0], during[1], time.Duration(st[0].PenalizedNs), time.Duration(st[1].PenalizedNs),
+		c1.PolicyHits, c1.PolicyLookups)
+	if st[0].PenalizedNs != 0 || st[0].Penalties != 0 {
+		t.Errorf("x (no policy, score below the default threshold) was penalized: %+v", st[0].Stats)
+	}
+	if st[1].PenalizedNs == 0 || during[1] > 0.35 {
+		t.Errorf("y (penalty_score %d, score %d) was not penalized: share %.3f, %+v", score, score, during[1], st[1].Stats)
+	}
+	if c1.PolicyHits == 0 || c1.PolicyHits > c1.PolicyLookups {
+		t.Errorf("policy hits %d of %d lookups: y's entry was never found", c1.PolicyHits, c1.PolicyLookups)
 	}
 }
 
@@ -335,9 +408,9 @@ func logStats(t testing.TB, s *Scheduler, dirs ...string) []CgroupStats {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("%s: runtime %v enqueues %d boosts %d penalties %d throttled %v (%d times)",
+		t.Logf("%s: runtime %v enqueues %d boosts %d penalties %d (penalized %v) throttled %v (%d times)",
 			filepath.Base(d), time.Duration(st.RuntimeNs), st.Enqueues, st.Boosts, st.Penalties,
-			time.Duration(st.ThrottledNs), st.Throttles)
+			time.Duration(st.PenalizedNs), time.Duration(st.ThrottledNs), st.Throttles)
 		out[i] = st
 	}
 	return out

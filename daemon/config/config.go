@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/agentcgroup/agentcgroup/bpf/mempressure"
 )
 
 // Step classes, matching enum agc_class in bpf/include/agentcgroup.h.
@@ -150,11 +152,16 @@ type Escalation struct {
 	// Never freeze or kill; the step is still throttled by the kernel.
 	Exempt bool `toml:"exempt"`
 	// THROTTLED when the thrash score reaches this, or memory.events high,
-	// max, oom or oom_kill grows, or the PSI trigger fires.
+	// max, oom or oom_kill grows, or the PSI trigger fires. Scores are on
+	// the thrash_score scale of bpf/include/agentcgroup.h (1 = 100 us of
+	// throttle delay EWMA, 1..1000); 0 takes the scale's default
+	// (mempressure.DefaultThrottleScore, measured in docs/PRESSURE.md).
 	ThrottleScore uint32 `toml:"throttle_score"`
 	// SOFT_PAUSED after FreezeAfter in THROTTLED with the score at or above
 	// FreezeScore (or, with no probe, memory.events high still growing, or
-	// the step at its memory.max: max, oom or oom_kill growing).
+	// the step at its memory.max: max, oom or oom_kill growing). 0 takes
+	// the scale's default (mempressure.DefaultFreezeScore), raised to
+	// ThrottleScore if that is higher.
 	FreezeScore uint32   `toml:"freeze_score"`
 	FreezeAfter Duration `toml:"freeze_after"`
 	// Harm to other steps (percent, 0..100): when set, a step is frozen
@@ -306,11 +313,23 @@ func (c *Config) validate(src []byte) error {
 			return fail(k("memory", "delay_k"), "%d is out of range 1..4", m.DelayK)
 		}
 		e := &p.Escalation
+		if e.ThrottleScore > mempressure.ScoreMax || e.FreezeScore > mempressure.ScoreMax {
+			return fail(k("escalation"), "scores are 1..%d (the thrash_score scale; 0 takes the default)", mempressure.ScoreMax)
+		}
 		if e.FreezeScore != 0 && e.FreezeScore < e.ThrottleScore {
 			return fail(k("escalation", "freeze_score"), "%d is below throttle_score %d", e.FreezeScore, e.ThrottleScore)
 		}
-		if e.ThrottleScore > 1000 || e.FreezeScore > 1000 {
-			return fail(k("escalation"), "scores are 0..1000")
+		// Unset scores come from the one pressure scale the probe,
+		// memcg_agent_ops and the scheduler share; an explicit
+		// freeze_score below the default throttle lowers it.
+		if e.ThrottleScore == 0 {
+			e.ThrottleScore = mempressure.DefaultThrottleScore
+			if e.FreezeScore != 0 {
+				e.ThrottleScore = min(e.ThrottleScore, e.FreezeScore)
+			}
+		}
+		if e.FreezeScore == 0 {
+			e.FreezeScore = max(mempressure.DefaultFreezeScore, e.ThrottleScore)
 		}
 		if e.MaxFreezes < 0 {
 			return fail(k("escalation", "max_freezes"), "must be >= 0")

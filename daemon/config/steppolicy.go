@@ -21,6 +21,7 @@ func (p *Profile) StepPolicy(class string) mempressure.StepPolicy {
 		MemDelayK:          p.Memory.DelayK,
 		MemDelayMaxMs:      uint32(p.Memory.DelayMax.D().Milliseconds()),
 		MemProtectBudgetMs: uint32(p.Memory.ProtectBudget.D().Milliseconds()),
+		PenaltyScore:       p.Escalation.FreezeScore, // CPU penalty at once where a freeze waits freeze_after
 	}
 	if p.Memory.BurstCredit != Unlimited {
 		v.MemBurstCreditBytes = uint64(p.Memory.BurstCredit)

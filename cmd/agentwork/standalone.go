@@ -104,9 +104,11 @@ func cmdInteractive(args []string) error {
 	fs.Int64Var(&p.CPULoops, "cpu-loops", 200_000, "CPU loop iterations per request (~2 ns each)")
 	touch := bytesFlag(fs, "touch", 256<<10, "bytes written per request")
 	ws := bytesFlag(fs, "working-set", 16<<20, "working set the touches land in")
+	idle := durFlag(fs, "idle", 0, "wait this long before the first request, leaving the working set untouched")
+	probe := bytesFlag(fs, "alloc-probe", 0, "also map and touch this much fresh memory per request, timed on its own (0: off)")
 	vf := addVictimFlags(fs)
 	fs.Parse(args)
-	p.Period, p.TouchBytes, p.WorkingSetBytes = *period, *touch, *ws
+	p.Period, p.TouchBytes, p.WorkingSetBytes, p.Idle, p.AllocProbeBytes = *period, *touch, *ws, *idle, *probe
 	v := trial.Victim{Name: "interactive", Kind: trial.VictimInteractive, Interactive: &p}
 	return runStandaloneVictim(v, vf)
 }
@@ -187,6 +189,8 @@ func cmdMemoryBlowup(args []string) error {
 	target := bytesFlag(fs, "target", 256<<20, "bytes to reach")
 	rate := bytesFlag(fs, "rate", 64<<20, "bytes per second (0: as fast as possible)")
 	chunk := bytesFlag(fs, "chunk", 1<<20, "allocation granule")
+	fs.StringVar(&p.Fill, "fill", trial.FillSparse, "page contents: sparse (one word per 512 bytes) or random (incompressible)")
+	fs.IntVar(&p.Threads, "threads", 1, "threads growing and re-touching their shares in parallel")
 	seed := fs.Uint64("seed", 1, "random seed")
 	dur := durFlag(fs, "duration", 0, "run time (0: until SIGTERM/SIGINT)")
 	fs.Parse(args)

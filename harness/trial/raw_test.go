@@ -129,3 +129,56 @@ func TestLoadRejectsMissingCgroupSnapshot(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// A victim the OOM killer ended has no histogram, and its trial still
+// loads as ok; any other victim without one makes an ok trial suspect.
+func TestLoadOOMKilledVictim(t *testing.T) {
+	dir := writeRaw(t, []int64{1, 2})
+	var m Manifest
+	readJSON(filepath.Join(dir, ManifestFile), &m)
+	m.Victims[0] = WorkloadResult{Name: "chat", Kind: VictimInteractive, Cgroup: m.Victims[0].Cgroup, ExitCode: -1, Signal: "killed", OOMKilled: true}
+	fsutil.WriteJSON(filepath.Join(dir, ManifestFile), m)
+	r, err := Load(dir)
+	if err != nil {
+		t.Fatalf("an OOM-killed victim broke the trial: %v", err)
+	}
+	if r.Merged("chat") != nil {
+		t.Error("a killed victim has latencies")
+	}
+	m.Victims[0].OOMKilled = false
+	fsutil.WriteJSON(filepath.Join(dir, ManifestFile), m)
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "no histogram in a trial marked ok") {
+		t.Fatalf("a victim without histogram or OOM kill loaded: %v", err)
+	}
+}
+
+// The allocation probe's log loads beside the latency log, and its count
+// is checked like the latency log's.
+func TestLoadAllocHistogram(t *testing.T) {
+	dir := writeRaw(t, []int64{1, 2})
+	start := time.Date(2026, 11, 27, 1, 0, 0, 0, time.UTC)
+	var buf bytes.Buffer
+	lg, _ := NewIntervalLog(&buf, start, "alloc")
+	h := NewLatencyHistogram()
+	for _, v := range []int64{500, 700, 9000} {
+		h.RecordValue(v)
+	}
+	lg.Write(h, start, start.Add(time.Second))
+	fsutil.WriteFile(filepath.Join(dir, AllocHistogramPath("chat")), buf.Bytes())
+	var m Manifest
+	readJSON(filepath.Join(dir, ManifestFile), &m)
+	m.Victims[0].AllocHistogram, m.Victims[0].AllocCount = AllocHistogramPath("chat"), 3
+	fsutil.WriteJSON(filepath.Join(dir, ManifestFile), m)
+	r, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := r.MergedAlloc("chat"); a == nil || a.TotalCount() != 3 || a.Max() < 8990 {
+		t.Errorf("alloc histogram %v", a)
+	}
+	m.Victims[0].AllocCount = 4
+	fsutil.WriteJSON(filepath.Join(dir, ManifestFile), m)
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "allocation histogram holds 3 values, manifest alloc_count 4") {
+		t.Fatalf("got %v", err)
+	}
+}

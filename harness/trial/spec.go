@@ -145,6 +145,17 @@ type InteractiveParams struct {
 	CPULoops        int64    `json:"cpu_loops"`
 	TouchBytes      Bytes    `json:"touch_bytes"`
 	WorkingSetBytes Bytes    `json:"working_set_bytes"`
+	// Idle delays the first request by this long after the measured
+	// phase starts: the working set, faulted in while preparing, sits
+	// untouched meanwhile, so whatever reclaim takes from it during the
+	// idle time the requests fault back in (the case memory.low and
+	// below_low protection exist for). 0: requests start at once.
+	Idle Duration `json:"idle,omitempty"`
+	// AllocProbeBytes, when > 0, makes every request also map, touch and
+	// unmap this much fresh anonymous memory; the wall time of map+touch
+	// is recorded in its own histogram (AllocHistogramPath): how long the
+	// step waits for memory, apart from its CPU work.
+	AllocProbeBytes Bytes `json:"alloc_probe_bytes,omitempty"`
 }
 
 // ToolBurstParams: a step forks Children child processes (re-executing
@@ -209,7 +220,23 @@ type MemoryBlowupParams struct {
 	TargetBytes     Bytes `json:"target_bytes"`
 	RateBytesPerSec Bytes `json:"rate_bytes_per_sec"`
 	ChunkBytes      Bytes `json:"chunk_bytes,omitempty"` // 0: 1 MiB
+	// Fill says what the pages hold: FillSparse (default) writes one word
+	// per 512 bytes into zero pages, which zram stores for a fraction of
+	// a page at little cost; FillRandom writes seeded random bytes over
+	// every page, which no compressor shrinks, so every page reclaimed to
+	// zram costs a failed compression and a full page of zram memory.
+	Fill string `json:"fill,omitempty"`
+	// Threads grow and re-touch the data in parallel, each its share of
+	// TargetBytes and RateBytesPerSec (0 or 1: one thread); each thread
+	// faulting and reclaiming keeps a CPU busy.
+	Threads int `json:"threads,omitempty"`
 }
+
+// Memory blow-up fills.
+const (
+	FillSparse = "sparse"
+	FillRandom = "random"
+)
 
 // Process adjusts a helper process (scheduler or daemon) of the trial.
 type Process struct {

@@ -153,3 +153,24 @@ func TestParsers(t *testing.T) {
 		t.Fatalf("ParsePressure: %+v %v", p, err)
 	}
 }
+
+func TestValidateMemoryWorkloadParams(t *testing.T) {
+	s := ExampleSpec()
+	s.Victims[0].Interactive.Idle = Duration(time.Second)
+	s.Victims[0].Interactive.AllocProbeBytes = 1 << 20
+	s.Neighbours[0] = Neighbour{Name: "hog", Kind: NeighbourMemoryBlowup, Session: "noisy", Step: "spin",
+		MemoryBlowup: &MemoryBlowupParams{TargetBytes: 64 << 20, Fill: FillRandom, Threads: 2}}
+	if err := s.Validate(); err != nil {
+		t.Fatalf("valid params refused: %v", err)
+	}
+	s.Victims[0].Interactive.Idle = s.Duration
+	s.Victims[0].Interactive.AllocProbeBytes = 100
+	s.Neighbours[0].MemoryBlowup.Fill = "zero"
+	s.Neighbours[0].MemoryBlowup.Threads = -1
+	err := s.Validate()
+	for _, want := range []string{"victims[0].interactive.idle", "alloc_probe_bytes", `memory_blowup.fill: "zero"`, "memory_blowup.threads: -1"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+}

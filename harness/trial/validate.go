@@ -116,6 +116,9 @@ func (s *Spec) Validate() error {
 				add("%s.interactive: missing parameters for kind interactive", p)
 			} else {
 				errs = append(errs, v.Interactive.check(p+".interactive")...)
+				if v.Interactive.Idle > 0 && v.Interactive.Idle >= s.Duration {
+					add("%s.interactive.idle: %v is not shorter than the measured phase %v: no request would run", p, v.Interactive.Idle, s.Duration)
+				}
 			}
 		case VictimToolBurst:
 			needStep(p, v.Session, v.Step)
@@ -188,6 +191,14 @@ func (s *Spec) Validate() error {
 				}
 				if m.ChunkBytes < 0 || (m.ChunkBytes > 0 && m.ChunkBytes < 4096) {
 					add("%s.memory_blowup.chunk_bytes: want 0 (default 1M) or >= 4096", p)
+				}
+				switch m.Fill {
+				case "", FillSparse, FillRandom:
+				default:
+					add("%s.memory_blowup.fill: %q, want %q or %q", p, m.Fill, FillSparse, FillRandom)
+				}
+				if m.Threads < 0 || m.Threads > 256 {
+					add("%s.memory_blowup.threads: %d, want 0..256 (0 = one thread)", p, m.Threads)
 				}
 			}
 		default:
@@ -273,6 +284,12 @@ func (p *InteractiveParams) check(f string) []error {
 	}
 	if p.TouchBytes > 0 && p.WorkingSetBytes == 0 {
 		errs = append(errs, fmt.Errorf("%s.working_set_bytes: must be > 0 when touch_bytes is set", f))
+	}
+	if p.Idle < 0 {
+		errs = append(errs, fmt.Errorf("%s.idle: must be >= 0 (0 = requests start at once)", f))
+	}
+	if p.AllocProbeBytes < 0 || (p.AllocProbeBytes > 0 && p.AllocProbeBytes < 4096) {
+		errs = append(errs, fmt.Errorf("%s.alloc_probe_bytes: want 0 (no probe) or >= 4096 (at least a page)", f))
 	}
 	return errs
 }

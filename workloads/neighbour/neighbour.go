@@ -6,6 +6,7 @@ package neighbour
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -222,58 +223,122 @@ func BlowupPlan(p trial.MemoryBlowupParams) []int64 {
 	return out
 }
 
+// BlowupShares splits a memory_blowup between its threads: each thread's
+// chunk plan and rate (bytes per second, 0: unlimited). The first threads
+// take the remainder's pages, so the shares add up to the target.
+func BlowupShares(p trial.MemoryBlowupParams) (plans [][]int64, rate int64) {
+	threads := int64(max(p.Threads, 1))
+	pages := (int64(p.TargetBytes) + load.PageSize - 1) / load.PageSize
+	for i := int64(0); i < threads; i++ {
+		share := pages / threads
+		if i < pages%threads {
+			share++
+		}
+		q := p
+		q.TargetBytes = trial.Bytes(share * load.PageSize)
+		plans = append(plans, BlowupPlan(q))
+	}
+	return plans, int64(p.RateBytesPerSec) / threads
+}
+
 // MemoryBlowup maps and touches chunks at p.RateBytesPerSec (0: as fast as
 // it can) up to p.TargetBytes, then keeps re-touching everything so the
-// memory stays hot and reclaim has to fight for it. Under memory.max the
-// kernel may OOM-kill it; that is an outcome, not an error.
+// memory stays hot and reclaim has to fight for it. p.Threads threads do
+// it in parallel, each on its own share; p.Fill says what the pages hold.
+// Under memory.max the kernel may OOM-kill it; that is an outcome, not an
+// error.
 func MemoryBlowup(ctx context.Context, p trial.MemoryBlowupParams, seed uint64) (Stats, error) {
-	var st Stats
+	plans, rate := BlowupShares(p)
+	if runtime.GOMAXPROCS(0) < len(plans)+1 {
+		runtime.GOMAXPROCS(len(plans) + 1)
+	}
+	var mib, mapped atomic.Int64
+	errs := make([]error, len(plans))
+	var wg sync.WaitGroup
+	for i, plan := range plans {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// One OS thread per share: faults and reclaim happen in
+			// the thread that touches, so this is what keeps
+			// len(plans) CPUs busy.
+			runtime.LockOSThread()
+			ts := seed // one thread writes what the single-threaded blow-up always wrote
+			if len(plans) > 1 {
+				ts = load.SubSeed(seed, fmt.Sprintf("memory_blowup/%d", i))
+			}
+			errs[i] = blowupThread(ctx, p.Fill, plan, rate, ts, &mib, &mapped)
+		}()
+	}
+	wg.Wait()
+	return Stats{Ops: mib.Load(), Peak: mapped.Load()}, errors.Join(errs...)
+}
+
+// blowupThread grows its share chunk by chunk at rate, then re-touches it
+// until ctx ends. mib counts whole MiB touched, mapped the bytes mapped.
+func blowupThread(ctx context.Context, fill string, plan []int64, rate int64, seed uint64, mib, mapped *atomic.Int64) error {
 	var regions []*load.Region
 	defer func() {
 		for _, r := range regions {
 			r.Unmap()
 		}
 	}()
-	val := load.Rand(seed, "memory_blowup").Uint64()
+	rng := load.Rand(seed, "memory_blowup")
+	val := rng.Uint64()
+	state := rng.Uint64()
+	var touched int64 // bytes, carried so sub-MiB chunks still count
+	count := func(n int64) {
+		touched += n
+		mib.Add(touched >> 20)
+		touched &= 1<<20 - 1
+	}
 	start := time.Now()
-	var mapped int64
-	for _, c := range BlowupPlan(p) {
+	var mine int64
+	for _, c := range plan {
 		if ctx.Err() != nil {
-			return st, nil
+			return nil
 		}
-		if p.RateBytesPerSec > 0 {
-			due := start.Add(time.Duration(float64(mapped) / float64(p.RateBytesPerSec) * float64(time.Second)))
+		if rate > 0 {
+			due := start.Add(time.Duration(float64(mine) / float64(rate) * float64(time.Second)))
 			if d := time.Until(due); d > 0 {
 				select {
 				case <-time.After(d):
 				case <-ctx.Done():
-					return st, nil
+					return nil
 				}
 			}
 		}
 		r, err := load.Map(c)
 		if err != nil {
-			return st, err
+			return err
 		}
 		regions = append(regions, r)
-		r.Touch(0, c, val)
-		mapped += c
-		st.Ops += c >> 20
-		st.Peak = mapped
+		if fill == trial.FillRandom {
+			state = r.FillRandom(0, r.Len(), state)
+		} else {
+			r.Touch(0, c, val)
+		}
+		mine += c
+		mapped.Add(c)
+		count(c)
 	}
-	for ctx.Err() == nil {
+	for pass := uint64(1); ctx.Err() == nil; pass++ {
 		for _, r := range regions {
 			if ctx.Err() != nil {
 				break
 			}
-			r.Touch(0, r.Len(), val)
-			st.Ops += r.Len() >> 20
+			if fill == trial.FillRandom {
+				r.TouchPages(0, r.Len(), val+pass)
+			} else {
+				r.Touch(0, r.Len(), val)
+			}
+			count(r.Len())
 		}
 		if len(regions) == 0 {
 			<-ctx.Done()
 		}
 	}
-	return st, nil
+	return nil
 }
 
 // reserveThreads makes the Go runtime start n more OS threads now, while

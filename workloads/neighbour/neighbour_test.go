@@ -26,6 +26,41 @@ func TestBlowupPlan(t *testing.T) {
 	}
 }
 
+func TestBlowupSharesAddUp(t *testing.T) {
+	p := trial.MemoryBlowupParams{TargetBytes: 10<<20 + 3*4096, RateBytesPerSec: 30 << 20, Threads: 3}
+	plans, rate := BlowupShares(p)
+	if len(plans) != 3 || rate != 10<<20 {
+		t.Fatalf("%d plans at %d B/s, want 3 at 10 MiB/s", len(plans), rate)
+	}
+	var total int64
+	for _, pl := range plans {
+		for _, c := range pl {
+			total += c
+		}
+	}
+	if total != int64(p.TargetBytes) {
+		t.Errorf("shares add up to %d, target %d", total, p.TargetBytes)
+	}
+	if plans, _ := BlowupShares(trial.MemoryBlowupParams{TargetBytes: 3 << 20}); len(plans) != 1 || len(plans[0]) != 3 {
+		t.Errorf("threads 0 is one thread with the single-threaded plan: %v", plans)
+	}
+}
+
+func TestMemoryBlowupThreadsRandomFill(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	st, err := MemoryBlowup(ctx, trial.MemoryBlowupParams{TargetBytes: 6 << 20, Threads: 3, Fill: trial.FillRandom}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Peak != 6<<20 {
+		t.Errorf("peak %d, want %d", st.Peak, 6<<20)
+	}
+	if st.Ops <= 6 {
+		t.Errorf("ops %d MiB: the threads did not keep re-touching after the target", st.Ops)
+	}
+}
+
 func TestMemoryBlowupReachesTargetAtRate(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()

@@ -29,6 +29,36 @@ type workload struct {
 	done               chan struct{}
 	waitErr            error
 	startErr           error
+	// oomBase and oomExit are the cgroup's memory.events.local oom_kill
+	// when the process started and when it died of SIGKILL (read at once:
+	// a daemon may remove an emptied step cgroup).
+	oomBase, oomExit int64
+}
+
+// signal names the signal that ended the process ("" if none did).
+func (w *workload) signal() string {
+	if w.cmd == nil || w.cmd.ProcessState == nil {
+		return ""
+	}
+	if ws, ok := w.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return ws.Signal().String()
+	}
+	return ""
+}
+
+// oomKilled: the OOM killer ended the process. It counts the kill in the
+// victim's memory cgroup before it sends SIGKILL, so a process that died
+// of SIGKILL while its cgroup's oom_kill grew was its choice.
+func (w *workload) oomKilled() bool {
+	if w.cmd == nil || w.cmd.ProcessState == nil {
+		return false
+	}
+	ws, ok := w.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL && w.oomExit > w.oomBase
+}
+
+func oomKills(cg string) int64 {
+	return readKV(filepath.Join(cg, "memory.events.local"))["oom_kill"]
 }
 
 func (t *trialRun) spawn(w *workload, args []string, pipes bool) {
@@ -50,6 +80,7 @@ func (t *trialRun) spawn(w *workload, args []string, pipes bool) {
 	} else {
 		cmd.Stdout = t.wlog
 	}
+	w.oomBase = oomKills(cg.Path)
 	if err := cg.Start(cmd); err != nil {
 		w.startErr = fmt.Errorf("starting %s in %s: %w", w.name, w.cgroup, err)
 		close(w.done)
@@ -82,6 +113,9 @@ func (t *trialRun) spawn(w *workload, args []string, pipes bool) {
 	}
 	go func() {
 		w.waitErr = cmd.Wait()
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
+			w.oomExit = oomKills(cg.Path)
+		}
 		close(w.done)
 	}()
 }
@@ -140,6 +174,10 @@ func (t *trialRun) startVictims(ctx context.Context) []*workload {
 				t.errorf("victim %s did not get ready: %v (see %s)", w.name, err, trial.WorkloadsLog)
 			}
 		case <-w.done:
+			if w.oomKilled() {
+				t.logf("victim %s was OOM-killed while preparing: a failed session, recorded as its outcome", w.name)
+				break
+			}
 			t.errorf("victim %s exited while preparing: %v (see %s)", w.name, w.waitErr, trial.WorkloadsLog)
 		case <-timeout:
 			t.errorf("victim %s not ready after %v", w.name, readyTimeout)
@@ -220,19 +258,31 @@ func (w *workload) result(t *trialRun) trial.WorkloadResult {
 	repErr := readResult(w.resultPath, &rep)
 	if repErr == nil {
 		res.Count, res.Failed, res.Nominal, res.Elapsed, res.Error = rep.Count, rep.Failed, rep.Nominal, rep.Elapsed, rep.Error
+		res.AllocCount = rep.AllocCount
 	}
 	if w.cmd.ProcessState != nil {
 		res.ExitCode = w.cmd.ProcessState.ExitCode()
 	}
 	var how string
-	if ws, ok := w.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		how = "killed by " + ws.Signal().String()
+	if sig := w.signal(); sig != "" {
+		how = "killed by " + sig
+		res.Signal = sig
 	}
+	res.OOMKilled = w.oomKilled()
 	if w.isVictim {
 		if repErr == nil {
 			res.Histogram = trial.HistogramPath(w.name)
+			if exists(filepath.Join(t.tmp, trial.AllocHistogramPath(w.name))) {
+				res.AllocHistogram = trial.AllocHistogramPath(w.name)
+			}
 		}
 		switch {
+		case res.OOMKilled:
+			// A session the OOM killer ended: the trial's outcome for
+			// this victim, not a fault of the trial. Its latencies
+			// died with it.
+			res.Count, res.Failed, res.AllocCount, res.Histogram, res.AllocHistogram = 0, 0, 0, "", ""
+			t.logf("victim %s was OOM-killed (%s): recorded as a failed session", w.name, how)
 		case repErr != nil:
 			t.errorf("victim %s: no result (%s; %v); see %s", w.name, orExit(how, res.ExitCode), repErr, trial.WorkloadsLog)
 		case res.Error != "":

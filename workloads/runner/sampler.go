@@ -73,7 +73,8 @@ func sampleCgroup(dir string) trial.Sample {
 	ev := readKV(filepath.Join(dir, "memory.events"))
 	smp.MemoryHigh, smp.MemoryMax, smp.OOMKill = ev["high"], ev["max"], ev["oom_kill"]
 	cs := readKV(filepath.Join(dir, "cpu.stat"))
-	smp.ThrottledUS, smp.UsageUS = cs["throttled_usec"], cs["usage_usec"]
+	smp.ThrottledUS, smp.UsageUS, smp.SystemUS = cs["throttled_usec"], cs["usage_usec"], cs["system_usec"]
+	smp.HighLimit = readInt(filepath.Join(dir, "memory.high")) // "max" reads as 0
 	if b, err := os.ReadFile(filepath.Join(dir, "memory.pressure")); err == nil {
 		if p, err := trial.ParsePressure(string(b)); err == nil {
 			smp.MemSomeAvg10, smp.MemFullAvg10 = p.Some.Avg10, p.Full.Avg10

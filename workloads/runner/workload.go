@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
@@ -91,6 +92,16 @@ func RunVictim(ctx context.Context, r VictimRun) trial.WorkloadResult {
 		res.Error = err.Error()
 		return res
 	}
+	var allocBuf bytes.Buffer
+	var alloc *latency.Recorder
+	if iw != nil && r.Victim.Interactive.AllocProbeBytes > 0 {
+		if alloc, err = latency.New(&allocBuf, r.Start, latency.DefaultInterval,
+			fmt.Sprintf("victim %s allocation probe %d bytes seed %d unit us", r.Victim.Name, r.Victim.Interactive.AllocProbeBytes, r.Seed)); err != nil {
+			res.Error = err.Error()
+			return res
+		}
+		iw.RecordAllocs(alloc)
+	}
 	sched := victim.Schedule{Start: r.Start, Duration: r.Dur}
 	clk := victim.RealClock{}
 	switch r.Victim.Kind {
@@ -123,10 +134,25 @@ func RunVictim(ctx context.Context, r VictimRun) trial.WorkloadResult {
 	}
 	res.Count, res.Failed = rec.Count(), rec.Failed()
 	res.Elapsed = trial.Duration(end.Sub(r.Start))
+	if alloc != nil {
+		if err := alloc.Close(end); err != nil && res.Error == "" {
+			res.Error = err.Error()
+		}
+		res.AllocCount = alloc.Count()
+		if err := fsutil.WriteFile(AllocLogPath(r.Hlog), allocBuf.Bytes()); err != nil && res.Error == "" {
+			res.Error = err.Error()
+		}
+	}
 	if err := fsutil.WriteFile(r.Hlog, buf.Bytes()); err != nil && res.Error == "" {
 		res.Error = err.Error()
 	}
 	return res
+}
+
+// AllocLogPath is where a victim whose latency log is hlog writes its
+// allocation-latency log (trial.AllocHistogramPath beside HistogramPath).
+func AllocLogPath(hlog string) string {
+	return strings.TrimSuffix(hlog, trial.HistogramExt) + ".alloc" + trial.HistogramExt
 }
 
 // execChild runs a tool-burst child as a new process (fork+exec of

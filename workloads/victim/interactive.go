@@ -40,18 +40,20 @@ type Schedule struct {
 	Duration time.Duration // no request is scheduled at or after Start+Duration
 }
 
-// RunInteractive issues one request every p.Period from s.Start, doing
-// do(req) for each, and records latency from the request's intended start.
-// A request that is late runs at once (never skipped), so a stall shows up
-// in every request queued behind it.
+// RunInteractive issues one request every p.Period from s.Start (plus
+// p.Idle, during which it does nothing), doing do(req) for each, and
+// records latency from the request's intended start. A request that is
+// late runs at once (never skipped), so a stall shows up in every request
+// queued behind it.
 func RunInteractive(ctx context.Context, p trial.InteractiveParams, seed uint64, s Schedule, clk Clock, rec *latency.Recorder, do func(Request)) error {
 	if p.Period <= 0 {
 		return fmt.Errorf("interactive: period must be > 0")
 	}
-	n := int(s.Duration / p.Period.D())
-	plan := InteractivePlan(p, seed, n)
+	first := s.Start.Add(p.Idle.D())
+	n := int((s.Duration - p.Idle.D()) / p.Period.D())
+	plan := InteractivePlan(p, seed, max(n, 0))
 	for i, req := range plan {
-		intended := s.Start.Add(time.Duration(i) * p.Period.D())
+		intended := first.Add(time.Duration(i) * p.Period.D())
 		if err := clk.SleepUntil(ctx, intended); err != nil {
 			return nil // stopped: what was recorded stands
 		}
@@ -63,7 +65,9 @@ func RunInteractive(ctx context.Context, p trial.InteractiveParams, seed uint64,
 
 // InteractiveWorker does requests against a working set mapped once.
 type InteractiveWorker struct {
-	ws *load.Region
+	ws    *load.Region
+	probe int64
+	alloc *latency.Recorder
 }
 
 // NewInteractiveWorker maps and fully touches the working set, so the
@@ -74,13 +78,35 @@ func NewInteractiveWorker(p trial.InteractiveParams) (*InteractiveWorker, error)
 		return nil, err
 	}
 	ws.Touch(0, ws.Len(), 0x5a5a)
-	return &InteractiveWorker{ws: ws}, nil
+	return &InteractiveWorker{ws: ws, probe: int64(p.AllocProbeBytes)}, nil
 }
+
+// RecordAllocs sends the allocation probe's latencies (p.AllocProbeBytes
+// > 0) to rec; without a recorder no probe runs.
+func (w *InteractiveWorker) RecordAllocs(rec *latency.Recorder) { w.alloc = rec }
 
 // Do performs one request.
 func (w *InteractiveWorker) Do(r Request) {
 	load.Sink += load.CPU(r.CPULoops)
 	w.ws.Touch(r.TouchOffset, r.TouchBytes, r.Value)
+	if w.probe > 0 && w.alloc != nil {
+		w.probeAlloc(r.Value)
+	}
+}
+
+// probeAlloc times mapping and faulting in fresh memory, what a step waits
+// for when it needs memory: page allocation, and under pressure the reclaim
+// and memory.high throttling charged to it. A failed map counts as failed.
+func (w *InteractiveWorker) probeAlloc(val uint64) {
+	began := time.Now()
+	m, err := load.Map(w.probe)
+	if err != nil {
+		w.alloc.Fail()
+		return
+	}
+	m.Touch(0, m.Len(), val)
+	w.alloc.Record(began, time.Now())
+	m.Unmap()
 }
 
 // Close unmaps the working set.

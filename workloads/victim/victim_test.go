@@ -114,6 +114,66 @@ func TestInteractiveCountsQueuedRequests(t *testing.T) {
 	}
 }
 
+// With idle, the first request is due idle after the start and the rest
+// follow every period: the requests fit in what is left of the phase.
+func TestInteractiveIdleDelaysFirstRequest(t *testing.T) {
+	clk := &fakeClock{t: t0}
+	var buf bytes.Buffer
+	rec, err := latency.New(&buf, t0, time.Second, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := trial.InteractiveParams{Period: trial.Duration(10 * time.Millisecond), Idle: trial.Duration(400 * time.Millisecond)}
+	var starts []time.Time
+	do := func(Request) {
+		starts = append(starts, clk.Now())
+		clk.advance(time.Millisecond)
+	}
+	if err := RunInteractive(context.Background(), p, 1, Schedule{Start: t0, Duration: time.Second}, clk, rec, do); err != nil {
+		t.Fatal(err)
+	}
+	if len(starts) != 60 {
+		t.Fatalf("%d requests in the 600 ms after a 400 ms idle at 10 ms, want 60", len(starts))
+	}
+	if d := starts[0].Sub(t0); d != 400*time.Millisecond {
+		t.Errorf("first request at +%v, want +400ms", d)
+	}
+	if d := starts[59].Sub(t0); d != 990*time.Millisecond {
+		t.Errorf("last request at +%v, want +990ms", d)
+	}
+}
+
+// The allocation probe maps, faults in and unmaps its size on every
+// request and records each into its own recorder, apart from the
+// request's latency.
+func TestInteractiveAllocProbe(t *testing.T) {
+	p := trial.InteractiveParams{Period: trial.Duration(time.Millisecond), TouchBytes: 4096, WorkingSetBytes: 1 << 20, AllocProbeBytes: 256 << 10}
+	w, err := NewInteractiveWorker(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.Do(Request{TouchBytes: 4096, Value: 1}) // no recorder: no probe, no panic
+	var buf bytes.Buffer
+	rec, err := latency.New(&buf, time.Now(), time.Second, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.RecordAllocs(rec)
+	for i := 0; i < 5; i++ {
+		w.Do(Request{TouchBytes: 4096, Value: uint64(i)})
+	}
+	if err := rec.Close(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Count() != 5 || rec.Failed() != 0 {
+		t.Errorf("probe recorded %d, failed %d; want 5 and 0", rec.Count(), rec.Failed())
+	}
+	if h := merged(t, &buf); h.TotalCount() != 5 {
+		t.Errorf("alloc log holds %d values", h.TotalCount())
+	}
+}
+
 func TestBurstPlanDeterministic(t *testing.T) {
 	p := trial.ToolBurstParams{Children: 6, Parallel: 2, CPULoops: 1000, AllocBytes: 1 << 20}
 	a := BurstPlan(p, 3, 0)

@@ -80,6 +80,11 @@ func runEval(ctx context.Context, args []string) error {
 	if err := s.ResolveFiles(root); err != nil {
 		return err
 	}
+	// Warnings do not stop the run: the settings are legitimate for some
+	// experiments (an overcommitted guest), so they are shown, not refused.
+	for _, w := range s.Warnings {
+		fmt.Fprintf(os.Stderr, "warning: %s\n", w)
+	}
 	p, err := plan.Build(s)
 	if err != nil {
 		return err

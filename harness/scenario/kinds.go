@@ -11,12 +11,12 @@ import (
 
 // params lists, per workload kind, the parameters it takes (TOML names).
 var params = map[string][]string{
-	trial.VictimInteractive:     {"period", "cpu_loops", "touch", "working_set"},
+	trial.VictimInteractive:     {"period", "cpu_loops", "touch", "working_set", "idle", "alloc_probe"},
 	trial.VictimToolBurst:       {"children", "parallel", "cpu_loops", "alloc", "period"},
 	trial.VictimTrace:           {"trace", "compress", "mem_scale", "max_steps"},
 	trial.NeighbourCPUSpin:      {"threads"},
 	trial.NeighbourForkStorm:    {"rate", "concurrency"},
-	trial.NeighbourMemoryBlowup: {"target", "rate_per_sec", "chunk"},
+	trial.NeighbourMemoryBlowup: {"target", "rate_per_sec", "chunk", "fill", "threads"},
 }
 
 var (
@@ -68,6 +68,22 @@ func (v *validator) workloads(r *rawFile, s *Scenario) {
 				ip.WorkingSetBytes = trial.Bytes(w.WorkingSet.V)
 				if ip.WorkingSetBytes < ip.TouchBytes {
 					v.add(p+".working_set", "smaller than touch: each request touches part of the working set")
+				}
+			}
+			if v.ok(p+".idle", &w.Idle) {
+				ip.Idle = trial.Duration(w.Idle.V)
+				if s.Timing.Duration > 0 && w.Idle.V >= s.Timing.Duration {
+					v.add(p+".idle", "%v is not shorter than timing.duration %v: no request would run", w.Idle.V, s.Timing.Duration)
+				}
+				if ip.WorkingSetBytes == 0 {
+					v.warn(p+".idle", "the victim has no working_set: idling leaves nothing for reclaim to take")
+				}
+			}
+			if v.ok(p+".alloc_probe", &w.AllocProbe) {
+				if w.AllocProbe.Max || w.AllocProbe.V < 4096 {
+					v.add(p+".alloc_probe", `want a size of at least a page, e.g. "1M"`)
+				} else {
+					ip.AllocProbeBytes = trial.Bytes(w.AllocProbe.V)
 				}
 			}
 			vic.Interactive = ip
@@ -186,7 +202,7 @@ func (v *validator) workloads(r *rawFile, s *Scenario) {
 					v.add(p+".target", "must be > 0")
 				}
 				if w.Target.V > guestBytes && s.NeighbourBudget.MemoryMax == 0 {
-					v.add(p+".target", "%dM exceeds guest memory plus swap (%dM) and budgets.neighbour has no memory_max: the guest itself would run out; set memory_max or lower target",
+					v.warn(p+".target", "%dM exceeds guest memory plus swap (%dM) and budgets.neighbour has no memory_max: unless a policy caps it, the guest runs out and global reclaim and the OOM killer decide who survives (intended for an overcommitted node; otherwise set memory_max or lower target)",
 						w.Target.V>>20, guestBytes>>20)
 				}
 			}
@@ -197,6 +213,20 @@ func (v *validator) workloads(r *rawFile, s *Scenario) {
 				mb.ChunkBytes = trial.Bytes(w.Chunk.V)
 				if w.Chunk.Max || (w.Chunk.V > 0 && w.Chunk.V < 4096) {
 					v.add(p+".chunk", "want a size >= 4K")
+				}
+			}
+			if v.ok(p+".fill", &w.Fill) {
+				switch w.Fill.V {
+				case trial.FillSparse, trial.FillRandom:
+					mb.Fill = w.Fill.V
+				default:
+					v.add(p+".fill", "%q, want %q (one word per 512 bytes, cheap for zram) or %q (incompressible)", w.Fill.V, trial.FillSparse, trial.FillRandom)
+				}
+			}
+			if v.ok(p+".threads", &w.Threads) {
+				mb.Threads = int(w.Threads.V)
+				if mb.Threads < 1 || mb.Threads > 256 {
+					v.add(p+".threads", "%d, want 1..256", mb.Threads)
 				}
 			}
 			nb.MemoryBlowup = mb

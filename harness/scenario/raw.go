@@ -70,6 +70,8 @@ type rawWorkload struct {
 	// interactive
 	Touch      Size `toml:"touch"`
 	WorkingSet Size `toml:"working_set"`
+	Idle       Dur  `toml:"idle"`
+	AllocProbe Size `toml:"alloc_probe"`
 	// tool_burst
 	Children Int  `toml:"children"`
 	Parallel Int  `toml:"parallel"`
@@ -79,7 +81,7 @@ type rawWorkload struct {
 	Compress Float `toml:"compress"`
 	MemScale Float `toml:"mem_scale"`
 	MaxSteps Int   `toml:"max_steps"`
-	// cpu_spin
+	// cpu_spin, memory_blowup
 	Threads Int `toml:"threads"`
 	// fork_storm
 	Rate        Float `toml:"rate"`
@@ -88,4 +90,5 @@ type rawWorkload struct {
 	Target  Size `toml:"target"`
 	RateMem Size `toml:"rate_per_sec"`
 	Chunk   Size `toml:"chunk"`
+	Fill    Str  `toml:"fill"`
 }

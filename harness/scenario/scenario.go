@@ -64,6 +64,10 @@ type Scenario struct {
 	SetOf         map[string]string
 	// Classes maps a workload name to its step class.
 	Classes map[string]string
+	// Warnings are findings that do not stop the scenario: settings that
+	// are legitimate for some experiments (an overcommitted guest) but
+	// likely mistakes otherwise. Callers print them.
+	Warnings Problems
 }
 
 // Guest is the VM size.
@@ -165,6 +169,8 @@ func Parse(path string, data []byte, kernels Kernels) (*Scenario, error) {
 		})
 		return nil, v.probs
 	}
+	sort.SliceStable(v.warns, func(i, j int) bool { return v.warns[i].Line < v.warns[j].Line })
+	s.Warnings = v.warns
 	return s, nil
 }
 
@@ -172,10 +178,16 @@ type validator struct {
 	file  string
 	lines lineIndex
 	probs Problems
+	warns Problems
 }
 
 func (v *validator) add(field, format string, a ...any) {
 	v.probs = append(v.probs, Problem{File: v.file, Line: v.lines.line(field), Field: field, Msg: fmt.Sprintf(format, a...)})
+}
+
+// warn records a finding that does not fail validation.
+func (v *validator) warn(field, format string, a ...any) {
+	v.warns = append(v.warns, Problem{File: v.file, Line: v.lines.line(field), Field: field, Msg: fmt.Sprintf(format, a...)})
 }
 
 type lenient interface {
@@ -299,6 +311,46 @@ func (v *validator) build(r *rawFile, s *Scenario, kernels Kernels) {
 		v.add("daemon", `%s take their step policy from agentcgroupd's profiles: set [daemon] config_file = "scenarios/policies/default.toml" (or config = "<TOML>")`, strings.Join(needPolicy, ", "))
 	}
 	v.workloads(r, s)
+	v.overcommit(s)
+}
+
+// overcommit says when a neighbour set's limits plus the victims' add up to
+// more than the guest: allowed (real agent hosts overcommit), but then the
+// limits stop protecting anyone and global reclaim and the OOM killer take
+// over, which the reader of a scenario should know was intended.
+func (v *validator) overcommit(s *Scenario) {
+	limit := func(b trial.Budget) int64 {
+		if b.MemoryMax > 0 {
+			return int64(b.MemoryMax)
+		}
+		return int64(b.MemoryHigh)
+	}
+	per := limit(s.NeighbourBudget)
+	vic := limit(s.VictimBudget)
+	if per == 0 {
+		return
+	}
+	guest := int64(s.Guest.MemMB) << 20
+	field := "budgets.neighbour.memory_max"
+	if s.NeighbourBudget.MemoryMax == 0 {
+		field = "budgets.neighbour.memory_high"
+	}
+	for _, set := range s.NeighbourSets {
+		n := 0
+		for _, name := range s.SetOf {
+			if name == set {
+				n++
+			}
+		}
+		sum := int64(n) * per
+		if vic > 0 {
+			sum += int64(len(s.Victims)) * vic
+		}
+		if sum > guest {
+			v.warn(field, "neighbour set %q overcommits the guest: %d neighbour and %d victim limits add up to %dM of %dM guest memory, so global reclaim and the OOM killer can act",
+				set, n, len(s.Victims), sum>>20, guest>>20)
+		}
+	}
 }
 
 func (v *validator) guest(r *rawFile, s *Scenario) {
@@ -330,10 +382,11 @@ func (v *validator) guest(r *rawFile, s *Scenario) {
 				v.add("guest.swap", `%q: %v`, sw, err)
 			case n < 1<<20:
 				v.add("guest.swap", `%q: zram size must be at least 1M`, sw)
-			case int(n>>20) > s.Guest.MemMB:
-				v.add("guest.swap", `%q: zram larger than guest memory (%d MiB) cannot be backed`, sw, s.Guest.MemMB)
 			default:
 				s.Guest.ZramMB = int(n >> 20)
+				if int(n>>20) > s.Guest.MemMB {
+					v.warn("guest.swap", `%q: zram larger than guest memory (%d MiB) can only be filled with compressible pages; incompressible ones use RAM page for page`, sw, s.Guest.MemMB)
+				}
 			}
 		default:
 			v.add("guest.swap", `%q, want "none" or "zram:SIZE" such as "zram:256M"`, sw)
@@ -394,7 +447,7 @@ func (v *validator) budget(p string, b *rawBudget, g Guest) trial.Budget {
 			v.add(p+"."+name, "%d bytes is below 1M; the guest could not even start the workload", f.V)
 		}
 		if f.V > guestBytes {
-			v.add(p+"."+name, "%dM is larger than the guest's memory (%dM): the limit could never bite; lower it or raise guest.mem",
+			v.warn(p+"."+name, "%dM is larger than the guest's memory (%dM): the limit never bites by itself, the guest runs out first and global reclaim and the OOM killer act (intended for an overcommitted node; otherwise lower it or raise guest.mem)",
 				f.V>>20, g.MemMB)
 		}
 		return trial.Bytes(f.V)

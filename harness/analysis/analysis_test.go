@@ -2,10 +2,12 @@ package analysis_test
 
 import (
 	"math"
+	"reflect"
 	"testing"
 
 	"github.com/agentcgroup/agentcgroup/harness/analysis"
 	"github.com/agentcgroup/agentcgroup/harness/analysis/analysistest"
+	"github.com/agentcgroup/agentcgroup/harness/plan"
 )
 
 func TestAnalyzeSynthetic(t *testing.T) {
@@ -97,5 +99,76 @@ func TestAnalyzeDeterministic(t *testing.T) {
 		if a.Rows[i].Metric != b.Rows[i].Metric || a.Rows[i].Est != b.Rows[i].Est {
 			t.Fatalf("row %d differs: %+v vs %+v", i, a.Rows[i], b.Rows[i])
 		}
+	}
+}
+
+// A victim the OOM killer ended is a failed session, not a failed trial:
+// the trial stays usable, the cell's survival rate counts it, and its
+// latency percentiles come from the surviving repetitions only. The
+// allocation probe and the neighbours' system time over memory.high are
+// computed from the raw data like every other metric.
+func TestAnalyzeMemoryPathologies(t *testing.T) {
+	m := analysistest.Default()
+	m.OOMKilled = func(tr plan.Trial) bool {
+		return tr.Config == "baseline" && tr.Neighbour == "mem" && tr.Rep%2 == 0
+	}
+	m.AllocUS = func(cfg, set string) float64 {
+		if set == "mem" && cfg == "baseline" {
+			return 8000
+		}
+		return 1000
+	}
+	dir, err := analysistest.WriteRun(t.TempDir(), 4, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := analysis.Analyze(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Trials) != s.Planned || len(s.Failed) != 0 {
+		t.Fatalf("%d of %d trials usable, failed %v: an OOM-killed victim must not fail its trial", len(s.Trials), s.Planned, s.Failed)
+	}
+	if r := s.Row("baseline", "mem", "victim.survived"); r == nil || r.Est.N != 4 || r.Est.Mean != 0.5 {
+		t.Errorf("baseline/mem survival = %+v, want 0.5 over 4 repetitions", r)
+	}
+	if r := s.Row("baseline", "mem", "chat.survived"); r == nil || r.Est.Mean != 0.5 {
+		t.Errorf("chat survival = %+v", r)
+	}
+	if r := s.Row("joint", "mem", "victim.survived"); r == nil || r.Est.Mean != 1 {
+		t.Errorf("joint/mem survival = %+v, want 1", r)
+	}
+	if r := s.Row("baseline", "mem", "chat.p99_ms"); r == nil || r.Est.N != 2 || !reflect.DeepEqual(r.Reps, []int{1, 3}) {
+		t.Errorf("latency of a cell with killed victims = %+v, want the 2 surviving repetitions", r)
+	}
+	// Allocation latency: a median of 8 ms against 1 ms elsewhere.
+	a, b := s.Row("baseline", "mem", "chat.alloc_p50_ms"), s.Row("joint", "mem", "chat.alloc_p50_ms")
+	if a == nil || b == nil || math.Abs(a.Est.Mean-8) > 1 || math.Abs(b.Est.Mean-1) > 0.15 {
+		t.Errorf("alloc p50 baseline %+v joint %+v, want about 8 and 1 ms", a, b)
+	}
+	for _, p := range []string{"alloc_p95_ms", "alloc_p99_ms"} {
+		if r := s.Row("joint", "cpu", "chat."+p); r == nil || !(r.Est.Mean > 0) {
+			t.Errorf("%s missing: %+v", p, r)
+		}
+	}
+	// The synthetic neighbour burns 10 ms of system time per 100 ms
+	// sample. With memory.high events growing in every interval (set
+	// mem) the whole 4 s measured phase is over memory.high; without
+	// them (set cpu) only the ten intervals from 3000 ms on, where
+	// memory.current passes the 96M memory.high.
+	if r := s.Row("baseline", "mem", "neighbour.sys_over_high_ms"); r == nil || math.Abs(r.Est.Mean-400) > 1e-9 {
+		t.Errorf("sys over high (mem) = %+v, want 400 ms", r)
+	}
+	if r := s.Row("baseline", "cpu", "neighbour.sys_over_high_ms"); r == nil || math.Abs(r.Est.Mean-100) > 1e-9 {
+		t.Errorf("sys over high (cpu) = %+v, want 100 ms", r)
+	}
+	if r := s.Row("baseline", "cpu", "neighbour.over_high_s"); r == nil || math.Abs(r.Est.Mean-1) > 1e-9 {
+		t.Errorf("time over high (cpu) = %+v, want 1 s", r)
+	}
+	if r := s.Row("baseline", analysis.Solo, "neighbour.sys_over_high_ms"); r != nil {
+		t.Errorf("solo trials have no neighbours: %+v", r)
+	}
+	if r := s.Row("baseline", "mem", "neighbour.oom_killed"); r == nil || r.Est.Mean != 0 {
+		t.Errorf("neighbour OOM kills = %+v, want 0", r)
 	}
 }

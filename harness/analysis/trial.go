@@ -24,6 +24,12 @@ var Percentiles = []struct {
 	P    float64
 }{{"p50", 50}, {"p95", 95}, {"p99", 99}, {"p999", 99.9}}
 
+// AllocPercentiles are reported for a victim's allocation probe.
+var AllocPercentiles = []struct {
+	Name string
+	P    float64
+}{{"p50", 50}, {"p95", 95}, {"p99", 99}}
+
 // EventKeys are the memory.events counters tabled per configuration.
 var EventKeys = []string{"high", "max", "oom", "oom_kill"}
 
@@ -64,7 +70,16 @@ func fromRaw(r *trial.Raw) (*TrialResult, error) {
 	if tr.Neighbour == "" {
 		tr.Neighbour = "none"
 	}
+	survived := 0
 	for _, v := range r.Manifest.Victims {
+		if v.OOMKilled {
+			// A failed session: it counts against survival, and it has
+			// no latencies to contribute.
+			tr.Metrics[LatencyMetric(v.Name, "survived")] = 0
+			continue
+		}
+		survived++
+		tr.Metrics[LatencyMetric(v.Name, "survived")] = 1
 		h := r.Merged(v.Name)
 		if h == nil || h.TotalCount() == 0 {
 			return nil, fmt.Errorf("trial %s: victim %s recorded no latencies", sp.ID, v.Name)
@@ -81,6 +96,27 @@ func fromRaw(r *trial.Raw) (*TrialResult, error) {
 			// A replayed trace: how much longer the session took than its
 			// recorded (compressed) duration.
 			tr.Metrics[LatencyMetric(v.Name, "stretch")] = float64(v.Elapsed) / float64(v.Nominal)
+		}
+		if a := r.MergedAlloc(v.Name); a != nil && a.TotalCount() > 0 {
+			for _, p := range AllocPercentiles {
+				tr.Metrics[LatencyMetric(v.Name, "alloc_"+p.Name+"_ms")] = float64(a.ValueAtPercentile(p.P)) / 1000
+			}
+		}
+	}
+	if n := len(r.Manifest.Victims); n > 0 {
+		tr.Metrics[GroupMetric(RoleVictim, "survived")] = float64(survived) / float64(n)
+	}
+	oomNeighbours := 0
+	for _, n := range r.Manifest.Neighbours {
+		if n.OOMKilled {
+			oomNeighbours++
+		}
+	}
+	if len(r.Manifest.Neighbours) > 0 {
+		tr.Metrics[GroupMetric(RoleNeighbour, "oom_killed")] = float64(oomNeighbours)
+		if ms, overS, ok := sysOverHigh(r); ok {
+			tr.Metrics[GroupMetric(RoleNeighbour, "sys_over_high_ms")] = ms
+			tr.Metrics[GroupMetric(RoleNeighbour, "over_high_s")] = overS
 		}
 	}
 
@@ -140,6 +176,56 @@ func fromRaw(r *trial.Raw) (*TrialResult, error) {
 		}
 	}
 	return tr, nil
+}
+
+// sysOverHigh is the CPU the neighbours burnt in the kernel while over
+// their memory.high during the measured phase: the sum, over consecutive
+// timeline samples of each neighbour's cgroup, of the cpu.stat system_usec
+// increase across every interval in which the cgroup was over memory.high
+// (memory.current above memory.high at either end, or memory.events high
+// grew within it, since reclaim often brings usage back under the limit
+// between two samples). Direct reclaim and the swap-in faults of pages it
+// took are charged as system time to the task that triggers them, so this
+// is the reclaim and refault cost of the throttled cgroups, together with
+// whatever other kernel work they did in those intervals (an upper bound
+// on reclaim alone, at the timeline's resolution). It also returns the
+// seconds spent over memory.high, summed over neighbours. ok is false
+// when the timeline does not carry system_usec and memory.high (older
+// runners) or no neighbour had a memory.high.
+func sysOverHigh(r *trial.Raw) (ms, overS float64, ok bool) {
+	end := r.Manifest.Spec.Duration.D().Milliseconds()
+	for _, ph := range r.Manifest.Phases {
+		if ph.Name == "measure" && ph.End.After(ph.Start) {
+			end = ph.End.Sub(ph.Start).Milliseconds()
+		}
+	}
+	cgs := map[string]bool{}
+	for _, n := range r.Manifest.Neighbours {
+		cgs[n.Cgroup] = true
+	}
+	prev := map[string]trial.Sample{}
+	var sysUS, overMS int64
+	for _, smp := range r.Timeline {
+		if !cgs[smp.Cgroup] {
+			continue
+		}
+		if smp.HighLimit > 0 && smp.SystemUS > 0 {
+			ok = true
+		}
+		a, seen := prev[smp.Cgroup]
+		prev[smp.Cgroup] = smp
+		if !seen || a.TMs < 0 || smp.TMs > end || smp.TMs <= a.TMs {
+			continue
+		}
+		over := func(x trial.Sample) bool { return x.HighLimit > 0 && x.MemoryCurrent > x.HighLimit }
+		if over(a) || over(smp) || smp.MemoryHigh > a.MemoryHigh {
+			if d := smp.SystemUS - a.SystemUS; d > 0 {
+				sysUS += d
+			}
+			overMS += smp.TMs - a.TMs
+		}
+	}
+	return float64(sysUS) / 1000, float64(overMS) / 1000, ok
 }
 
 // groupCgroups picks the cgroups whose counters stand for a role: the

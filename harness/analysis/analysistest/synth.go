@@ -78,6 +78,13 @@ type Model struct {
 	// drawn from [1-RepNoise, 1+RepNoise], seeded by the repetition: a host
 	// that is busier in some repetition blocks, which pairing cancels.
 	RepNoise float64
+	// OOMKilled, when set, says in which trials the OOM killer ended the
+	// victim: it then has no latencies and its result carries the marker,
+	// as the guest runner writes it.
+	OOMKilled func(t plan.Trial) bool
+	// AllocUS, when set, gives the victim an allocation probe whose
+	// latencies (us) are drawn around this median for the cell.
+	AllocUS func(config, neighbour string) float64
 }
 
 // Default is a model where neighbours slow the victim in baseline, joint
@@ -171,38 +178,54 @@ func WriteTrial(dir string, t plan.Trial, m Model, start time.Time) error {
 		r := rand.New(rand.NewPCG(sp.Seed, fnv64(t.ID)))
 		med *= 1 + m.TrialNoise*(2*r.Float64()-1)
 	}
-	var buf bytes.Buffer
-	lg, err := trial.NewIntervalLog(&buf, start, "victim chat")
-	if err != nil {
-		return err
-	}
-	var count int64
-	for iv := 0; iv < 4; iv++ {
-		h := trial.NewLatencyHistogram()
-		for i := 0; i < m.Samples/4; i++ {
-			v := med * (0.8 + 0.4*rng.Float64())
-			if rng.Float64() < 0.02 {
-				v *= tail * (1 + rng.Float64())
-			}
-			if err := h.RecordValue(int64(v)); err != nil {
-				return err
-			}
-			count++
+	writeLog := func(path, comment string, median, tail float64) (int64, error) {
+		var buf bytes.Buffer
+		lg, err := trial.NewIntervalLog(&buf, start, comment)
+		if err != nil {
+			return 0, err
 		}
-		s := start.Add(time.Duration(iv) * time.Second)
-		if err := lg.Write(h, s, s.Add(time.Second)); err != nil {
-			return err
+		var count int64
+		for iv := 0; iv < 4; iv++ {
+			h := trial.NewLatencyHistogram()
+			for i := 0; i < m.Samples/4; i++ {
+				v := median * (0.8 + 0.4*rng.Float64())
+				if rng.Float64() < 0.02 {
+					v *= tail * (1 + rng.Float64())
+				}
+				if err := h.RecordValue(int64(v)); err != nil {
+					return 0, err
+				}
+				count++
+			}
+			s := start.Add(time.Duration(iv) * time.Second)
+			if err := lg.Write(h, s, s.Add(time.Second)); err != nil {
+				return 0, err
+			}
 		}
-	}
-	if err := fsutil.WriteFile(filepath.Join(dir, trial.HistogramPath("chat")), buf.Bytes()); err != nil {
-		return err
+		return count, fsutil.WriteFile(filepath.Join(dir, path), buf.Bytes())
 	}
 	vcg := trial.StepPath("victim", "chat")
+	chat := trial.WorkloadResult{Name: "chat", Kind: trial.VictimInteractive, Cgroup: vcg,
+		Elapsed: trial.Duration(5 * time.Second), Nominal: trial.Duration(4 * time.Second)}
+	if m.OOMKilled != nil && m.OOMKilled(t) {
+		chat = trial.WorkloadResult{Name: "chat", Kind: trial.VictimInteractive, Cgroup: vcg, ExitCode: -1, Signal: "killed", OOMKilled: true}
+	} else {
+		count, err := writeLog(trial.HistogramPath("chat"), "victim chat", med, tail)
+		if err != nil {
+			return err
+		}
+		chat.Histogram, chat.Count = trial.HistogramPath("chat"), count
+		if m.AllocUS != nil {
+			n, err := writeLog(trial.AllocHistogramPath("chat"), "victim chat allocation probe", m.AllocUS(t.Config, t.Neighbour), tail)
+			if err != nil {
+				return err
+			}
+			chat.AllocHistogram, chat.AllocCount = trial.AllocHistogramPath("chat"), n
+		}
+	}
 	cgs := []string{trial.SessionPath("victim"), vcg}
 	man := trial.Manifest{Version: trial.ManifestVer, Spec: sp, Kernel: "7.3.4", GuestCPUs: 2, Started: start, Finished: start.Add(5 * time.Second),
-		Victims: []trial.WorkloadResult{{Name: "chat", Kind: trial.VictimInteractive, Cgroup: vcg, Histogram: trial.HistogramPath("chat"), Count: count,
-			Elapsed: trial.Duration(5 * time.Second), Nominal: trial.Duration(4 * time.Second)}},
-		OK: true}
+		Victims: []trial.WorkloadResult{chat}, OK: true}
 	for _, n := range sp.Neighbours {
 		cg := trial.StepPath(n.Session, n.Step)
 		man.Neighbours = append(man.Neighbours, trial.WorkloadResult{Name: n.Name, Kind: n.Kind, Cgroup: cg, Count: 1})
@@ -263,13 +286,16 @@ func WriteTrial(dir string, t plan.Trial, m Model, start time.Time) error {
 	for ms := int64(0); ms <= 4000; ms += 100 {
 		for _, cg := range cgs {
 			cur := int64(8 << 20)
-			var ev, thr int64
+			var ev, thr, sys, limit int64
 			if strings.Contains(cg, "noisy") {
 				cur = (20 + ms/40) << 20
 				ev = high * ms / 4000
 				thr = 5000 * ms / 4000
+				// 10 ms of system time per 100 ms sample; the scenario's
+				// 96M memory.high is crossed at 3040 ms.
+				sys, limit = ms*100, 96<<20
 			}
-			fmt.Fprintf(&tl, `{"t_ms":%d,"cgroup":%q,"memory_current":%d,"memory_high_events":%d,"throttled_usec":%d}`+"\n", ms, cg, cur, ev, thr)
+			fmt.Fprintf(&tl, `{"t_ms":%d,"cgroup":%q,"memory_current":%d,"memory_high_events":%d,"throttled_usec":%d,"system_usec":%d,"memory_high":%d}`+"\n", ms, cg, cur, ev, thr, sys, limit)
 		}
 	}
 	if err := fsutil.WriteFile(filepath.Join(dir, trial.TimelineFile), []byte(tl.String())); err != nil {
@@ -285,7 +311,7 @@ func WriteTrial(dir string, t plan.Trial, m Model, start time.Time) error {
 	if err := fsutil.WriteJSON(filepath.Join(dir, trial.ManifestFile), man); err != nil {
 		return err
 	}
-	_, err = os.Stat(filepath.Join(dir, trial.ManifestFile))
+	_, err := os.Stat(filepath.Join(dir, trial.ManifestFile))
 	return err
 }
 

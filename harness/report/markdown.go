@@ -50,6 +50,8 @@ func Markdown(s *analysis.Summary, figs []Figure) []byte {
 		p("\n")
 	}
 
+	pathologies(&b, s)
+
 	p("## memory.events per configuration\n\n")
 	p("Counter increase between the snapshots before the neighbours start and after the victims finish, per trial, for the victims' and the neighbours' session cgroups (hierarchical counts).\n\n")
 	p("| neighbours | configuration |")
@@ -119,6 +121,56 @@ func Markdown(s *analysis.Summary, figs []Figure) []byte {
 	return b.Bytes()
 }
 
+// pathologies is the table for the two ways one half of the stack fails
+// alone: the victims' survival (OOM kills end sessions), their major
+// faults and memory stalls, the CPU the throttled neighbours burnt in the
+// kernel while over memory.high, and the victims' allocation latency,
+// beside their tail latencies.
+func pathologies(b *bytes.Buffer, s *analysis.Summary) {
+	p := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
+	var alloc []string
+	for _, v := range s.Victims {
+		for _, r := range s.Rows {
+			if r.Metric == analysis.LatencyMetric(v, "alloc_p99_ms") {
+				alloc = append(alloc, v)
+				break
+			}
+		}
+	}
+	p("## Memory pathologies: survival, faults, reclaim\n\n")
+	p("Per cell, mean over repetitions. *Survived* is the fraction of victim sessions the OOM killer did not end (a killed victim is a failed session; its trial stays usable, and it has no latencies, so the p99 columns cover the surviving repetitions only and must be read with survival). Major faults and memory stall (PSI some/full, %% of wall time) are the victims' session cgroup's. *Neighbour sys ms over high* is the neighbours' cpu.stat system time summed over the timeline intervals in which a neighbour was over its memory.high (memory.current above it at either end, or memory.events high grew) during the measured phase: the kernel time charged to the throttled step, which is direct reclaim, zram compression and the refaults of what reclaim took, plus any other kernel work it did in those intervals; *s over high* is how long that was. Allocation latency is the victims' probe: wall time to map and fault in a fixed size per request.\n\n")
+	p("| neighbours | configuration | n | survived |")
+	for _, v := range s.Victims {
+		p(" `%s` p99 ms |", v)
+	}
+	p(" victim pgmajfault | victim mem some %% | victim mem full %% | neighbour sys ms over high | neighbour s over high | neighbour OOM kills |")
+	for _, v := range alloc {
+		p(" `%s` alloc p95 ms | `%s` alloc p99 ms |", v, v)
+	}
+	p("\n|---|---|---|---|%s\n", strings.Repeat("---|", len(s.Victims)+6+2*len(alloc)))
+	for _, set := range s.Sets {
+		for _, cfg := range s.Configs {
+			n := 0
+			if r := s.Row(cfg, set, analysis.GroupMetric(analysis.RoleVictim, "survived")); r != nil {
+				n = r.Est.N
+			}
+			p("| %s | %s | %d | %s |", label(set), cfg, n, est(s, cfg, set, analysis.GroupMetric(analysis.RoleVictim, "survived")))
+			for _, v := range s.Victims {
+				p(" %s |", est(s, cfg, set, analysis.LatencyMetric(v, "p99_ms")))
+			}
+			for _, m := range []string{"victim.pgmajfault", "victim.psi_mem_some_pct", "victim.psi_mem_full_pct",
+				"neighbour.sys_over_high_ms", "neighbour.over_high_s", "neighbour.oom_killed"} {
+				p(" %s |", est(s, cfg, set, m))
+			}
+			for _, v := range alloc {
+				p(" %s | %s |", est(s, cfg, set, analysis.LatencyMetric(v, "alloc_p95_ms")), est(s, cfg, set, analysis.LatencyMetric(v, "alloc_p99_ms")))
+			}
+			p("\n")
+		}
+	}
+	p("\n")
+}
+
 func provenance(b *bytes.Buffer, s *analysis.Summary) {
 	pv := s.Provenance
 	if pv == nil {
@@ -161,6 +213,17 @@ func provenance(b *bytes.Buffer, s *analysis.Summary) {
 func trials(b *bytes.Buffer, s *analysis.Summary) {
 	fmt.Fprintf(b, "## Trials\n\n%d planned, %d usable, %d failed, %d skipped, %d not run.\n\n",
 		s.Planned, len(s.Trials), len(s.Failed), len(s.Skipped), len(s.Missing))
+	var killed []string
+	for _, tr := range s.Trials {
+		for _, v := range tr.Raw.Manifest.Victims {
+			if v.OOMKilled {
+				killed = append(killed, fmt.Sprintf("`%s` (%s)", tr.ID, v.Name))
+			}
+		}
+	}
+	if len(killed) > 0 {
+		fmt.Fprintf(b, "The OOM killer ended %d victim session(s), counted as failed sessions in usable trials (see survival under Memory pathologies): %s.\n\n", len(killed), strings.Join(killed, ", "))
+	}
 	notes(b, "failed", s.Failed)
 	notes(b, "skipped", s.Skipped)
 	if len(s.Missing) > 0 {

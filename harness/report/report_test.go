@@ -10,6 +10,7 @@ import (
 
 	"github.com/agentcgroup/agentcgroup/harness/analysis"
 	"github.com/agentcgroup/agentcgroup/harness/analysis/analysistest"
+	"github.com/agentcgroup/agentcgroup/harness/plan"
 	"github.com/agentcgroup/agentcgroup/harness/report"
 	"github.com/agentcgroup/agentcgroup/harness/results"
 )
@@ -320,5 +321,42 @@ func TestReportGroupsFailures(t *testing.T) {
 	md := string(report.Markdown(s, nil))
 	if !strings.Contains(md, "- failed `joint.mem.r00`, `joint.mem.r01`: synthetic failure\n") {
 		t.Errorf("failures not grouped:\n%s", md)
+	}
+}
+
+// The pathology table puts survival, faults, stalls, the neighbours'
+// reclaim CPU and the allocation probe beside the victims' p99, and the
+// Trials section names the sessions the OOM killer ended.
+func TestReportMemoryPathologies(t *testing.T) {
+	m := analysistest.Default()
+	m.OOMKilled = func(tr plan.Trial) bool { return tr.ID == "baseline.mem.r01" }
+	m.AllocUS = func(cfg, set string) float64 { return 2000 }
+	dir, err := analysistest.WriteRun(t.TempDir(), 2, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := analysis.Analyze(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := string(report.Markdown(s, nil))
+	for _, want := range []string{
+		"The OOM killer ended 1 victim session(s), counted as failed sessions in usable trials (see survival under Memory pathologies): `baseline.mem.r01` (chat).",
+		"## Memory pathologies: survival, faults, reclaim",
+		"| neighbours | configuration | n | survived | `chat` p99 ms | victim pgmajfault | victim mem some % | victim mem full % | neighbour sys ms over high | neighbour s over high | neighbour OOM kills | `chat` alloc p95 ms | `chat` alloc p99 ms |",
+		// One of two repetitions survived; the other's p99 stands alone.
+		"| mem | baseline | 2 | 0.5 (range 0–1.00) | 37.2 |",
+		// The synthetic neighbour is over memory.high for the whole 4 s
+		// in set mem, burning 10 ms of system time per 100 ms.
+		"| 10.0 | 2.00 | 1.00 | 400 | 4.00 | 0 |",
+		"| solo | joint | 2 | 1.00 |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		i := strings.Index(md, "## Memory pathologies")
+		t.Log(md[i : i+3000])
 	}
 }

@@ -9,12 +9,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
@@ -179,10 +181,13 @@ func LoadTrace(name string) (*trace.Trace, error) {
 	return traces.Load(name)
 }
 
-// runTrace replays steps one after another (a session's tool calls are
-// sequential), each as its own process in its own step cgroup, and records
-// each step's wall time from its start. Steps that would start after the
-// measured phase are not started.
+// runTrace replays a recorded session's tool calls as trace.Replay
+// schedules them: calls that overlapped in the recording run at the same
+// time, a call that followed others waits for them, each is its own
+// process in its own step cgroup, and each step's wall time from its start
+// is recorded. Steps that would start after the measured phase are not
+// started. It returns the recorded (compressed) makespan of the steps it
+// started; the session's own makespan is the victim's elapsed time.
 func runTrace(ctx context.Context, r VictimRun, rec *latency.Recorder) (time.Duration, error) {
 	p := *r.Victim.Trace
 	t, err := LoadTrace(p.Trace)
@@ -208,66 +213,147 @@ func runTrace(ctx context.Context, r VictimRun, rec *latency.Recorder) (time.Dur
 	if err := (victim.RealClock{}).SleepUntil(ctx, r.Start); err != nil {
 		return 0, nil
 	}
-	end := r.Start.Add(r.Dur)
-	var nominal time.Duration
-	next := r.Start
-	for _, w := range work {
-		next = next.Add(w.Gap)
-		if !next.Before(end) {
-			break
+	// A step whose cgroup cannot be set up ends the replay: later steps
+	// would fail the same way.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var setupMu sync.Mutex
+	var setupErr error
+	// Steps running at the same time are set up at the same time, as an
+	// agent's parallel calls would be.
+	setup := func(w trace.StepWork) (cgroupfs.Cgroup, error) {
+		tid := TraceStepID(r.Victim.Name, w.Index)
+		if r.DaemonSocket != "" {
+			if _, err := api.NewClient(r.DaemonSocket).CreateStep(api.StepRequest{
+				Session: r.Victim.Session, Step: tid, Class: DaemonClass(p.StepClass), Argv: []string{w.Tool}}); err != nil {
+				return cgroupfs.Cgroup{}, fmt.Errorf("daemon: create step %s: %w", tid, err)
+			}
 		}
-		if err := (victim.RealClock{}).SleepUntil(ctx, next); err != nil {
-			break
+		cg, err := cgroupfs.Mkdir(filepath.Join(sess.Path, cgroupfs.StepPrefix+tid))
+		if err != nil {
+			return cg, err
 		}
+		if err := ApplyBudget(cg, staticBudget(r.Stack, p.StepBudget)); err != nil {
+			return cg, err
+		}
+		if static != nil {
+			if err := static.write(cg, p.StepClass); err != nil {
+				return cg, err
+			}
+		}
+		return cg, nil
+	}
+	run := func(ctx context.Context, w trace.StepWork) (time.Time, error) {
 		b, _ := json.Marshal(w)
 		cmd := exec.CommandContext(ctx, self, "trace-step", "--seed",
 			strconv.FormatUint(load.SubSeed(r.Seed, strconv.Itoa(w.Index)), 10), "--work", string(b))
 		cmd.Stderr = os.Stderr
+		if r.Mount == "" {
+			began := time.Now()
+			return began, cmd.Run()
+		}
+		cg, err := setup(w)
+		if err != nil {
+			setupMu.Lock()
+			if setupErr == nil {
+				setupErr = err
+			}
+			setupMu.Unlock()
+			stop()
+			return time.Now(), errSetup
+		}
 		began := time.Now()
-		if r.Mount != "" {
-			tid := TraceStepID(r.Victim.Name, w.Index)
-			if r.DaemonSocket != "" {
-				if _, err := api.NewClient(r.DaemonSocket).CreateStep(api.StepRequest{
-					Session: r.Victim.Session, Step: tid, Class: DaemonClass(p.StepClass), Argv: []string{w.Tool}}); err != nil {
-					return nominal, fmt.Errorf("daemon: create step %s: %w", tid, err)
-				}
-			}
-			cg, err := cgroupfs.Mkdir(filepath.Join(sess.Path, cgroupfs.StepPrefix+tid))
-			if err != nil {
-				return nominal, err
-			}
-			if err := ApplyBudget(cg, staticBudget(r.Stack, p.StepBudget)); err != nil {
-				return nominal, err
-			}
-			if static != nil {
-				if err := static.write(cg, p.StepClass); err != nil {
-					return nominal, err
-				}
-			}
-			began = time.Now()
-			err = cg.Start(cmd)
-			if err == nil {
-				err = cmd.Wait()
-			}
-			if err != nil && ctx.Err() == nil {
-				rec.Fail()
-				fmt.Fprintf(os.Stderr, "trace %s step %d: %v\n", r.Victim.Name, w.Index, err)
-			}
-		} else if err := cmd.Run(); err != nil && ctx.Err() == nil {
-			rec.Fail()
-			fmt.Fprintf(os.Stderr, "trace %s step %d: %v\n", r.Victim.Name, w.Index, err)
+		if err := cg.Start(cmd); err != nil {
+			return began, err
 		}
-		if ctx.Err() != nil {
-			break
-		}
-		done := time.Now()
-		if cmd.ProcessState != nil && cmd.ProcessState.Success() {
-			rec.Record(began, done)
-			nominal += w.Nominal
-		}
-		next = done
+		return began, cmd.Wait()
 	}
-	return nominal, nil
+	var log bytes.Buffer
+	logStep := func(v any) {
+		b, _ := json.Marshal(v)
+		log.Write(append(b, '\n'))
+	}
+	res := trace.Replay(ctx, work, r.Start, r.Start.Add(r.Dur), run, func(s trace.StepResult) {
+		w := work[s.Index]
+		line := traceStepLine{Step: s.Index, Tool: w.Tool, After: w.After,
+			Offset: trial.Duration(w.Offset), Nominal: trial.Duration(w.Nominal),
+			Due: trial.Duration(s.Due.Sub(r.Start)), Began: trial.Duration(s.Began.Sub(r.Start)),
+			Latency: trial.Duration(s.Done.Sub(s.Began))}
+		switch {
+		case errors.Is(s.Err, errSetup):
+			line.Error = "not started: step setup failed"
+		case s.Err != nil && ctx.Err() == nil:
+			rec.Fail()
+			line.Error = s.Err.Error()
+			fmt.Fprintf(os.Stderr, "trace %s step %d: %v\n", r.Victim.Name, s.Index, s.Err)
+		case s.Err != nil:
+			line.Error = "stopped: " + s.Err.Error()
+		default:
+			rec.Record(s.Began, s.Done)
+		}
+		logStep(line)
+	})
+	ran := work[:0:0]
+	last := r.Start
+	for _, s := range res {
+		if !errors.Is(s.Err, errSetup) {
+			ran = append(ran, work[s.Index])
+			last = maxTime(last, s.Done)
+		}
+	}
+	nominal := trace.Nominal(ran)
+	logStep(traceSessionLine{Session: r.Victim.Session, Trace: t.Name, Steps: len(work), Started: len(ran),
+		Makespan: trial.Duration(last.Sub(r.Start)), Recorded: trial.Duration(nominal)})
+	fmt.Fprintf(os.Stderr, "trace %s: %d of %d steps, makespan %v, recorded %v (compressed)\n",
+		r.Victim.Name, len(ran), len(work), last.Sub(r.Start).Round(time.Millisecond), nominal.Round(time.Millisecond))
+	if r.Hlog != "" {
+		if err := fsutil.WriteFile(TraceStepsPath(r.Hlog), log.Bytes()); err != nil {
+			return nominal, err
+		}
+	}
+	return nominal, setupErr
+}
+
+// errSetup marks a step that never ran because its cgroup could not be
+// set up; runTrace reports the setup error itself.
+var errSetup = errors.New("step setup failed")
+
+// traceStepLine is one replayed step in a trace victim's steps log; times
+// count from the session's start.
+type traceStepLine struct {
+	Step    int            `json:"step"`
+	Tool    string         `json:"tool"`
+	After   []int          `json:"after,omitempty"` // steps it waited for
+	Offset  trial.Duration `json:"offset"`          // recorded start, compressed
+	Nominal trial.Duration `json:"nominal"`         // recorded duration, compressed
+	Due     trial.Duration `json:"due"`             // when the schedule released it
+	Began   trial.Duration `json:"began"`
+	Latency trial.Duration `json:"latency"` // its wall time from Began
+	Error   string         `json:"error,omitempty"`
+}
+
+// traceSessionLine ends a trace victim's steps log: the replayed session's
+// makespan against the recorded one (both compressed).
+type traceSessionLine struct {
+	Session  string         `json:"session"`
+	Trace    string         `json:"trace"`
+	Steps    int            `json:"steps"`   // planned
+	Started  int            `json:"started"` // the rest were due after the measured phase
+	Makespan trial.Duration `json:"makespan"`
+	Recorded trial.Duration `json:"recorded_makespan"`
+}
+
+// TraceStepsPath is where a trace victim whose latency log is hlog writes
+// its steps log: one JSON line per replayed step, then one for the session.
+func TraceStepsPath(hlog string) string {
+	return hlog[:len(hlog)-len(filepath.Ext(hlog))] + ".steps.jsonl"
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // TraceStepID names the step cgroup of a trace victim's n-th tool call.

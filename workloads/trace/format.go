@@ -29,9 +29,11 @@ type Trace struct {
 
 // Step is one tool call.
 type Step struct {
-	Tool    string `json:"tool"`
-	StartMs int64  `json:"start_ms"` // since the first call's start
-	DurMs   int64  `json:"dur_ms"`
+	Tool string `json:"tool"`
+	// StartMs counts from the earliest call's start. Steps are in start
+	// order; calls that overlapped in the recording overlap here too.
+	StartMs int64 `json:"start_ms"`
+	DurMs   int64 `json:"dur_ms"`
 	// MemMB[i] is the container memory above what it held just before
 	// the call, at evenly spaced points across the call (>= 1 entry).
 	MemMB []float64 `json:"mem_mb"`
@@ -48,10 +50,13 @@ func (t *Trace) Validate() error {
 	if len(t.Steps) == 0 {
 		return fmt.Errorf("trace %q: no steps", t.Name)
 	}
-	prev := int64(-1)
+	if s := t.Steps[0].StartMs; s != 0 {
+		return fmt.Errorf("trace %q step 0: starts at %d ms; offsets count from the earliest call, so the first step starts at 0 (re-run the converter)", t.Name, s)
+	}
+	prev := int64(0)
 	for i, s := range t.Steps {
 		if s.StartMs < prev {
-			return fmt.Errorf("trace %q step %d: starts at %d ms, before the previous step (%d ms)", t.Name, i, s.StartMs, prev)
+			return fmt.Errorf("trace %q step %d: starts at %d ms, before step %d (%d ms); steps are sorted by start (re-run the converter)", t.Name, i, s.StartMs, i-1, prev)
 		}
 		prev = s.StartMs
 		if s.DurMs < 0 {
@@ -62,6 +67,47 @@ func (t *Trace) Validate() error {
 		}
 	}
 	return nil
+}
+
+// Concurrency says how a trace's calls overlap.
+type Concurrency struct {
+	// Overlapping counts calls that ran at the same time as at least one
+	// other call.
+	Overlapping int
+	// MaxParallel is the most calls running at one instant.
+	MaxParallel int
+	// SpanMs runs from the first call's start to the last call's end.
+	SpanMs int64
+}
+
+// Concurrency measures the overlap between the trace's calls. Calls
+// overlap when each starts before the other ends, so a call starting the
+// millisecond another ends follows it rather than overlapping it.
+func (t *Trace) Concurrency() Concurrency {
+	var c Concurrency
+	for i, a := range t.Steps {
+		c.SpanMs = max(c.SpanMs, a.StartMs+a.DurMs)
+		running := 1
+		overlaps := false
+		for j, b := range t.Steps {
+			if i == j || a.DurMs == 0 || b.DurMs == 0 {
+				continue
+			}
+			if a.StartMs < b.StartMs+b.DurMs && b.StartMs < a.StartMs+a.DurMs {
+				overlaps = true
+			}
+			// running at a's start: b started no later (ties by order)
+			// and had not yet ended
+			if (b.StartMs < a.StartMs || (b.StartMs == a.StartMs && j < i)) && b.StartMs+b.DurMs > a.StartMs {
+				running++
+			}
+		}
+		if overlaps {
+			c.Overlapping++
+		}
+		c.MaxParallel = max(c.MaxParallel, running)
+	}
+	return c
 }
 
 // Read loads a converted trace. name is a path to a .json file, or a bare

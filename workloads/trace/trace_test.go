@@ -18,7 +18,7 @@ import (
 const callsJSON = `[
  {"timestamp": "2026-02-07T01:00:00.000Z", "end_timestamp": "2026-02-07T01:00:00.050Z", "tool": "Read", "input": {"file_path": "/x"}, "result_preview": "..."},
  {"timestamp": "2026-02-07T01:00:02.000Z", "end_timestamp": "2026-02-07T01:00:05.000Z", "tool": "Bash", "input": {"command": "pytest"}},
- {"timestamp": "2026-02-07T01:00:06.000Z", "tool": "Edit"}
+ {"timestamp": "2026-02-07T01:00:06.000Z", "end_timestamp": "2026-02-07T01:00:06.000Z", "tool": "Edit"}
 ]`
 
 func samples() string {
@@ -67,7 +67,7 @@ func TestConvert(t *testing.T) {
 	if !reflect.DeepEqual(s1.CPUPct, []float64{100, 150, 80, 3}) {
 		t.Errorf("step 1 cpu %v", s1.CPUPct)
 	}
-	// An open call (no end) has zero duration and one sample.
+	// A call that returns at once has zero duration and one sample.
 	if s2.DurMs != 0 || len(s2.MemMB) != 1 {
 		t.Errorf("step 2 %+v", s2)
 	}
@@ -94,8 +94,8 @@ func TestPlanCompressesAndScales(t *testing.T) {
 	if len(w) != 3 {
 		t.Fatalf("%d steps", len(w))
 	}
-	if w[1].Nominal != 300*time.Millisecond || w[1].Gap != time.Duration(1950*time.Millisecond/10) {
-		t.Errorf("step 1 nominal %v gap %v", w[1].Nominal, w[1].Gap)
+	if w[1].Nominal != 300*time.Millisecond || w[1].Offset != 200*time.Millisecond || !reflect.DeepEqual(w[1].After, []int{0}) {
+		t.Errorf("step 1 nominal %v offset %v after %v", w[1].Nominal, w[1].Offset, w[1].After)
 	}
 	if len(w[1].Segs) != 4 || w[1].Segs[1].MemBytes != int64(1019e6*0.5) {
 		t.Errorf("step 1 segs %+v", w[1].Segs)
@@ -104,7 +104,8 @@ func TestPlanCompressesAndScales(t *testing.T) {
 	if want := int64(75 * DefaultLoopsPerMs); w[1].Segs[1].CPULoops != want {
 		t.Errorf("capped cpu loops %d, want %d", w[1].Segs[1].CPULoops, want)
 	}
-	if got := Nominal(w); got != 305*time.Millisecond {
+	// the recorded makespan: the last call ends 6 s after the first started
+	if got := Nominal(w); got != 600*time.Millisecond {
 		t.Errorf("nominal %v", got)
 	}
 	if !reflect.DeepEqual(w, Plan(tr, p)) {

@@ -12,9 +12,7 @@ import (
 	"time"
 
 	"github.com/agentcgroup/agentcgroup/harness/trial"
-	"github.com/agentcgroup/agentcgroup/internal/fsutil"
 	"github.com/agentcgroup/agentcgroup/workloads/runner"
-	"github.com/agentcgroup/agentcgroup/workloads/trace"
 	"github.com/agentcgroup/agentcgroup/workloads/traces"
 )
 
@@ -216,29 +214,4 @@ func cmdTraces(args []string) error {
 		fmt.Printf("%-40s %3d steps, %6.1f s in tools, peak +%.0f MB  (%s)\n", n, len(t.Steps), float64(dur)/1000, peak, t.Source)
 	}
 	return nil
-}
-
-func cmdTraceConvert(args []string) error {
-	fs := flag.NewFlagSet("trace-convert", flag.ExitOnError)
-	in := fs.String("in", "", "recorded task directory holding tool_calls.json and resources.json")
-	out := fs.String("out", "", "output .json file (e.g. workloads/traces/<name>.json)")
-	name := fs.String("name", "", "trace name (default: the input directory's name)")
-	source := fs.String("source", "", "where the recording came from (kept in the file)")
-	license := fs.String("license", "", "the recording's licence (kept in the file)")
-	fs.Parse(args)
-	if *in == "" || *out == "" || *source == "" || *license == "" {
-		return fmt.Errorf("--in, --out, --source and --license are required (attribution travels with converted data)")
-	}
-	if *name == "" {
-		*name = filepath.Base(filepath.Clean(*in))
-	}
-	t, err := trace.Convert(*in, *name, *source, *license)
-	if err != nil {
-		return err
-	}
-	b, err := json.Marshal(t)
-	if err != nil {
-		return err
-	}
-	return fsutil.WriteFile(*out, append(b, '\n'))
 }

@@ -32,6 +32,7 @@ type CgroupEntry struct {
 	Enqueues    uint64 `json:"enqueues"`
 	Boosts      uint64 `json:"boosts"`
 	Penalties   uint64 `json:"penalties"`
+	PenalizedNs uint64 `json:"penalized_ns"`
 	ThrottledNs uint64 `json:"throttled_ns"`
 	Throttles   uint64 `json:"throttles"`
 }
@@ -59,7 +60,7 @@ func (s *Scheduler) Report(partial bool, penaltyScore uint32) (Report, error) {
 	for _, c := range cgs {
 		r.Cgroups = append(r.Cgroups, CgroupEntry{
 			ID: c.ID, Level: c.Level, Weight: c.Weight, RuntimeNs: c.RuntimeNs, Enqueues: c.Enqueues,
-			Boosts: c.Boosts, Penalties: c.Penalties, ThrottledNs: c.ThrottledNs, Throttles: c.Throttles,
+			Boosts: c.Boosts, Penalties: c.Penalties, PenalizedNs: c.PenalizedNs, ThrottledNs: c.ThrottledNs, Throttles: c.Throttles,
 		})
 	}
 	sort.Slice(r.Cgroups, func(i, j int) bool { return r.Cgroups[i].ID < r.Cgroups[j].ID })

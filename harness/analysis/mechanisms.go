@@ -54,8 +54,9 @@ type Counts struct {
 	PolicyWrites   int // written by the runner (static source) or the daemon
 	Boosts         uint64
 	Penalties      uint64
-	PenaltyApplies int // steps whose peak score reached their penalty score
-	Throttles      int // daemon transitions to THROTTLED
+	PenalizedMs    float64 // CPU time charged to steps while penalized
+	PenaltyApplies int     // steps whose peak score reached their penalty score
+	Throttles      int     // daemon transitions to THROTTLED
 	Freezes        int
 	Thaws          int
 	Kills          map[string]int // by cause
@@ -241,6 +242,7 @@ func Mechanisms(r *trial.Raw) ([]Check, Counts) {
 	if sched != nil {
 		for _, s := range steps {
 			c.Penalties += sched.Cgroups[s.path].Penalties
+			c.PenalizedMs += float64(sched.Cgroups[s.path].PenalizedNs) / 1e6
 		}
 	}
 	var due, penalized []string
@@ -271,7 +273,7 @@ func Mechanisms(r *trial.Raw) ([]Check, Counts) {
 	case len(penalized) == 0:
 		add(MechPenalty, Missing, "%d steps reached their penalty score, none was penalized", len(due))
 	default:
-		add(MechPenalty, Engaged, "%d/%d steps over their penalty score penalized (%d enqueues)", len(penalized), len(due), c.Penalties)
+		add(MechPenalty, Engaged, "%d/%d steps over their penalty score penalized (%d enqueues, %.0f ms of CPU)", len(penalized), len(due), c.Penalties, c.PenalizedMs)
 	}
 	return out, c
 }
@@ -371,6 +373,7 @@ func (c *Counts) add(o Counts) {
 	c.PolicyWrites += o.PolicyWrites
 	c.Boosts += o.Boosts
 	c.Penalties += o.Penalties
+	c.PenalizedMs += o.PenalizedMs
 	c.PenaltyApplies += o.PenaltyApplies
 	c.Throttles += o.Throttles
 	c.Freezes += o.Freezes

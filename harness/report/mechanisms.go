@@ -52,12 +52,12 @@ func configurations(b *bytes.Buffer, s *analysis.Summary) {
 	p("\n")
 
 	p("### Actions behind them\n\n")
-	p("Summed over each configuration's trials: step_policy entries written (by the runner for a static source, by the daemon otherwise), scheduler boosts and penalized enqueues of step cgroups, steps whose peak thrash score reached their penalty score, daemon transitions (throttled, frozen, thawed), kills by cause, memory burst credit grants, and memcg_agent_ops delays and protections (full mode).\n\n")
-	p("| configuration | policy writes | boosts | penalties | steps due a penalty | throttled | frozen | thawed | killed | bursts | BPF delays | protections (revoked) |\n")
+	p("Summed over each configuration's trials: step_policy entries written (by the runner for a static source, by the daemon otherwise), scheduler boosts, penalized enqueues and CPU time charged while penalized of step cgroups, steps whose peak thrash score reached their penalty score, daemon transitions (throttled, frozen, thawed), kills by cause, memory burst credit grants, and memcg_agent_ops delays and protections (full mode).\n\n")
+	p("| configuration | policy writes | boosts | penalties (ms penalized) | steps due a penalty | throttled | frozen | thawed | killed | bursts | BPF delays | protections (revoked) |\n")
 	p("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		c := r.Counts
-		p("| %s | %d | %d | %d | %d | %d | %d | %d | %s | %d | %d | %d (%d) |\n", r.Config, c.PolicyWrites, c.Boosts, c.Penalties,
+		p("| %s | %d | %d | %d (%.0f) | %d | %d | %d | %d | %s | %d | %d | %d (%d) |\n", r.Config, c.PolicyWrites, c.Boosts, c.Penalties, c.PenalizedMs,
 			c.PenaltyApplies, c.Throttles, c.Freezes, c.Thaws, kills(c.Kills), c.Bursts, c.BPFDelays, c.Protections, c.Revoked)
 	}
 	p("\n")

@@ -72,6 +72,10 @@ type SchedulerEvidence struct {
 	// ChargeCapped counts runtime charges cut to one slice (the vCPU
 	// was stopped by the host).
 	ChargeCapped uint64 `json:"charge_capped,omitempty"`
+	// PolicyLookups and PolicyHits count the scheduler's step_policy
+	// lookups and those that found an entry.
+	PolicyLookups uint64 `json:"policy_lookups,omitempty"`
+	PolicyHits    uint64 `json:"policy_hits,omitempty"`
 }
 
 // SchedulerCgroup is one cgroup's scheduler counters.
@@ -80,6 +84,7 @@ type SchedulerCgroup struct {
 	RuntimeNs   uint64 `json:"runtime_ns"`
 	Boosts      uint64 `json:"boosts"`
 	Penalties   uint64 `json:"penalties"`
+	PenalizedNs uint64 `json:"penalized_ns,omitempty"` // CPU time charged while penalized
 	ThrottledNs uint64 `json:"throttled_ns,omitempty"`
 }
 

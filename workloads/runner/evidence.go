@@ -132,14 +132,15 @@ func (t *trialRun) collectEvidence(ws []*workload, pw *pressureWatch) {
 			fail("scheduler report", err)
 		} else {
 			se := &trial.SchedulerEvidence{Mode: r.Mode, PolicyMapID: r.PolicyMapID, PressureMapID: r.PressureMapID, PenaltyScore: r.PenaltyScore,
-				Cgroups: map[string]trial.SchedulerCgroup{}, ChargeCapped: r.Counters.ChargeCapped}
+				Cgroups: map[string]trial.SchedulerCgroup{}, ChargeCapped: r.Counters.ChargeCapped,
+				PolicyLookups: r.Counters.PolicyLookups, PolicyHits: r.Counters.PolicyHits}
 			for _, c := range r.Cgroups {
 				rel, ok := paths[c.ID]
 				if !ok {
 					continue // outside the agent tree
 				}
 				se.Cgroups[rel] = trial.SchedulerCgroup{Weight: c.Weight, RuntimeNs: c.RuntimeNs, Boosts: c.Boosts,
-					Penalties: c.Penalties, ThrottledNs: c.ThrottledNs}
+					Penalties: c.Penalties, PenalizedNs: c.PenalizedNs, ThrottledNs: c.ThrottledNs}
 			}
 			ev.Scheduler = se
 		}

@@ -35,10 +35,13 @@
 // with daemon.keep_ended, after that long (a step_ended event marks the
 // end), so its final counters can still be read.
 //
-// Every step is re-evaluated each daemon.tick and at once when the kernel
-// signals: inotify on memory.events/memory.events.local, the PSI trigger
-// on memory.pressure, or the probe's ring buffer reporting a pressure onset.
-// Inputs to escalate.Machine: the probe's thrash score
+// A step is evaluated when the kernel signals it: inotify on its
+// memory.events (while RUNNING) and cgroup.events, the PSI trigger on its
+// memory.pressure, or the probe's ring buffer reporting a pressure onset.
+// Only while a transition depends on time passing (THROTTLED: freeze_after
+// and clear_after; SOFT_PAUSED with thaw_after) is it also evaluated every
+// daemon.tick, and once when its burst credit expires; an idle step costs
+// no CPU. Inputs to escalate.Machine: the probe's thrash score
 // (kept while a task sits in the throttle handler), growth of memory.events
 // "high", "max", "oom" and "oom_kill", PSI trigger firings, and the highest
 // memory.pressure avg10 among the other steps. Actions: freeze

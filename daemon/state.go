@@ -153,6 +153,9 @@ func (d *Daemon) adopt() error {
 		d.steps[key(s.sid, s.tid)] = s
 		d.mu.Unlock()
 		d.startStep(s)
+		// Its processes may have exited between the look above and the
+		// watch: look once now, as nothing else may wake it.
+		s.kick("adopted")
 		d.log.Emit(eventlog.Event{Kind: "step_adopted", Session: s.sid, Step: s.tid, CgroupID: id, To: state.String(),
 			Detail: fmt.Sprintf("class=%s profile=%s known=%v", class, profName, known)})
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"sync"
@@ -44,6 +45,9 @@ type step struct {
 	psiFired atomic.Bool
 	psiAvg10 atomic.Uint64 // float64 bits, refreshed by the watcher
 	wake     chan wakeup   // why the controller should look now
+	// memory.events and cgroup.events, open while the controller runs
+	// (its goroutine alone reads them).
+	memEvents, cgEvents *knob
 	stop     chan struct{}
 	stopOnce sync.Once
 	done     chan struct{}
@@ -61,9 +65,13 @@ type wakeup struct {
 	at  uint64 // CLOCK_MONOTONIC ns when the daemon received the signal
 }
 
-func (s *step) kick(why string) {
+func (s *step) kick(why string) { s.kickAt(why, eventlog.Mono()) }
+
+// kickAt wakes the controller for a signal received at at. A wakeup
+// already waiting absorbs it: one evaluation reads every input anyway.
+func (s *step) kickAt(why string, at uint64) {
 	select {
-	case s.wake <- wakeup{why, eventlog.Mono()}:
+	case s.wake <- wakeup{why, at}:
 	default:
 	}
 }
@@ -203,22 +211,31 @@ func (d *Daemon) newStep(sid, tid string, cg cgroupfs.Cgroup, id uint64, class, 
 }
 
 func (d *Daemon) startStep(s *step) {
-	if ev, err := s.cg.FlatKeyed("memory.events"); err == nil {
+	s.memEvents = openKnob(filepath.Join(s.cg.Path, "memory.events"))
+	s.cgEvents = openKnob(filepath.Join(s.cg.Path, "cgroup.events"))
+	if ev, err := s.memEvents.flatKeyed(); err == nil {
 		s.events = ev
 	}
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
 		defer close(s.done)
+		defer s.cgEvents.close()
+		defer s.memEvents.close()
 		s.loop()
 	}()
 }
 
 func mono() time.Duration { return time.Duration(eventlog.Mono()) }
 
+// loop evaluates the step when the kernel or the probe signals it, and on
+// a timer only while a timed transition is pending (see schedule): a step
+// with nothing pending sleeps until the kernel reports something.
 func (s *step) loop() {
-	t := time.NewTicker(s.d.tick())
-	defer t.Stop()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	s.schedule(timer)
 	for {
 		var w wakeup
 		select {
@@ -227,13 +244,64 @@ func (s *step) loop() {
 		case <-s.d.ctx.Done():
 			return
 		case w = <-s.wake:
-		case <-t.C:
+		case <-timer.C:
 			w = wakeup{"tick", eventlog.Mono()}
 		}
 		if gone := s.evaluate(w); gone {
 			return
 		}
+		s.schedule(timer)
 	}
+}
+
+// schedule arms the timer for the step's next timed look, or stops it, and
+// sets what the watcher listens to for it. A step is looked at every
+// daemon.tick while a transition depends on time passing: THROTTLED
+// (freeze_after, clear_after), SOFT_PAUSED with a thaw_after; and once more
+// when its burst credit expires. Those looks read memory.events, so only a
+// RUNNING step keeps its memory.events watch, which a throttled step's
+// kernel would otherwise fire up to a hundred times a second. Without
+// inotify every step is looked at every tick.
+func (s *step) schedule(timer *time.Timer) {
+	tick := s.d.tick()
+	s.mu.Lock()
+	st, p := s.m.State, s.m.P
+	burstOn, until := s.burstOn, s.burstUntil
+	s.mu.Unlock()
+	timed := s.d.watch.polling() || st == escalate.Throttled || (st == escalate.SoftPaused && p.ThawAfter > 0)
+	running := st == escalate.Running
+	watched, added := s.d.watch.setMemoryEvents(s, running)
+	if running && !watched {
+		timed = true // no watch to wake it: fall back to the tick
+	}
+	s.d.watch.setAvgUser(s, usesOthersPSI(st, p))
+	timer.Stop()
+	switch {
+	case added:
+		// Events between the last read and the new watch raised no
+		// notification: look once more now.
+		timer.Reset(0)
+	case timed:
+		timer.Reset(tick)
+	case burstOn:
+		timer.Reset(max(until-mono(), 0))
+	}
+}
+
+// usesOthersPSI reports whether a step in state st decides on other steps'
+// memory.pressure avg10 (others_psi_some_avg10): at a freeze or kill
+// decision in THROTTLED, or at a thaw.
+func usesOthersPSI(st escalate.State, p config.Escalation) bool {
+	if p.OthersPSIAvg10 <= 0 {
+		return false
+	}
+	switch st {
+	case escalate.Throttled:
+		return !p.Exempt && p.FreezeAfter > 0
+	case escalate.SoftPaused:
+		return p.ThawAfter > 0
+	}
+	return false
 }
 
 // evaluate observes the step once, advances its state machine and carries
@@ -243,7 +311,7 @@ func (s *step) evaluate(woken wakeup) bool {
 	mon := d.monitorOnly()
 	others := d.othersPSI(s)
 
-	ev, err := s.cg.FlatKeyed("memory.events")
+	ev, err := s.memEvents.flatKeyed()
 	if err != nil {
 		if !s.cg.Exists() {
 			go d.removeStep(s, "cgroup vanished")
@@ -258,7 +326,10 @@ func (s *step) evaluate(woken wakeup) bool {
 	seen := s.everPopulated
 	s.mu.Unlock()
 	ran := !seen && s.ranTasks()
-	cge, _ := s.cg.Events()
+	var cge cgroupfs.Events
+	if m, err := s.cgEvents.flatKeyed(); err == nil {
+		cge = cgroupfs.Events{Populated: m["populated"] != 0, Frozen: m["frozen"] != 0}
+	}
 
 	s.mu.Lock()
 	prev := s.events

@@ -8,7 +8,7 @@ RUN ?=
 AGENTBENCH := $(GO) run ./cmd/agentbench
 
 .PHONY: all build setup setup-bpf setup-kernel kernels kernel-patched test test-unit eval figures nightly \
-	generate bench bench-vm bench-sched bench-reaction
+	generate bench bench-vm bench-sched bench-reaction bench-controlplane
 
 all: build
 
@@ -80,6 +80,12 @@ bench-sched: setup kernels
 # Memory.high breach -> in-kernel pressure map update vs -> daemon action.
 bench-reaction: setup kernels
 	$(GO) test -run '^$$' -bench BenchmarkReactionTime -benchtime 1x ./daemon/
+
+# Steady-state CPU of agentcgroupd (1, 10, 50 idle steps; one throttled
+# step) and of scx_agent_flatcg attached and idle, as % of one vCPU over a
+# window after each is ready (AGENTCGROUP_CPBENCH_WINDOW, default 15s).
+bench-controlplane: setup kernels
+	$(GO) test -run '^$$' -bench BenchmarkControlPlane -benchtime 1x -timeout 25m ./daemon/
 
 # Every benchmark once (VM benchmarks boot one guest each).
 bench: setup kernels

@@ -14,6 +14,9 @@
 //	mode=pauses total=N pause=D hold=D    touch N page by page; print "pause_ms <ms>" for
 //	                                      every page that took at least D (a throttle
 //	                                      sleep), then "pauses-done <pages>", sleep hold
+//	mode=churn  prefill=N chunk=N every=D hold=D   keep prefill, then map, touch and unmap
+//	                                      chunk every D until hold passes: fresh charges
+//	                                      over memory.high keep the step throttled
 package memhog
 
 import (
@@ -201,6 +204,38 @@ func run(spec string) error {
 			time.Sleep(45 * time.Millisecond)
 		}
 		fmt.Printf("steady-done %d\n", Mono())
+	case "churn":
+		// Re-touching charged pages charges nothing, so a steady working
+		// set over memory.high is throttled once; fresh pages are charged
+		// (and throttled) every time.
+		pre, err := size("prefill")
+		if err != nil {
+			return err
+		}
+		chunk, err := size("chunk")
+		if err != nil {
+			return err
+		}
+		every, err := dur("every")
+		if err != nil {
+			return err
+		}
+		p, err := alloc(pre)
+		if err != nil {
+			return err
+		}
+		touch(p, 1)
+		fmt.Printf("churning %d\n", Mono())
+		for end := time.Now().Add(hold); time.Now().Before(end); time.Sleep(every) {
+			b, err := alloc(chunk)
+			if err != nil {
+				return err
+			}
+			touch(b, 4)
+			if err := unix.Munmap(b); err != nil {
+				return err
+			}
+		}
 	case "pauses":
 		total, err := size("total")
 		if err != nil {

@@ -60,6 +60,11 @@ func LatencyMetric(victim, stat string) string { return victim + "." + stat }
 // GroupMetric names a role-level metric, e.g. "neighbour.mem.high".
 func GroupMetric(role, name string) string { return role + "." + name }
 
+// FromRaw computes one trial's metrics from its raw data alone, as Analyze
+// does for every trial of a run (tests of the guest runner use it to check
+// what the report will make of a trial).
+func FromRaw(r *trial.Raw) (*TrialResult, error) { return fromRaw(r) }
+
 // fromRaw computes a trial's metrics from its raw data only.
 func fromRaw(r *trial.Raw) (*TrialResult, error) {
 	sp := r.Manifest.Spec

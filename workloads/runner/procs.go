@@ -282,7 +282,7 @@ func (w *workload) result(t *trialRun) trial.WorkloadResult {
 			// this victim, not a fault of the trial. Its latencies
 			// died with it.
 			res.Count, res.Failed, res.AllocCount, res.Histogram, res.AllocHistogram = 0, 0, 0, "", ""
-			t.logf("victim %s was OOM-killed (%s): recorded as a failed session", w.name, how)
+			t.logf("victim %s was ended by the OOM killer: recorded as a failed session", w.name)
 		case repErr != nil:
 			t.errorf("victim %s: no result (%s; %v); see %s", w.name, orExit(how, res.ExitCode), repErr, trial.WorkloadsLog)
 		case res.Error != "":

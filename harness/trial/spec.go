@@ -31,6 +31,7 @@ const (
 	NeighbourCPUSpin      = "cpu_spin"
 	NeighbourForkStorm    = "fork_storm"
 	NeighbourMemoryBlowup = "memory_blowup"
+	NeighbourTrace        = "trace"
 )
 
 // Step classes, matching enum agc_class in bpf/include/agentcgroup.h.
@@ -183,6 +184,10 @@ type TraceParams struct {
 	MaxSteps   int    `json:"max_steps,omitempty"`
 	StepBudget Budget `json:"step_budget,omitempty"`
 	StepClass  string `json:"step_class,omitempty"`
+	// Delay starts the session this long after the measured phase starts
+	// (a neighbour: after it is started), so agents sharing a node do not
+	// all begin at once. A victim's makespan counts from its own start.
+	Delay Duration `json:"delay,omitempty"`
 }
 
 // Neighbour is an unmeasured noisy workload in Session/Step.
@@ -195,6 +200,10 @@ type Neighbour struct {
 	CPUSpin      *CPUSpinParams      `json:"cpu_spin,omitempty"`
 	ForkStorm    *ForkStormParams    `json:"fork_storm,omitempty"`
 	MemoryBlowup *MemoryBlowupParams `json:"memory_blowup,omitempty"`
+	// Trace replays a recorded session over and over until the neighbour
+	// is stopped, every tool call a child process in the neighbour's own
+	// step cgroup (StepBudget and StepClass do not apply).
+	Trace *TraceParams `json:"trace,omitempty"`
 }
 
 // CPUSpinParams: Threads busy threads.

@@ -135,6 +135,9 @@ func (s *Spec) Validate() error {
 				add("%s.trace: missing parameters for kind trace", p)
 			} else {
 				errs = append(errs, v.Trace.check(p+".trace")...)
+				if v.Trace.Delay > 0 && v.Trace.Delay >= s.Duration {
+					add("%s.trace.delay: %v is not shorter than the measured phase %v: no step would run", p, v.Trace.Delay, s.Duration)
+				}
 			}
 		default:
 			add("%s.kind %q: want interactive, tool_burst or trace", p, v.Kind)
@@ -149,13 +152,13 @@ func (s *Spec) Validate() error {
 		checkName(p, n.Name)
 		needStep(p, n.Session, n.Step)
 		set := 0
-		for _, b := range []bool{n.CPUSpin != nil, n.ForkStorm != nil, n.MemoryBlowup != nil} {
+		for _, b := range []bool{n.CPUSpin != nil, n.ForkStorm != nil, n.MemoryBlowup != nil, n.Trace != nil} {
 			if b {
 				set++
 			}
 		}
 		if set != 1 {
-			add("%s: set exactly one of cpu_spin, fork_storm, memory_blowup (the one matching kind %q)", p, n.Kind)
+			add("%s: set exactly one of cpu_spin, fork_storm, memory_blowup, trace (the one matching kind %q)", p, n.Kind)
 		}
 		switch n.Kind {
 		case NeighbourCPUSpin:
@@ -201,8 +204,14 @@ func (s *Spec) Validate() error {
 					add("%s.memory_blowup.threads: %d, want 0..256 (0 = one thread)", p, m.Threads)
 				}
 			}
+		case NeighbourTrace:
+			if n.Trace == nil {
+				add("%s.trace: missing parameters", p)
+			} else {
+				errs = append(errs, n.Trace.check(p+".trace")...)
+			}
 		default:
-			add("%s.kind %q: want cpu_spin, fork_storm or memory_blowup", p, n.Kind)
+			add("%s.kind %q: want cpu_spin, fork_storm, memory_blowup or trace", p, n.Kind)
 		}
 	}
 
@@ -321,6 +330,9 @@ func (p *TraceParams) check(f string) []error {
 	}
 	if p.MaxSteps < 0 {
 		errs = append(errs, fmt.Errorf("%s.max_steps: must be >= 0 (0 = all)", f))
+	}
+	if p.Delay < 0 {
+		errs = append(errs, fmt.Errorf("%s.delay: must be >= 0 (0 = start with the measured phase)", f))
 	}
 	if err := checkClass(f+".step_class", p.StepClass); err != nil {
 		errs = append(errs, err)

@@ -73,3 +73,30 @@ func TestTraceReplaysParallelCallsConcurrently(t *testing.T) {
 		t.Errorf("session %+v, victim nominal %v: want the Task's recorded 1.05 s makespan, replayed no shorter", sess, res.Nominal)
 	}
 }
+
+// A delayed session starts late, and its elapsed time is its own makespan.
+func TestTraceVictimDelay(t *testing.T) {
+	v := trial.Victim{Name: "agent", Kind: trial.VictimTrace,
+		Trace: &trial.TraceParams{Trace: "encode__httpx-2701", Compress: 50, MemScale: 0.1, MaxSteps: 2, Delay: trial.Duration(600 * time.Millisecond)}}
+	began := time.Now()
+	res := RunVictim(context.Background(), VictimRun{Victim: v, Seed: 1, Ready: soon, Dur: 3 * time.Second, Hlog: filepath.Join(t.TempDir(), "agent.hlog")})
+	wall := time.Since(began)
+	if res.Error != "" || res.Count != 2 {
+		t.Fatalf("%+v", res)
+	}
+	if wall < 600*time.Millisecond || res.Elapsed.D() > wall-500*time.Millisecond {
+		t.Errorf("ran %v in all, elapsed %v: the 600ms delay should come before the session, outside its makespan", wall, res.Elapsed)
+	}
+}
+
+// A trace neighbour replays its session round after round until stopped.
+func TestTraceNeighbourRepeats(t *testing.T) {
+	n := trial.Neighbour{Name: "agent", Kind: trial.NeighbourTrace,
+		Trace: &trial.TraceParams{Trace: "encode__httpx-2701", Compress: 1000, MemScale: 0.1, MaxSteps: 3}}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	res := RunNeighbour(ctx, n, 1)
+	if res.Error != "" || res.Count <= 3 {
+		t.Errorf("%+v: want more than one round of 3 calls in 3s (a round takes 3 process start-ups)", res)
+	}
+}

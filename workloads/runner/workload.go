@@ -127,6 +127,8 @@ func RunVictim(ctx context.Context, r VictimRun) trial.WorkloadResult {
 		if err != nil {
 			res.Error = err.Error()
 		}
+		// elapsed is the session's makespan, from its own (delayed) start
+		r.Start = r.Start.Add(r.Victim.Trace.Delay.D())
 	default:
 		res.Error = fmt.Sprintf("unknown victim kind %q", r.Victim.Kind)
 	}
@@ -210,6 +212,8 @@ func runTrace(ctx context.Context, r VictimRun, rec *latency.Recorder) (time.Dur
 		}
 		defer static.close()
 	}
+	deadline := r.Start.Add(r.Dur)
+	r.Start = r.Start.Add(p.Delay.D())
 	if err := (victim.RealClock{}).SleepUntil(ctx, r.Start); err != nil {
 		return 0, nil
 	}
@@ -244,10 +248,7 @@ func runTrace(ctx context.Context, r VictimRun, rec *latency.Recorder) (time.Dur
 		return cg, nil
 	}
 	run := func(ctx context.Context, w trace.StepWork) (time.Time, error) {
-		b, _ := json.Marshal(w)
-		cmd := exec.CommandContext(ctx, self, "trace-step", "--seed",
-			strconv.FormatUint(load.SubSeed(r.Seed, strconv.Itoa(w.Index)), 10), "--work", string(b))
-		cmd.Stderr = os.Stderr
+		cmd := traceStepCmd(ctx, self, load.SubSeed(r.Seed, strconv.Itoa(w.Index)), w)
 		if r.Mount == "" {
 			began := time.Now()
 			return began, cmd.Run()
@@ -273,7 +274,7 @@ func runTrace(ctx context.Context, r VictimRun, rec *latency.Recorder) (time.Dur
 		b, _ := json.Marshal(v)
 		log.Write(append(b, '\n'))
 	}
-	res := trace.Replay(ctx, work, r.Start, r.Start.Add(r.Dur), run, func(s trace.StepResult) {
+	res := trace.Replay(ctx, work, r.Start, deadline, run, func(s trace.StepResult) {
 		w := work[s.Index]
 		line := traceStepLine{Step: s.Index, Tool: w.Tool, After: w.After,
 			Offset: trial.Duration(w.Offset), Nominal: trial.Duration(w.Nominal),
@@ -312,6 +313,50 @@ func runTrace(ctx context.Context, r VictimRun, rec *latency.Recorder) (time.Dur
 		}
 	}
 	return nominal, setupErr
+}
+
+// traceStepCmd is one replayed tool call as its own agentwork process.
+func traceStepCmd(ctx context.Context, self string, seed uint64, w trace.StepWork) *exec.Cmd {
+	b, _ := json.Marshal(w)
+	cmd := exec.CommandContext(ctx, self, "trace-step", "--seed", strconv.FormatUint(seed, 10), "--work", string(b))
+	cmd.Stderr = os.Stderr
+	return cmd
+}
+
+// runTraceNeighbour replays a recorded session as noise: from its delay
+// on, round after round until ctx ends, each tool call a child process in
+// the neighbour's own cgroup, overlapping calls at the same time as in
+// the recording. It counts the steps that completed and failed.
+func runTraceNeighbour(ctx context.Context, p trial.TraceParams, seed uint64) (neighbour.Stats, error) {
+	var st neighbour.Stats
+	t, err := LoadTrace(p.Trace)
+	if err != nil {
+		return st, err
+	}
+	self, err := Self()
+	if err != nil {
+		return st, err
+	}
+	work := trace.Plan(t, p)
+	start := time.Now().Add(p.Delay.D())
+	if err := (victim.RealClock{}).SleepUntil(ctx, start); err != nil {
+		return st, nil
+	}
+	for round := 0; ctx.Err() == nil; round++ {
+		run := func(ctx context.Context, w trace.StepWork) (time.Time, error) {
+			began := time.Now()
+			return began, traceStepCmd(ctx, self, load.SubSeed(seed, fmt.Sprintf("%d/%d", round, w.Index)), w).Run()
+		}
+		trace.Replay(ctx, work, time.Now(), time.Now().Add(24*time.Hour), run, func(s trace.StepResult) {
+			switch {
+			case s.Err == nil:
+				st.Ops++
+			case ctx.Err() == nil:
+				st.Failed++
+			}
+		})
+	}
+	return st, nil
 }
 
 // errSetup marks a step that never ran because its cgroup could not be
@@ -387,6 +432,11 @@ func RunNeighbour(ctx context.Context, n trial.Neighbour, seed uint64) trial.Wor
 		var err error
 		st, err = neighbour.MemoryBlowup(ctx, *n.MemoryBlowup, seed)
 		if err != nil {
+			res.Error = err.Error()
+		}
+	case trial.NeighbourTrace:
+		var err error
+		if st, err = runTraceNeighbour(ctx, *n.Trace, seed); err != nil {
 			res.Error = err.Error()
 		}
 	default:

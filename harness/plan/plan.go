@@ -147,14 +147,20 @@ func trialFor(s *scenario.Scenario, c cell, set string, rep int) Trial {
 		spec.Policy = s.Policy
 	}
 	victim := trial.Session{ID: scenario.VictimSession, Budget: trial.Budget{}}
+	var own []trial.Session
 	for _, v := range s.Victims {
 		v := cloneVictim(v)
 		if v.Kind != trial.VictimTrace {
 			victim.Steps = append(victim.Steps, trial.Step{ID: v.Step, Class: s.Classes[v.Name], Budget: s.VictimBudget})
 		}
+		if v.Session != scenario.VictimSession {
+			// an agent of an agents entry: a session of its own
+			own = append(own, trial.Session{ID: v.Session})
+		}
 		spec.Victims = append(spec.Victims, v)
 	}
 	spec.Sessions = append(spec.Sessions, victim)
+	spec.Sessions = append(spec.Sessions, own...)
 	if set != Solo {
 		noisy := trial.Session{ID: scenario.NeighbourSession}
 		for _, n := range s.Neighbours {

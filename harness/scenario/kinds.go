@@ -17,11 +17,12 @@ var params = map[string][]string{
 	trial.NeighbourCPUSpin:      {"threads"},
 	trial.NeighbourForkStorm:    {"rate", "concurrency"},
 	trial.NeighbourMemoryBlowup: {"target", "rate_per_sec", "chunk", "fill", "threads"},
+	KindAgents:                  {"traces", "count", "stagger", "compress", "mem_scale", "max_steps"},
 }
 
 var (
-	victimKinds    = []string{trial.VictimInteractive, trial.VictimToolBurst, trial.VictimTrace}
-	neighbourKinds = []string{trial.NeighbourCPUSpin, trial.NeighbourForkStorm, trial.NeighbourMemoryBlowup}
+	victimKinds    = []string{trial.VictimInteractive, trial.VictimToolBurst, trial.VictimTrace, KindAgents}
+	neighbourKinds = []string{trial.NeighbourCPUSpin, trial.NeighbourForkStorm, trial.NeighbourMemoryBlowup, KindAgents}
 	commonKeys     = []string{"name", "kind", "set", "class"}
 )
 
@@ -46,9 +47,17 @@ func (v *validator) workloads(r *rawFile, s *Scenario) {
 			trial.VictimInteractive: trial.ClassInteractive,
 			trial.VictimToolBurst:   trial.ClassToolBurst,
 			trial.VictimTrace:       trial.ClassToolBurst,
+			KindAgents:              trial.ClassToolBurst,
 		}[kind])
 		if w.Set.isSet() {
 			v.add(p+".set", "only neighbours belong to sets; victims run in every trial")
+		}
+		if kind == KindAgents {
+			for _, a := range v.agents(p, w, s, name, names) {
+				s.Classes[a.name] = class
+				s.Victims = append(s.Victims, trial.Victim{Name: a.name, Kind: trial.VictimTrace, Session: a.name, Trace: a.params(s.VictimBudget, class)})
+			}
+			continue
 		}
 		switch kind {
 		case trial.VictimInteractive:
@@ -111,27 +120,11 @@ func (v *validator) workloads(r *rawFile, s *Scenario) {
 			}
 			vic.ToolBurst = tb
 		case trial.VictimTrace:
-			tp := &trial.TraceParams{Compress: 1, MemScale: 1, StepBudget: s.VictimBudget, StepClass: class}
+			tp := v.replay(p, w)
+			tp.StepBudget, tp.StepClass = s.VictimBudget, class
 			if v.required(p+".trace", &w.Trace) {
 				tp.Trace = w.Trace.V
-			}
-			if v.ok(p+".compress", &w.Compress) {
-				tp.Compress = w.Compress.V
-				if tp.Compress < 1 {
-					v.add(p+".compress", "%g, want >= 1 (recorded time is divided by it)", tp.Compress)
-				}
-			}
-			if v.ok(p+".mem_scale", &w.MemScale) {
-				tp.MemScale = w.MemScale.V
-				if tp.MemScale <= 0 || tp.MemScale > 4 {
-					v.add(p+".mem_scale", "%g, want 0 < mem_scale <= 4", tp.MemScale)
-				}
-			}
-			if v.ok(p+".max_steps", &w.MaxSteps) {
-				tp.MaxSteps = int(w.MaxSteps.V)
-				if tp.MaxSteps < 0 {
-					v.add(p+".max_steps", "must be >= 0 (0 = all)")
-				}
+				v.traceName(p+".trace", tp.Trace)
 			}
 			vic.Step = ""
 			vic.Trace = tp
@@ -167,6 +160,17 @@ func (v *validator) workloads(r *rawFile, s *Scenario) {
 			s.NeighbourSets = append(s.NeighbourSets, set)
 		}
 		s.SetOf[name] = set
+		if kind == KindAgents {
+			// the entry's name stands for its agents only
+			class := s.Classes[name]
+			delete(s.Classes, name)
+			delete(s.SetOf, name)
+			for _, a := range v.agents(p, w, s, name, names) {
+				s.Classes[a.name], s.SetOf[a.name] = class, set
+				s.Neighbours = append(s.Neighbours, trial.Neighbour{Name: a.name, Kind: trial.NeighbourTrace, Session: NeighbourSession, Step: a.name, Trace: a.params(trial.Budget{}, "")})
+			}
+			continue
+		}
 		nb := trial.Neighbour{Name: name, Kind: kind, Session: NeighbourSession, Step: name}
 		switch kind {
 		case trial.NeighbourCPUSpin:

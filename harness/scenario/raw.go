@@ -81,6 +81,10 @@ type rawWorkload struct {
 	Compress Float `toml:"compress"`
 	MemScale Float `toml:"mem_scale"`
 	MaxSteps Int   `toml:"max_steps"`
+	// agents
+	Traces  StrList `toml:"traces"`
+	Count   Int     `toml:"count"`
+	Stagger Dur     `toml:"stagger"`
 	// cpu_spin, memory_blowup
 	Threads Int `toml:"threads"`
 	// fork_storm

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentcgroup/agentcgroup/harness/plan"
+	"github.com/agentcgroup/agentcgroup/harness/scenario"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 	"github.com/agentcgroup/agentcgroup/harness/vmtest"
 )
@@ -73,5 +75,76 @@ func TestTraceParallelStepsInGuest(t *testing.T) {
 	}
 	if v.Nominal <= 0 || v.Elapsed < v.Nominal {
 		t.Errorf("elapsed %v, recorded makespan %v", v.Elapsed, v.Nominal)
+	}
+}
+
+// Several recorded sessions on one node, from a scenario's agents entries:
+// each victim agent replays in a session of its own from its staggered
+// start, and the misbehaving agent replays as a neighbour in its step.
+func TestAgentsInGuest(t *testing.T) {
+	if vmtest.Run(t, vmtest.Options{CPUs: 2, MemMB: 1024, Timeout: 4 * time.Minute}) {
+		return
+	}
+	s, err := scenario.Parse("agents.toml", []byte(`
+name = "agents"
+seed = 9
+configurations = ["baseline"]
+[timing]
+duration = "8s"
+[budgets.victim]
+memory_max = "128M"
+[budgets.neighbour]
+memory_max = "128M"
+[[victims]]
+name = "agent"
+kind = "agents"
+traces = ["encode__httpx-2701", "pre-commit__pre-commit-973", "libp2p__py-libp2p-533"]
+stagger = "2s"
+compress = 50
+mem_scale = 0.1
+max_steps = 8
+[[neighbours]]
+name = "rogue"
+set = "bad"
+kind = "agents"
+traces = ["pre-commit__pre-commit-2524"]
+compress = 50
+mem_scale = 0.1
+`), scenario.Kernels{"stock": false})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Build(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec *trial.Spec
+	for i := range p.Trials {
+		if p.Trials[i].Neighbour == "bad" {
+			spec = &p.Trials[i].Spec
+		}
+	}
+	r := guestTrial(t, spec, "/out/trial")
+	for _, v := range r.Manifest.Victims {
+		t.Logf("victim %s: %d steps, elapsed %v, recorded %v", v.Name, v.Count, v.Elapsed, v.Nominal)
+		// Under TCG each step's process start costs far more than the
+		// compressed recording allows, so not every step fits the 8s.
+		if v.Count < 3 || v.Failed != 0 || v.Nominal <= 0 {
+			t.Errorf("victim %s replayed %d steps (%d failed), recorded makespan %v", v.Name, v.Count, v.Failed, v.Nominal)
+		}
+		steps := 0
+		for cg := range r.After.Cgroups {
+			if strings.HasPrefix(cg, trial.SessionPath(v.Name)+"/step_"+v.Name+"-0") {
+				steps++
+			}
+		}
+		if int64(steps) != v.Count {
+			t.Errorf("victim %s: %d step cgroups in its own session for %d steps", v.Name, steps, v.Count)
+		}
+	}
+	n := r.Manifest.Neighbours[0]
+	t.Logf("neighbour %s: %d steps, %d failed", n.Name, n.Count, n.Failed)
+	if n.Kind != trial.NeighbourTrace || n.Count == 0 || n.Error != "" {
+		t.Errorf("misbehaving agent %+v", n)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 
 	"github.com/agentcgroup/agentcgroup/bpf/mempressure"
 	"github.com/agentcgroup/agentcgroup/daemon/eventlog"
@@ -41,7 +42,10 @@ func (d *Daemon) setupBPF() error {
 	if d.opts.MemoryMode != "" {
 		want = d.opts.MemoryMode
 	}
-	mode, why, err := chooseMemoryMode(want)
+	// One parse of the kernel's BTF serves the memory-mode check and the
+	// probe's attach point; dropped after set-up, as nothing later needs it.
+	kt := btf.NewCache()
+	mode, why, err := chooseMemoryMode(want, kt)
 	if err != nil {
 		return err
 	}
@@ -65,6 +69,7 @@ func (d *Daemon) setupBPF() error {
 	case "off":
 		d.probeStatus = "off (daemon.probe)"
 	default:
+		probeOpts.Symbol = probeSymbol(kt)
 		p, err := mempressure.Load(probeOpts)
 		if err != nil {
 			if cfg.Probe == "require" {
@@ -92,6 +97,22 @@ func (d *Daemon) setupBPF() error {
 		d.log.Emit(eventlog.Event{Kind: "scheduler", Detail: "attached"})
 	}
 	return nil
+}
+
+// probeSymbol is the probe's attach point from the kernel's BTF, or ""
+// to let mempressure.Load look for it and explain its absence.
+func probeSymbol(kt *btf.Cache) string {
+	spec, err := kt.Kernel()
+	if err != nil {
+		return ""
+	}
+	for _, name := range mempressure.AttachCandidates {
+		var fn *btf.Func
+		if spec.TypeByName(name, &fn) == nil {
+			return name
+		}
+	}
+	return ""
 }
 
 func (d *Daemon) closeBPF() {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/cilium/ebpf/btf"
+
 	"github.com/agentcgroup/agentcgroup/bpf/memcgops"
 	"github.com/agentcgroup/agentcgroup/bpf/mempressure"
 	"github.com/agentcgroup/agentcgroup/daemon/api"
@@ -32,19 +34,19 @@ const (
 	ModeFull     = config.MemoryFull
 )
 
-// chooseMemoryMode resolves "auto" against the running kernel. It returns
-// the mode and why it was chosen.
-func chooseMemoryMode(want string) (mode, why string, err error) {
+// chooseMemoryMode resolves "auto" against the running kernel, whose BTF
+// kt holds. It returns the mode and why it was chosen.
+func chooseMemoryMode(want string, kt *btf.Cache) (mode, why string, err error) {
 	switch want {
 	case config.MemoryMainline:
 		return ModeMainline, "memory_mode = \"mainline\"", nil
 	case config.MemoryFull:
-		if err := memcgops.Supported(); err != nil {
+		if err := memcgOpsSupported(kt); err != nil {
 			return "", "", fmt.Errorf("memory_mode = \"full\" needs a kernel with memcg_bpf_ops (the patched guest kernel): %w; use \"auto\" or \"mainline\" on this kernel", err)
 		}
 		return ModeFull, "memory_mode = \"full\"", nil
 	case config.MemoryAuto, "":
-		err := memcgops.Supported()
+		err := memcgOpsSupported(kt)
 		if err == nil {
 			return ModeFull, "auto: the kernel has memcg_bpf_ops", nil
 		}
@@ -54,6 +56,21 @@ func chooseMemoryMode(want string) (mode, why string, err error) {
 		return ModeMainline, "auto: " + err.Error(), nil
 	}
 	return "", "", fmt.Errorf("memory mode %q is not one of auto, mainline, full", want)
+}
+
+// memcgOpsSupported is memcgops.Supported on BTF the daemon parsed once
+// for all its checks: each parse of the kernel's BTF costs hundreds of
+// milliseconds of CPU under emulation.
+func memcgOpsSupported(kt *btf.Cache) error {
+	spec, err := kt.Kernel()
+	if err != nil {
+		return fmt.Errorf("memcgops: read kernel BTF (/sys/kernel/btf/vmlinux; needs CONFIG_DEBUG_INFO_BTF): %w", err)
+	}
+	var st *btf.Struct
+	if err := spec.TypeByName("memcg_bpf_ops", &st); err != nil {
+		return fmt.Errorf("memcgops: %w", memcgops.ErrNotSupported)
+	}
+	return nil
 }
 
 // setupMemcgOps loads memcg_agent_ops on the pinned maps and attaches it.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentcgroup/agentcgroup/bpf/mempressure/pressuretest"
 	"golang.org/x/sys/unix"
 )
 
@@ -15,6 +16,7 @@ import (
 // one of the memory helpers below instead of the tests, so a test can start
 // it inside a cgroup (the guest has the test binary, not a toolbox).
 func TestMain(m *testing.M) {
+	pressuretest.MaybeRun()
 	if h := os.Getenv("MAO_HELPER"); h != "" {
 		if err := runHelper(h); err != nil {
 			fmt.Fprintln(os.Stderr, "helper:", err)

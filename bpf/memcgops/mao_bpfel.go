@@ -13,6 +13,18 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type maoAgcPressure uint32
+
+const (
+	maoAgcPressureAGC_PRESSURE_UNIT_NS   maoAgcPressure = 100000
+	maoAgcPressureAGC_PRESSURE_MAX       maoAgcPressure = 1000
+	maoAgcPressureAGC_PRESSURE_STALE_NS  maoAgcPressure = 500000000
+	maoAgcPressureAGC_PRESSURE_WINDOW_NS maoAgcPressure = 100000000
+	maoAgcPressureAGC_PRESSURE_THROTTLE  maoAgcPressure = 10
+	maoAgcPressureAGC_PRESSURE_PENALTY   maoAgcPressure = 30
+	maoAgcPressureAGC_PRESSURE_FREEZE    maoAgcPressure = 30
+)
+
 type maoMaoCgroup struct {
 	_             structs.HostLayout
 	OnlineNs      uint64
@@ -51,7 +63,7 @@ type maoStepPolicy struct {
 	Class               uint32
 	Flags               uint32
 	WeightMulQ8         uint32
-	Pad0                uint32
+	PenaltyScore        uint32
 	SliceNs             uint64
 	CpuBurstCreditNs    uint64
 	CpuRefillNsPerS     uint64
@@ -86,6 +98,7 @@ const (
 	maoProgMaoCgroupOffline      = "mao_cgroup_offline"
 	maoProgMaoCgroupOnline       = "mao_cgroup_online"
 	maoProgMaoGetHighDelayMs     = "mao_get_high_delay_ms"
+	maoVarAgcPressureScale       = "agc_pressure_scale"
 	maoVarClassDelayA_ms         = "class_delay_a_ms"
 	maoVarDefaultDelayK          = "default_delay_k"
 	maoVarDefaultProtectBudgetMs = "default_protect_budget_ms"
@@ -156,6 +169,7 @@ type maoMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type maoVariableSpecs struct {
+	AgcPressureScale       *ebpf.VariableSpec `ebpf:"agc_pressure_scale"`
 	ClassDelayA_ms         *ebpf.VariableSpec `ebpf:"class_delay_a_ms"`
 	DefaultDelayK          *ebpf.VariableSpec `ebpf:"default_delay_k"`
 	DefaultProtectBudgetMs *ebpf.VariableSpec `ebpf:"default_protect_budget_ms"`
@@ -203,6 +217,7 @@ func (m *maoMaps) Close() error {
 //
 // It can be passed to loadMaoObjects or ebpf.CollectionSpec.LoadAndAssign.
 type maoVariables struct {
+	AgcPressureScale       *ebpf.Variable `ebpf:"agc_pressure_scale"`
 	ClassDelayA_ms         *ebpf.Variable `ebpf:"class_delay_a_ms"`
 	DefaultDelayK          *ebpf.Variable `ebpf:"default_delay_k"`
 	DefaultProtectBudgetMs *ebpf.Variable `ebpf:"default_protect_budget_ms"`

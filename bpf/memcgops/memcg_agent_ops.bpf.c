@@ -70,13 +70,13 @@ volatile const __u32 default_delay_k = 2;
 volatile const __u32 default_protect_budget_ms = 30000;
 volatile const __u32 protect_min = 0;
 
+AGC_PRESSURE_BTF;
+
 #define PAGE_BYTES 4096ULL
 #define PAGE_COUNTER_UNLIMITED (0x7fffffffffffffffULL / PAGE_BYTES)
 #define Q 16                        /* fixed point: 1.0 == 1 << Q */
 #define RATIO_CAP (16ULL << Q)      /* over/high beyond 16 counts as 16 */
 #define GRANT_GAP_CAP_NS (100ULL * 1000 * 1000)
-#define WINDOW_NS (100ULL * 1000 * 1000)
-#define SCORE_UNIT_NS (100ULL * 1000)
 
 static __always_inline struct mao_stats *stats(void)
 {
@@ -142,6 +142,7 @@ static void record_pressure(__u64 cgid, __u64 delay_ms, __u64 now)
 {
 	struct step_pressure *p, zero = {};
 	__u64 delay_ns = delay_ms * 1000 * 1000, ewma, score;
+	bool stale;
 
 	p = bpf_map_lookup_elem(&step_pressures, &cgid);
 	if (!p) {
@@ -150,18 +151,23 @@ static void record_pressure(__u64 cgid, __u64 delay_ms, __u64 now)
 		if (!p)
 			return;
 	}
-	if (now / WINDOW_NS != p->last_update_ns / WINDOW_NS)
+	/*
+	 * A first event, or the first after a quiet spell, starts a new
+	 * episode: the EWMA restarts from this delay instead of carrying
+	 * what the step suffered before it went quiet.
+	 */
+	stale = !p->last_update_ns || now - p->last_update_ns > AGC_PRESSURE_STALE_NS;
+	if (now / AGC_PRESSURE_WINDOW_NS != p->last_update_ns / AGC_PRESSURE_WINDOW_NS)
 		p->recent_events = 0;
 	__sync_fetch_and_add(&p->recent_events, 1);
 	__sync_fetch_and_add(&p->total_events, 1);
 	__sync_fetch_and_add(&p->total_delay_ns, delay_ns);
-	/* EWMA with alpha 1/4; the first event seeds it. */
-	ewma = p->delay_ewma_ns;
-	ewma = ewma ? (3 * ewma + delay_ns) / 4 : delay_ns;
+	/* EWMA with alpha 1/4 */
+	ewma = stale ? delay_ns : (3 * p->delay_ewma_ns + delay_ns) / 4;
 	p->delay_ewma_ns = ewma;
-	score = ewma / SCORE_UNIT_NS;
-	if (score > 1000)
-		score = 1000;
+	score = ewma / AGC_PRESSURE_UNIT_NS;
+	if (score > AGC_PRESSURE_MAX)
+		score = AGC_PRESSURE_MAX;
 	/* Visible as "throttled" from the first event, even at 0 ms. */
 	p->thrash_score = score ? score : 1;
 	p->last_update_ns = now;

@@ -278,14 +278,18 @@ type Result struct {
 	EarlyP50, EarlyP90 uint32
 	// AtLeast[i] is the share of fresh samples with a score of at least
 	// Thresholds[i].
-	AtLeast     []float64
-	Peak        uint64        // memory.peak of the step, bytes
-	Events      uint64        // throttle events in the measured phase
-	MeanDelay   time.Duration // mean per-event delay the writer recorded
-	HighEvents  uint64        // memory.events high growth
-	Duration    time.Duration // measured phase
-	AllSamples  []Sample      `json:"-"`
-	FreshScores []uint32      `json:"-"`
+	AtLeast []float64
+	Peak    uint64 // memory.peak of the step, bytes
+	// ProbeEvents and ProbeMeanDelay: the probe's count and measured mean
+	// delay, where it runs beside another writer (full mode).
+	ProbeEvents    uint64
+	ProbeMeanDelay time.Duration
+	Events         uint64        // throttle events in the measured phase
+	MeanDelay      time.Duration // mean per-event delay the writer recorded
+	HighEvents     uint64        // memory.events high growth
+	Duration       time.Duration // measured phase
+	AllSamples     []Sample      `json:"-"`
+	FreshScores    []uint32      `json:"-"`
 }
 
 // Thresholds are the candidate levels Result.AtLeast reports on.
@@ -306,6 +310,9 @@ type Reading struct {
 	Sched   uint32 // what the scheduler acts on (0 when stale)
 	Events  uint64 // total_events
 	DelayNs uint64 // total_delay_ns
+	// The probe's totals where it runs beside another writer (full
+	// mode), else 0.
+	ProbeEvents, ProbeDelayNs uint64
 }
 
 // Env is where Measure runs a case.
@@ -433,6 +440,9 @@ func Measure(tb testing.TB, env Env, c Case) Result {
 	if r.Events > 0 {
 		r.MeanDelay = time.Duration((after.DelayNs - before.DelayNs) / r.Events)
 	}
+	if r.ProbeEvents = after.ProbeEvents - before.ProbeEvents; r.ProbeEvents > 0 {
+		r.ProbeMeanDelay = time.Duration((after.ProbeDelayNs - before.ProbeDelayNs) / r.ProbeEvents)
+	}
 	var fresh, schedFresh int
 	var onset uint64
 	var early []uint32
@@ -487,8 +497,8 @@ func Measure(tb testing.TB, env Env, c Case) Result {
 // TableHeader and Row format results as the markdown table docs/PRESSURE.md
 // carries. Scores are in agc_pressure units (100 us of delay EWMA).
 func TableHeader() string {
-	h := "| mode | case | s | peak/high | fresh (daemon / sched) | p50 | p90 | p99 | max | first 1 s p50 / p90 | events | mean delay ms | memory.events high |"
-	sep := "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+	h := "| mode | case | s | peak/high | fresh (daemon / sched) | p50 | p90 | p99 | max | first 1 s p50 / p90 | events | mean delay ms | probe events, mean ms | memory.events high |"
+	sep := "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 	for _, t := range Thresholds {
 		h += fmt.Sprintf(" >= %d |", t)
 		sep += "---|"
@@ -498,9 +508,13 @@ func TableHeader() string {
 
 // Row is one result as a line of the table (high is the case's memory.high).
 func (r Result) Row(high int64) string {
-	row := fmt.Sprintf("| %s | %s | %.1f | %.2f | %.0f%% / %.0f%% | %d | %d | %d | %d | %d / %d | %d | %.1f | %d |",
+	probe := "-"
+	if r.ProbeEvents > 0 {
+		probe = fmt.Sprintf("%d, %.1f", r.ProbeEvents, float64(r.ProbeMeanDelay)/1e6)
+	}
+	row := fmt.Sprintf("| %s | %s | %.1f | %.2f | %.0f%% / %.0f%% | %d | %d | %d | %d | %d / %d | %d | %.1f | %s | %d |",
 		r.Mode, r.Case, r.Duration.Seconds(), float64(r.Peak)/float64(high), 100*r.Fresh, 100*r.SchedFresh,
-		r.P50, r.P90, r.P99, r.Max, r.EarlyP50, r.EarlyP90, r.Events, float64(r.MeanDelay)/1e6, r.HighEvents)
+		r.P50, r.P90, r.P99, r.Max, r.EarlyP50, r.EarlyP90, r.Events, float64(r.MeanDelay)/1e6, probe, r.HighEvents)
 	for _, v := range r.AtLeast {
 		row += fmt.Sprintf(" %.0f%% |", 100*v)
 	}

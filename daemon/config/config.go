@@ -67,8 +67,12 @@ type Daemon struct {
 	// scheduler applies step_policy itself (scaling both would apply the
 	// multiplier twice); "off" leaves CPU entirely to others. Default:
 	// "scheduler" with daemon.scheduler = true, else "cgroup".
-	CPUPolicy string   `toml:"cpu_policy"`
-	Tick      Duration `toml:"tick"` // how often each step is re-evaluated
+	CPUPolicy string `toml:"cpu_policy"`
+	// Tick is how often a step is re-evaluated while a transition of it
+	// depends on time passing (THROTTLED: freeze_after, clear_after;
+	// SOFT_PAUSED with thaw_after). Kernel signals wake a step at once; a
+	// step with nothing pending is never woken by the tick.
+	Tick Duration `toml:"tick"`
 	// KeepEnded is how long a step whose processes all exited (or were
 	// killed) keeps its cgroup, state and final counters before the
 	// daemon removes it; 0 removes it at once. A client's DELETE still
@@ -209,9 +213,8 @@ func Defaults() Config {
 		MemoryMode:  "auto",
 		// Kernel signals (inotify on memory.events, PSI triggers, the
 		// probe's onsets) wake a step at once; the tick only paces
-		// time-based transitions. At 20 ms the eval reports' "daemon
-		// cpu ms" column showed the daemon using 4-6 s of CPU per
-		// joint trial under TCG; at 100 ms about half that.
+		// time-based transitions of the steps that have one pending, so
+		// its cost grows with throttled steps, not with idle ones.
 		Tick: Duration(100e6),
 	}}
 }

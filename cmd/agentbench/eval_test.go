@@ -28,7 +28,9 @@ period = "20ms"
 	}{
 		{"malformed", strings.Replace(base, `duration = "2s"`, `duration = 2s`, 1), "bad.toml:7: TOML syntax"},
 		{"unknown neighbour", base + "[[neighbours]]\nname = \"n\"\nkind = \"gpu_burner\"\n", `bad.toml:14: neighbours[0].kind: unknown kind "gpu_burner"`},
-		{"budget beyond guest", strings.Replace(base, "[[victims]]", "[budgets.victim]\nmemory_max = \"2G\"\n[[victims]]", 1), "bad.toml:9: budgets.victim.memory_max: 2048M is larger than the guest's memory (512M)"},
+		// A budget beyond the guest is only a warning (overcommit is
+		// allowed); high above max is still refused.
+		{"high above max", strings.Replace(base, "[[victims]]", "[budgets.victim]\nmemory_high = \"300M\"\nmemory_max = \"200M\"\n[[victims]]", 1), "bad.toml:9: budgets.victim.memory_high: 300M is above memory_max 200M"},
 		{"missing kernel", strings.Replace(base, "seed = 1", "seed = 1\nkernel = \"v9.9\"", 1), `bad.toml:3: kernel: "v9.9" is not a kernel in vmimages/kernels.toml`},
 		{"bad value", strings.Replace(base, `period = "20ms"`, `period = "soon"`, 1), `bad.toml:11: victims[0].period: bad duration "soon"`},
 	}

@@ -50,7 +50,14 @@ func TestRunVictimToolBurstAndTraceStandalone(t *testing.T) {
 		{Name: "agent", Kind: trial.VictimTrace, Trace: &trial.TraceParams{Trace: "encode__httpx-2701", Compress: 50, MemScale: 0.1, MaxSteps: 3}},
 	} {
 		hlog := filepath.Join(t.TempDir(), v.Name+".hlog")
-		res := RunVictim(context.Background(), VictimRun{Victim: v, Seed: 1, Ready: soon, Dur: 2 * time.Second, Hlog: hlog})
+		// A trace ends after its max_steps steps; its window is only a
+		// bound, generous because each step is a fork+exec that takes
+		// seconds on a loaded host.
+		dur := 2 * time.Second
+		if v.Kind == trial.VictimTrace {
+			dur = 20 * time.Second
+		}
+		res := RunVictim(context.Background(), VictimRun{Victim: v, Seed: 1, Ready: soon, Dur: dur, Hlog: hlog})
 		if res.Error != "" || res.Count == 0 || res.Failed != 0 {
 			t.Errorf("%s: %+v", v.Name, res)
 		}

@@ -21,8 +21,8 @@ const (
 	flatcgAgcPressureAGC_PRESSURE_STALE_NS  flatcgAgcPressure = 500000000
 	flatcgAgcPressureAGC_PRESSURE_WINDOW_NS flatcgAgcPressure = 100000000
 	flatcgAgcPressureAGC_PRESSURE_THROTTLE  flatcgAgcPressure = 10
-	flatcgAgcPressureAGC_PRESSURE_PENALTY   flatcgAgcPressure = 30
-	flatcgAgcPressureAGC_PRESSURE_FREEZE    flatcgAgcPressure = 30
+	flatcgAgcPressureAGC_PRESSURE_PENALTY   flatcgAgcPressure = 20
+	flatcgAgcPressureAGC_PRESSURE_FREEZE    flatcgAgcPressure = 20
 )
 
 type flatcgFcgCgroup struct {
@@ -107,6 +107,7 @@ const (
 	flatcgMapBwTimers               = "bw_timers"
 	flatcgMapCgroupSlot             = "cgroup_slot"
 	flatcgMapCgroups                = "cgroups"
+	flatcgMapExitEvents             = "exit_events"
 	flatcgMapPcpuStats              = "pcpu_stats"
 	flatcgMapStepPolicies           = "step_policies"
 	flatcgMapStepPressures          = "step_pressures"
@@ -223,6 +224,7 @@ type flatcgMapSpecs struct {
 	BwTimers      *ebpf.MapSpec `ebpf:"bw_timers"`
 	CgroupSlot    *ebpf.MapSpec `ebpf:"cgroup_slot"`
 	Cgroups       *ebpf.MapSpec `ebpf:"cgroups"`
+	ExitEvents    *ebpf.MapSpec `ebpf:"exit_events"`
 	PcpuStats     *ebpf.MapSpec `ebpf:"pcpu_stats"`
 	StepPolicies  *ebpf.MapSpec `ebpf:"step_policies"`
 	StepPressures *ebpf.MapSpec `ebpf:"step_pressures"`
@@ -285,6 +287,7 @@ type flatcgMaps struct {
 	BwTimers      *ebpf.Map `ebpf:"bw_timers"`
 	CgroupSlot    *ebpf.Map `ebpf:"cgroup_slot"`
 	Cgroups       *ebpf.Map `ebpf:"cgroups"`
+	ExitEvents    *ebpf.Map `ebpf:"exit_events"`
 	PcpuStats     *ebpf.Map `ebpf:"pcpu_stats"`
 	StepPolicies  *ebpf.Map `ebpf:"step_policies"`
 	StepPressures *ebpf.Map `ebpf:"step_pressures"`
@@ -297,6 +300,7 @@ func (m *flatcgMaps) Close() error {
 		m.BwTimers,
 		m.CgroupSlot,
 		m.Cgroups,
+		m.ExitEvents,
 		m.PcpuStats,
 		m.StepPolicies,
 		m.StepPressures,

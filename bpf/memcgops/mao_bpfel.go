@@ -21,8 +21,8 @@ const (
 	maoAgcPressureAGC_PRESSURE_STALE_NS  maoAgcPressure = 500000000
 	maoAgcPressureAGC_PRESSURE_WINDOW_NS maoAgcPressure = 100000000
 	maoAgcPressureAGC_PRESSURE_THROTTLE  maoAgcPressure = 10
-	maoAgcPressureAGC_PRESSURE_PENALTY   maoAgcPressure = 30
-	maoAgcPressureAGC_PRESSURE_FREEZE    maoAgcPressure = 30
+	maoAgcPressureAGC_PRESSURE_PENALTY   maoAgcPressure = 20
+	maoAgcPressureAGC_PRESSURE_FREEZE    maoAgcPressure = 20
 )
 
 type maoMaoCgroup struct {

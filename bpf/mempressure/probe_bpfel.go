@@ -21,8 +21,8 @@ const (
 	probeAgcPressureAGC_PRESSURE_STALE_NS  probeAgcPressure = 500000000
 	probeAgcPressureAGC_PRESSURE_WINDOW_NS probeAgcPressure = 100000000
 	probeAgcPressureAGC_PRESSURE_THROTTLE  probeAgcPressure = 10
-	probeAgcPressureAGC_PRESSURE_PENALTY   probeAgcPressure = 30
-	probeAgcPressureAGC_PRESSURE_FREEZE    probeAgcPressure = 30
+	probeAgcPressureAGC_PRESSURE_PENALTY   probeAgcPressure = 20
+	probeAgcPressureAGC_PRESSURE_FREEZE    probeAgcPressure = 20
 )
 
 type probeStepPolicy struct {

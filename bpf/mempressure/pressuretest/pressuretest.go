@@ -293,7 +293,7 @@ type Result struct {
 }
 
 // Thresholds are the candidate levels Result.AtLeast reports on.
-var Thresholds = []uint32{10, 30, 100, 300, 500}
+var Thresholds = []uint32{10, 20, 30, 50, 100, 300}
 
 // Percentile of sorted v (nearest rank), 0 for an empty slice.
 func Percentile(sorted []uint32, p float64) uint32 {

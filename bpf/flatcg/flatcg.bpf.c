@@ -127,6 +127,18 @@ struct {
 	__type(value, struct fcg_pcpu_stats);
 } pcpu_stats SEC(".maps");
 
+/*
+ * ops.exit writes one record here after exit_info: the loader sleeps on
+ * this ring buffer instead of polling exit_info.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4096);
+} exit_events SEC(".maps");
+
+static long (*bpf_ringbuf_output)(void *ringbuf, void *data, u64 size, u64 flags) =
+	(void *)BPF_FUNC_ringbuf_output;
+
 struct bw_timer {
 	struct bpf_timer timer;
 };
@@ -230,20 +242,28 @@ static u64 credit_refill(struct fcg_cgroup *c, struct step_policy *pol, u64 now)
 	return credit;
 }
 
-/* hweight of the cgroup's own tasks, FCG_HW_ONE == the whole machine. */
+/*
+ * hweight of the cgroup's own tasks, FCG_HW_ONE == the whole machine. The
+ * walk up the hierarchy uses the open-coded iterator: as a plain bounded
+ * loop the verifier walked all FCG_MAX_DEPTH levels in every program that
+ * charges runtime (dispatch, tick, stopping), most of the scheduler's
+ * verification time at load.
+ */
 static u64 cg_hweight(u32 slot)
 {
 	struct fcg_cgroup *c = cg_at(slot), *pc;
+	struct bpf_iter_num it;
 	u64 hw = FCG_HW_ONE;
 	s64 wsum;
-	u32 d;
+	int *v;
 
 	if (!c)
 		return hw;
 	wsum = READ_ONCE(c->child_wsum);
 	if (wsum > FCG_SELF_WEIGHT)
 		hw = hw * FCG_SELF_WEIGHT / wsum;
-	for (d = 0; d < FCG_MAX_DEPTH; d++) {
+	bpf_iter_num_new(&it, 0, FCG_MAX_DEPTH);
+	while ((v = bpf_iter_num_next(&it))) {
 		u64 w;
 
 		if (c->parent == FCG_NO_SLOT)
@@ -258,6 +278,7 @@ static u64 cg_hweight(u32 slot)
 		hw = hw * w / wsum;
 		c = pc;
 	}
+	bpf_iter_num_destroy(&it);
 	return hw ?: 1;
 }
 
@@ -1141,6 +1162,7 @@ int fcg_exit(unsigned long long *ctx)
 	bpf_probe_read_kernel_str(exit_info.msg, sizeof(exit_info.msg), ei->msg);
 	exit_info.exit_code = ei->exit_code;
 	WRITE_ONCE(exit_info.kind, ei->kind);
+	bpf_ringbuf_output(&exit_events, &exit_info.kind, sizeof(exit_info.kind), BPF_RB_FORCE_WAKEUP);
 	return 0;
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
 )
 
 // Generated layouts shared with the BPF side (agentcgroup.h, flatcg.h).
@@ -335,19 +336,33 @@ func (s *Scheduler) Exited() (ExitInfo, bool, error) {
 	}, true, nil
 }
 
-// Wait blocks until the scheduler exits or ctx ends.
+// Wait blocks until the scheduler exits or ctx ends. It sleeps on the ring
+// buffer ops.exit writes to after exit_info, so a waiting loader uses no
+// CPU; a record written before Wait began is still in the buffer.
 func (s *Scheduler) Wait(ctx context.Context) (ExitInfo, error) {
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
+	rd, err := ringbuf.NewReader(s.objs.ExitEvents)
+	if err != nil {
+		return ExitInfo{}, fmt.Errorf("flatcg: open the exit ring buffer: %w", err)
+	}
+	closed := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() { rd.Close(); close(closed) })
+	defer func() {
+		if stop() {
+			rd.Close()
+		} else {
+			<-closed // Close is under way: the reader is gone when Wait returns
+		}
+	}()
 	for {
 		ei, done, err := s.Exited()
 		if err != nil || done {
 			return ei, err
 		}
-		select {
-		case <-ctx.Done():
-			return ExitInfo{}, ctx.Err()
-		case <-t.C:
+		if _, err := rd.Read(); err != nil {
+			if ctx.Err() != nil {
+				return ExitInfo{}, ctx.Err()
+			}
+			return ExitInfo{}, fmt.Errorf("flatcg: wait on the exit ring buffer: %w", err)
 		}
 	}
 }
@@ -380,11 +395,23 @@ func (s *Scheduler) Cgroups() (map[uint64]CgroupStats, error) {
 		return nil, fmt.Errorf("flatcg: read slot count: %w", err)
 	}
 	out := make(map[uint64]CgroupStats)
-	var c flatcgFcgCgroup
-	for slot := uint32(0); slot < hwm; slot++ {
-		if err := s.objs.Cgroups.Lookup(slot, &c); err != nil {
-			return nil, fmt.Errorf("flatcg: read cgroup slot %d: %w", slot, err)
+	if hwm == 0 {
+		return out, nil
+	}
+	// One batch lookup for every slot in use rather than a system call per
+	// slot; slot by slot where the kernel has no batch operations.
+	vals := make([]flatcgFcgCgroup, hwm)
+	var cursor ebpf.MapBatchCursor
+	n, err := s.objs.Cgroups.BatchLookup(&cursor, make([]uint32, hwm), vals, nil)
+	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		n = int(hwm)
+		for slot := uint32(0); slot < hwm; slot++ {
+			if err := s.objs.Cgroups.Lookup(slot, &vals[slot]); err != nil {
+				return nil, fmt.Errorf("flatcg: read cgroup slot %d: %w", slot, err)
+			}
 		}
+	}
+	for _, c := range vals[:n] {
 		if c.Cgid == 0 {
 			continue
 		}

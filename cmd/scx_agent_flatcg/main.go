@@ -111,9 +111,15 @@ func run(args []string, out io.Writer) error {
 			report()
 		}
 	}
+	// Wait sleeps until ops.exit reports; it has returned before s.Close
+	// (deferred earlier, so run later) releases the maps it reads.
 	exited := make(chan flatcg.ExitInfo, 1)
+	waitCtx, cancelWait := context.WithCancel(ctx)
+	waitDone := make(chan struct{})
+	defer func() { cancelWait(); <-waitDone }()
 	go func() {
-		if ei, err := s.Wait(ctx); err == nil {
+		defer close(waitDone)
+		if ei, err := s.Wait(waitCtx); err == nil {
 			exited <- ei
 		}
 	}()

@@ -107,6 +107,7 @@ const (
 	flatcgMapBwTimers               = "bw_timers"
 	flatcgMapCgroupSlot             = "cgroup_slot"
 	flatcgMapCgroups                = "cgroups"
+	flatcgMapExitEvents             = "exit_events"
 	flatcgMapPcpuStats              = "pcpu_stats"
 	flatcgMapStepPolicies           = "step_policies"
 	flatcgMapStepPressures          = "step_pressures"
@@ -223,6 +224,7 @@ type flatcgMapSpecs struct {
 	BwTimers      *ebpf.MapSpec `ebpf:"bw_timers"`
 	CgroupSlot    *ebpf.MapSpec `ebpf:"cgroup_slot"`
 	Cgroups       *ebpf.MapSpec `ebpf:"cgroups"`
+	ExitEvents    *ebpf.MapSpec `ebpf:"exit_events"`
 	PcpuStats     *ebpf.MapSpec `ebpf:"pcpu_stats"`
 	StepPolicies  *ebpf.MapSpec `ebpf:"step_policies"`
 	StepPressures *ebpf.MapSpec `ebpf:"step_pressures"`
@@ -285,6 +287,7 @@ type flatcgMaps struct {
 	BwTimers      *ebpf.Map `ebpf:"bw_timers"`
 	CgroupSlot    *ebpf.Map `ebpf:"cgroup_slot"`
 	Cgroups       *ebpf.Map `ebpf:"cgroups"`
+	ExitEvents    *ebpf.Map `ebpf:"exit_events"`
 	PcpuStats     *ebpf.Map `ebpf:"pcpu_stats"`
 	StepPolicies  *ebpf.Map `ebpf:"step_policies"`
 	StepPressures *ebpf.Map `ebpf:"step_pressures"`
@@ -297,6 +300,7 @@ func (m *flatcgMaps) Close() error {
 		m.BwTimers,
 		m.CgroupSlot,
 		m.Cgroups,
+		m.ExitEvents,
 		m.PcpuStats,
 		m.StepPolicies,
 		m.StepPressures,

@@ -37,7 +37,7 @@ func run(args []string, out io.Writer) error {
 	fs.DurationVar(&cfg.Slice, "slice", 20*time.Millisecond, "default time slice")
 	fs.DurationVar(&cfg.ShortSlice, "short-slice", time.Millisecond, "slice of a thrash-penalized cgroup")
 	fs.DurationVar(&cfg.Boost, "boost", 5*time.Millisecond, "largest vtime boost of an interactive wakeup")
-	thr := fs.Uint("thrash-threshold", 500, "thrash_score (0..1000) above which the CPU penalty applies")
+	thr := fs.Uint("thrash-threshold", uint(flatcg.DefaultThrashThreshold), "thrash_score at or above which the CPU penalty applies to a step whose step_policy sets no penalty_score (the pressure scale of bpf/include/agentcgroup.h)")
 	pen := fs.Float64("thrash-penalty", 0.25, "weight factor of a penalized cgroup (0 < f <= 1)")
 	fs.DurationVar(&cfg.BandwidthTick, "bw-tick", 5*time.Millisecond, "cpu.max refill timer period")
 	fs.DurationVar(&cfg.WakePreempt, "wake-preempt", time.Millisecond, "a wakeup preempts a CPU whose running cgroup leads the woken one by more than this cgroup vtime (negative: never)")
@@ -50,8 +50,8 @@ func run(args []string, out io.Writer) error {
 	if fs.NArg() != 0 {
 		return fmt.Errorf("unexpected arguments %q: all options are flags", fs.Args())
 	}
-	if *thr > 1000 {
-		return fmt.Errorf("-thrash-threshold %d: thrash_score ranges 0..1000", *thr)
+	if *thr < 1 || *thr > uint(flatcg.ScoreMax) {
+		return fmt.Errorf("-thrash-threshold %d: thrash_score ranges 1..%d", *thr, flatcg.ScoreMax)
 	}
 	if !(*pen > 0 && *pen <= 1) {
 		return fmt.Errorf("-thrash-penalty %v: use a factor in (0, 1]", *pen)

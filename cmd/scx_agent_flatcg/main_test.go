@@ -14,7 +14,7 @@ func TestBadFlagsNameTheFix(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"-thrash-threshold", "2000"}, "0..1000"},
+		{[]string{"-thrash-threshold", "2000"}, "1..1000"},
 		{[]string{"-thrash-penalty", "1.5"}, "(0, 1]"},
 		{[]string{"extra"}, "all options are flags"},
 		{[]string{"-slice", "1us"}, "100us..1s"},

@@ -42,15 +42,16 @@ func (d *Daemon) setupBPF() error {
 	if d.opts.MemoryMode != "" {
 		want = d.opts.MemoryMode
 	}
-	// One parse of the kernel's BTF serves the memory-mode check and the
-	// probe's attach point; dropped after set-up, as nothing later needs it.
+	// One parse of the kernel's BTF serves the memory-mode check, the
+	// probe's attach point and loading memcg_agent_ops and the probe;
+	// dropped after set-up, as nothing later needs it.
 	kt := btf.NewCache()
 	mode, why, err := chooseMemoryMode(want, kt)
 	if err != nil {
 		return err
 	}
 	if mode == ModeFull {
-		if err := d.setupMemcgOps(); err != nil {
+		if err := d.setupMemcgOps(kt); err != nil {
 			return err
 		}
 	}
@@ -59,7 +60,7 @@ func (d *Daemon) setupBPF() error {
 	d.mu.Unlock()
 	// In full mode memcg_agent_ops writes step_pressure; the probe keeps a
 	// private pressure map and only reports onsets and in-flight counts.
-	probeOpts := mempressure.Options{StepPolicy: d.policyMap, StepPressure: d.pressureMap}
+	probeOpts := mempressure.Options{StepPolicy: d.policyMap, StepPressure: d.pressureMap, Cache: kt}
 	probeRole := ""
 	if mode == ModeFull {
 		probeOpts.StepPressure = nil

@@ -74,8 +74,8 @@ func memcgOpsSupported(kt *btf.Cache) error {
 }
 
 // setupMemcgOps loads memcg_agent_ops on the pinned maps and attaches it.
-func (d *Daemon) setupMemcgOps() error {
-	ops, err := memcgops.Load(memcgops.Options{StepPolicy: d.policyMap, StepPressure: d.pressureMap})
+func (d *Daemon) setupMemcgOps(kt *btf.Cache) error {
+	ops, err := memcgops.Load(memcgops.Options{StepPolicy: d.policyMap, StepPressure: d.pressureMap, Cache: kt})
 	if err != nil {
 		return fmt.Errorf("memory mode full: %w (set daemon.memory_mode = \"mainline\" to run without it)", err)
 	}

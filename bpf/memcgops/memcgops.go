@@ -73,6 +73,10 @@ type Options struct {
 	// ProtectMin lets below_min protect too. Off by default: reclaim never
 	// overrides min protection, so it can push the system into OOM.
 	ProtectMin bool
+	// Cache, when set, holds the kernel's BTF as the caller already parsed
+	// it (btf.NewCache), so Load does not parse it again: each parse costs
+	// hundreds of milliseconds of CPU under emulation.
+	Cache *btf.Cache
 }
 
 // Ops is a loaded policy; it acts only while attached.
@@ -171,7 +175,7 @@ func Load(opts Options) (*Ops, error) {
 		repl["step_pressures"] = opts.StepPressure
 	}
 	o := &Ops{}
-	if err := spec.LoadAndAssign(&o.objs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
+	if err := spec.LoadAndAssign(&o.objs, &ebpf.CollectionOptions{MapReplacements: repl, Cache: opts.Cache}); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("memcgops: verifier rejected memcg_agent_ops: %+v", ve)

@@ -79,6 +79,10 @@ type Options struct {
 	TrackAll bool
 	// Symbol forces an attach point instead of trying AttachCandidates.
 	Symbol string
+	// Cache, when set, holds the kernel's BTF as the caller already parsed
+	// it (btf.NewCache), so Load does not parse it again: each parse costs
+	// hundreds of milliseconds of CPU under emulation.
+	Cache *btf.Cache
 }
 
 // Probe is a loaded, attached probe.
@@ -144,7 +148,7 @@ func Load(opts Options) (*Probe, error) {
 		repl["step_pressure"] = opts.StepPressure
 	}
 	pr := &Probe{Symbol: sym}
-	if err := spec.LoadAndAssign(&pr.objs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
+	if err := spec.LoadAndAssign(&pr.objs, &ebpf.CollectionOptions{MapReplacements: repl, Cache: opts.Cache}); err != nil {
 		return nil, fmt.Errorf("mempressure: load probe for %s: %w", sym, err)
 	}
 	for _, prog := range []*ebpf.Program{pr.objs.AgcOverHighEnter, pr.objs.AgcOverHighExit} {

@@ -136,6 +136,9 @@ type Victim struct {
 	Interactive *InteractiveParams `json:"interactive,omitempty"`
 	ToolBurst   *ToolBurstParams   `json:"tool_burst,omitempty"`
 	Trace       *TraceParams       `json:"trace,omitempty"`
+	// Params holds the parameters of a registered kind (see
+	// RegisterKind), as that kind encodes them.
+	Params json.RawMessage `json:"params,omitempty"`
 }
 
 // InteractiveParams: a request every Period (open loop); each request does
@@ -204,6 +207,9 @@ type Neighbour struct {
 	// is stopped, every tool call a child process in the neighbour's own
 	// step cgroup (StepBudget and StepClass do not apply).
 	Trace *TraceParams `json:"trace,omitempty"`
+	// Params holds the parameters of a registered kind (see
+	// RegisterKind), as that kind encodes them.
+	Params json.RawMessage `json:"params,omitempty"`
 }
 
 // CPUSpinParams: Threads busy threads.

@@ -101,13 +101,13 @@ func (s *Spec) Validate() error {
 		p := fmt.Sprintf("victims[%d]", i)
 		checkName(p, v.Name)
 		set := 0
-		for _, b := range []bool{v.Interactive != nil, v.ToolBurst != nil, v.Trace != nil} {
+		for _, b := range []bool{v.Interactive != nil, v.ToolBurst != nil, v.Trace != nil, v.Params != nil} {
 			if b {
 				set++
 			}
 		}
 		if set != 1 {
-			add("%s: set exactly one of interactive, tool_burst, trace (the one matching kind %q)", p, v.Kind)
+			add("%s: set exactly one of interactive, tool_burst, trace, params (the one matching kind %q)", p, v.Kind)
 		}
 		switch v.Kind {
 		case VictimInteractive:
@@ -140,7 +140,13 @@ func (s *Spec) Validate() error {
 				}
 			}
 		default:
-			add("%s.kind %q: want interactive, tool_burst or trace", p, v.Kind)
+			check := registered[RoleVictim][v.Kind]
+			if check == nil {
+				add("%s.kind %q: want interactive, tool_burst, trace or a registered kind (%s)", p, v.Kind, strings.Join(RegisteredKinds(RoleVictim), ", "))
+				break
+			}
+			needStep(p, v.Session, v.Step)
+			errs = append(errs, check(p+".params", v.Params, s)...)
 		}
 	}
 
@@ -152,13 +158,13 @@ func (s *Spec) Validate() error {
 		checkName(p, n.Name)
 		needStep(p, n.Session, n.Step)
 		set := 0
-		for _, b := range []bool{n.CPUSpin != nil, n.ForkStorm != nil, n.MemoryBlowup != nil, n.Trace != nil} {
+		for _, b := range []bool{n.CPUSpin != nil, n.ForkStorm != nil, n.MemoryBlowup != nil, n.Trace != nil, n.Params != nil} {
 			if b {
 				set++
 			}
 		}
 		if set != 1 {
-			add("%s: set exactly one of cpu_spin, fork_storm, memory_blowup, trace (the one matching kind %q)", p, n.Kind)
+			add("%s: set exactly one of cpu_spin, fork_storm, memory_blowup, trace, params (the one matching kind %q)", p, n.Kind)
 		}
 		switch n.Kind {
 		case NeighbourCPUSpin:
@@ -211,7 +217,12 @@ func (s *Spec) Validate() error {
 				errs = append(errs, n.Trace.check(p+".trace")...)
 			}
 		default:
-			add("%s.kind %q: want cpu_spin, fork_storm, memory_blowup or trace", p, n.Kind)
+			check := registered[RoleNeighbour][n.Kind]
+			if check == nil {
+				add("%s.kind %q: want cpu_spin, fork_storm, memory_blowup, trace or a registered kind (%s)", p, n.Kind, strings.Join(RegisteredKinds(RoleNeighbour), ", "))
+				break
+			}
+			errs = append(errs, check(p+".params", n.Params, s)...)
 		}
 	}
 

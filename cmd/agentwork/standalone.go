@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/agentcgroup/agentcgroup/harness/trial"
+	"github.com/agentcgroup/agentcgroup/workloads/kinds"
 	"github.com/agentcgroup/agentcgroup/workloads/runner"
 	"github.com/agentcgroup/agentcgroup/workloads/traces"
 )
@@ -214,4 +215,56 @@ func cmdTraces(args []string) error {
 		fmt.Printf("%-40s %3d steps, %6.1f s in tools, peak +%.0f MB  (%s)\n", n, len(t.Steps), float64(dur)/1000, peak, t.Source)
 	}
 	return nil
+}
+
+// Every kind registered in workloads/kinds is a standalone command of its
+// own name, with the flags the kind declares.
+func init() {
+	for _, k := range kinds.All() {
+		if _, taken := commands[k.Name]; taken {
+			panic("agentwork: kind " + k.Name + " shadows a command")
+		}
+		commands[k.Name] = command{summary: k.Summary, run: func(args []string) error { return cmdRegistered(k, args) }}
+	}
+}
+
+// cmdRegistered runs a registered kind standalone. A kind taking both
+// roles is told which by a first argument, victim (the default) or
+// neighbour, since the roles take different flags.
+func cmdRegistered(k *kinds.Kind, args []string) error {
+	role := k.Roles()[0]
+	if k.Victim && k.Neighbour && len(args) > 0 {
+		switch trial.Role(args[0]) {
+		case trial.RoleVictim, trial.RoleNeighbour:
+			role, args = trial.Role(args[0]), args[1:]
+		}
+	}
+	fs := flag.NewFlagSet(k.Name+" "+string(role), flag.ExitOnError)
+	if role == trial.RoleVictim {
+		vf := addVictimFlags(fs)
+		build := k.Flags(fs, role)
+		fs.Parse(args)
+		raw, err := buildParams(k, build, fs.Args())
+		if err != nil {
+			return err
+		}
+		return runStandaloneVictim(trial.Victim{Name: k.Name, Kind: k.Name, Params: raw}, vf)
+	}
+	dur := durFlag(fs, "duration", 0, "run time (0: until SIGTERM/SIGINT)")
+	seed := fs.Uint64("seed", 1, "random seed")
+	build := k.Flags(fs, role)
+	fs.Parse(args)
+	raw, err := buildParams(k, build, fs.Args())
+	if err != nil {
+		return err
+	}
+	return runStandaloneNeighbour(trial.Neighbour{Name: k.Name, Kind: k.Name, Params: raw}, dur.D(), *seed)
+}
+
+func buildParams(k *kinds.Kind, build func([]string) (any, error), args []string) (json.RawMessage, error) {
+	p, err := build(args)
+	if err != nil {
+		return nil, err
+	}
+	return k.Encode(p)
 }

@@ -200,5 +200,6 @@ func cloneVictim(v trial.Victim) trial.Victim {
 		x := *v.Trace
 		v.Trace = &x
 	}
+	v.Params = slices.Clone(v.Params)
 	return v
 }

@@ -1,15 +1,19 @@
 package scenario
 
 import (
+	"cmp"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 
 	"github.com/agentcgroup/agentcgroup/harness/trial"
+	"github.com/agentcgroup/agentcgroup/workloads/kinds"
 )
 
-// params lists, per workload kind, the parameters it takes (TOML names).
+// params lists, per built-in workload kind, the parameters it takes (TOML
+// names); a kind registered in workloads/kinds lists its own.
 var params = map[string][]string{
 	trial.VictimInteractive:     {"period", "cpu_loops", "touch", "working_set", "idle", "alloc_probe"},
 	trial.VictimToolBurst:       {"children", "parallel", "cpu_loops", "alloc", "period"},
@@ -26,6 +30,15 @@ var (
 	commonKeys     = []string{"name", "kind", "set", "class"}
 )
 
+// kindParams is what a kind takes: its params entry, or a registered
+// kind's keys.
+func kindParams(kind string) []string {
+	if k := kinds.Lookup(kind); k != nil && params[kind] == nil {
+		return k.Keys
+	}
+	return params[kind]
+}
+
 // reserved names cannot label a neighbour set: they mark solo trials.
 var reserved = map[string]bool{"none": true, "solo": true}
 
@@ -38,17 +51,24 @@ func (v *validator) workloads(r *rawFile, s *Scenario) {
 	for i := range r.Victims {
 		p := fmt.Sprintf("victims[%d]", i)
 		w := &r.Victims[i]
-		name, kind := v.identity(p, w, victimKinds, names)
+		name, kind := v.identity(p, w, append(slices.Clone(victimKinds), kinds.Names(trial.RoleVictim)...), names)
 		if kind == "" {
 			continue
 		}
+		entry := entryAt(v.entries.Victims, i)
+		v.strayRegistered(p, kind, entry, kindParams(kind))
 		vic := trial.Victim{Name: name, Kind: kind, Session: VictimSession, Step: name}
-		class := v.class(p, w, map[string]string{
+		defClass := map[string]string{
 			trial.VictimInteractive: trial.ClassInteractive,
 			trial.VictimToolBurst:   trial.ClassToolBurst,
 			trial.VictimTrace:       trial.ClassToolBurst,
 			KindAgents:              trial.ClassToolBurst,
-		}[kind])
+		}[kind]
+		reg := kinds.Lookup(kind)
+		if reg != nil && params[kind] == nil {
+			defClass = cmp.Or(reg.VictimClass, trial.ClassDefault)
+		}
+		class := v.class(p, w, defClass)
 		if w.Set.isSet() {
 			v.add(p+".set", "only neighbours belong to sets; victims run in every trial")
 		}
@@ -60,6 +80,8 @@ func (v *validator) workloads(r *rawFile, s *Scenario) {
 			continue
 		}
 		switch kind {
+		default:
+			vic.Params = v.registered(p, reg, trial.RoleVictim, entry, s)
 		case trial.VictimInteractive:
 			ip := &trial.InteractiveParams{}
 			if v.required(p+".period", &w.Period) {
@@ -138,10 +160,12 @@ func (v *validator) workloads(r *rawFile, s *Scenario) {
 	for i := range r.Neighbours {
 		p := fmt.Sprintf("neighbours[%d]", i)
 		w := &r.Neighbours[i]
-		name, kind := v.identity(p, w, neighbourKinds, names)
+		name, kind := v.identity(p, w, append(slices.Clone(neighbourKinds), kinds.Names(trial.RoleNeighbour)...), names)
 		if kind == "" {
 			continue
 		}
+		entry := entryAt(v.entries.Neighbours, i)
+		v.strayRegistered(p, kind, entry, kindParams(kind))
 		s.Classes[name] = v.class(p, w, trial.ClassBackground)
 		set := name
 		if v.ok(p+".set", &w.Set) {
@@ -173,6 +197,8 @@ func (v *validator) workloads(r *rawFile, s *Scenario) {
 		}
 		nb := trial.Neighbour{Name: name, Kind: kind, Session: NeighbourSession, Step: name}
 		switch kind {
+		default:
+			nb.Params = v.registered(p, kinds.Lookup(kind), trial.RoleNeighbour, entry, s)
 		case trial.NeighbourCPUSpin:
 			nb.CPUSpin = &trial.CPUSpinParams{Threads: s.Guest.CPUs}
 			if v.ok(p+".threads", &w.Threads) {
@@ -244,7 +270,7 @@ func (v *validator) workloads(r *rawFile, s *Scenario) {
 
 // identity checks name and kind and rejects parameters of other kinds.
 // It returns kind "" when the kind is unusable.
-func (v *validator) identity(p string, w *rawWorkload, kinds []string, names map[string]string) (string, string) {
+func (v *validator) identity(p string, w *rawWorkload, known []string, names map[string]string) (string, string) {
 	name := ""
 	if v.required(p+".name", &w.Name) {
 		name = w.Name.V
@@ -264,11 +290,11 @@ func (v *validator) identity(p string, w *rawWorkload, kinds []string, names map
 		return name, ""
 	}
 	kind := w.Kind.V
-	if !contains(kinds, kind) {
-		v.add(p+".kind", "unknown kind %q, want one of %s", kind, strings.Join(kinds, ", "))
+	if !contains(known, kind) {
+		v.add(p+".kind", "unknown kind %q, want one of %s", kind, strings.Join(known, ", "))
 		return name, ""
 	}
-	allowed := append(append([]string{}, commonKeys...), params[kind]...)
+	allowed := append(append([]string{}, commonKeys...), kindParams(kind)...)
 	rv := reflect.ValueOf(w).Elem()
 	rt := rv.Type()
 	var stray []string
@@ -281,7 +307,7 @@ func (v *validator) identity(p string, w *rawWorkload, kinds []string, names map
 	}
 	sort.Strings(stray)
 	for _, t := range stray {
-		v.add(p+"."+t, "does not apply to kind %s (it takes %s)", kind, strings.Join(params[kind], ", "))
+		v.add(p+"."+t, "does not apply to kind %s (it takes %s)", kind, strings.Join(kindParams(kind), ", "))
 	}
 	return name, kind
 }

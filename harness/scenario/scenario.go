@@ -144,7 +144,13 @@ func Parse(path string, data []byte, kernels Kernels) (*Scenario, error) {
 		return nil, Problems{{File: path, Msg: err.Error()}}
 	}
 	v := &validator{file: path, lines: indexLines(string(data))}
+	if _, err := toml.Decode(string(data), &v.entries); err != nil {
+		return nil, Problems{{File: path, Msg: err.Error()}}
+	}
 	for _, k := range md.Undecoded() {
+		if registeredKey(k) {
+			continue // the entry's kind judges it
+		}
 		key := k.String()
 		hits := v.lines.linesFor(key)
 		sort.Slice(hits, func(i, j int) bool { return hits[i].Line < hits[j].Line })
@@ -175,10 +181,11 @@ func Parse(path string, data []byte, kernels Kernels) (*Scenario, error) {
 }
 
 type validator struct {
-	file  string
-	lines lineIndex
-	probs Problems
-	warns Problems
+	file    string
+	lines   lineIndex
+	entries entries // the workload entries again, for registered kinds
+	probs   Problems
+	warns   Problems
 }
 
 func (v *validator) add(field, format string, a ...any) {

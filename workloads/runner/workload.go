@@ -26,6 +26,7 @@ import (
 	"github.com/agentcgroup/agentcgroup/harness/stack"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 	"github.com/agentcgroup/agentcgroup/internal/fsutil"
+	"github.com/agentcgroup/agentcgroup/workloads/kinds"
 	"github.com/agentcgroup/agentcgroup/workloads/latency"
 	"github.com/agentcgroup/agentcgroup/workloads/load"
 	"github.com/agentcgroup/agentcgroup/workloads/neighbour"
@@ -72,6 +73,16 @@ type VictimRun struct {
 // histogram log is written to r.Hlog.
 func RunVictim(ctx context.Context, r VictimRun) trial.WorkloadResult {
 	res := trial.WorkloadResult{Name: r.Victim.Name, Kind: r.Victim.Kind}
+	// a registered kind's parameters are decoded before it gets ready
+	reg := kinds.Lookup(r.Victim.Kind)
+	var regParams any
+	if reg != nil && r.Victim.Params != nil {
+		var err error
+		if regParams, err = reg.Decode(r.Victim.Params); err != nil {
+			res.Error = err.Error()
+			return res
+		}
+	}
 	var iw *victim.InteractiveWorker
 	if r.Victim.Kind == trial.VictimInteractive {
 		var err error
@@ -130,7 +141,15 @@ func RunVictim(ctx context.Context, r VictimRun) trial.WorkloadResult {
 		// elapsed is the session's makespan, from its own (delayed) start
 		r.Start = r.Start.Add(r.Victim.Trace.Delay.D())
 	default:
-		res.Error = fmt.Sprintf("unknown victim kind %q", r.Victim.Kind)
+		if regParams == nil || !reg.Victim {
+			res.Error = fmt.Sprintf("unknown victim kind %q", r.Victim.Kind)
+			break
+		}
+		err := reg.RunVictim(ctx, kinds.VictimRun{Victim: r.Victim, Params: regParams, Seed: r.Seed,
+			Start: r.Start, Dur: r.Dur, Rec: rec, Log: os.Stderr})
+		if err != nil {
+			res.Error = err.Error()
+		}
 	}
 	end := time.Now()
 	if err := rec.Close(end); err != nil && res.Error == "" {
@@ -440,7 +459,21 @@ func RunNeighbour(ctx context.Context, n trial.Neighbour, seed uint64) trial.Wor
 			res.Error = err.Error()
 		}
 	default:
-		res.Error = fmt.Sprintf("unknown neighbour kind %q", n.Kind)
+		reg := kinds.Lookup(n.Kind)
+		if reg == nil || !reg.Neighbour {
+			res.Error = fmt.Sprintf("unknown neighbour kind %q", n.Kind)
+			break
+		}
+		p, err := reg.Decode(n.Params)
+		if err != nil {
+			res.Error = err.Error()
+			break
+		}
+		ks, err := reg.RunNeighbour(ctx, kinds.NeighbourRun{Neighbour: n, Params: p, Seed: seed, Log: os.Stderr})
+		st = neighbour.Stats{Ops: ks.Ops, Failed: ks.Failed}
+		if err != nil {
+			res.Error = err.Error()
+		}
 	}
 	res.Count, res.Failed = st.Ops, st.Failed
 	res.Elapsed = trial.Duration(time.Since(start))

@@ -48,9 +48,9 @@ type step struct {
 	// memory.events and cgroup.events, open while the controller runs
 	// (its goroutine alone reads them).
 	memEvents, cgEvents *knob
-	stop     chan struct{}
-	stopOnce sync.Once
-	done     chan struct{}
+	stop                chan struct{}
+	stopOnce            sync.Once
+	done                chan struct{}
 
 	removeOnce sync.Once
 	removeErr  error

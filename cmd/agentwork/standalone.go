@@ -160,44 +160,6 @@ func runStandaloneNeighbour(n trial.Neighbour, dur time.Duration, seed uint64) e
 	return nil
 }
 
-func cmdCPUSpin(args []string) error {
-	fs := flag.NewFlagSet("cpu_spin", flag.ExitOnError)
-	p := trial.CPUSpinParams{}
-	fs.IntVar(&p.Threads, "threads", 2, "busy threads")
-	dur := durFlag(fs, "duration", 0, "run time (0: until SIGTERM/SIGINT)")
-	fs.Parse(args)
-	return runStandaloneNeighbour(trial.Neighbour{Name: "cpu_spin", Kind: trial.NeighbourCPUSpin, CPUSpin: &p}, dur.D(), 1)
-}
-
-func cmdForkStorm(args []string) error {
-	fs := flag.NewFlagSet("fork_storm", flag.ExitOnError)
-	p := trial.ForkStormParams{}
-	fs.Float64Var(&p.Rate, "rate", 0, "children per second (0: as fast as possible)")
-	fs.IntVar(&p.Concurrency, "concurrency", 8, "children alive at once")
-	fs.StringVar(&p.Exec, "exec", "", "program each child executes (default: exit right after fork)")
-	hold := durFlag(fs, "hold", 0, "how long each forked child lives")
-	dur := durFlag(fs, "duration", 0, "run time (0: until SIGTERM/SIGINT)")
-	fs.Parse(args)
-	p.Hold = *hold
-	return runStandaloneNeighbour(trial.Neighbour{Name: "fork_storm", Kind: trial.NeighbourForkStorm, ForkStorm: &p}, dur.D(), 1)
-}
-
-func cmdMemoryBlowup(args []string) error {
-	fs := flag.NewFlagSet("memory_blowup", flag.ExitOnError)
-	p := trial.MemoryBlowupParams{}
-	target := bytesFlag(fs, "target", 256<<20, "bytes to reach")
-	rate := bytesFlag(fs, "rate", 64<<20, "bytes per second (0: as fast as possible)")
-	chunk := bytesFlag(fs, "chunk", 1<<20, "allocation granule")
-	fs.StringVar(&p.Fill, "fill", trial.FillSparse, "page contents: sparse (one word per 512 bytes) or random (incompressible)")
-	fs.IntVar(&p.Threads, "threads", 1, "threads growing and re-touching their shares in parallel")
-	seed := fs.Uint64("seed", 1, "random seed")
-	dur := durFlag(fs, "duration", 0, "run time (0: until SIGTERM/SIGINT)")
-	fs.Parse(args)
-	p.TargetBytes, p.RateBytesPerSec, p.ChunkBytes = *target, *rate, *chunk
-	n := trial.Neighbour{Name: "memory_blowup", Kind: trial.NeighbourMemoryBlowup, MemoryBlowup: &p}
-	return runStandaloneNeighbour(n, dur.D(), *seed)
-}
-
 func cmdTraces(args []string) error {
 	for _, n := range traces.Names() {
 		t, err := traces.Load(n)
@@ -244,27 +206,28 @@ func cmdRegistered(k *kinds.Kind, args []string) error {
 		vf := addVictimFlags(fs)
 		build := k.Flags(fs, role)
 		fs.Parse(args)
-		raw, err := buildParams(k, build, fs.Args())
-		if err != nil {
+		v := trial.Victim{Name: k.Name, Kind: k.Name}
+		if err := buildParams(k, build, fs.Args(), &v); err != nil {
 			return err
 		}
-		return runStandaloneVictim(trial.Victim{Name: k.Name, Kind: k.Name, Params: raw}, vf)
+		return runStandaloneVictim(v, vf)
 	}
 	dur := durFlag(fs, "duration", 0, "run time (0: until SIGTERM/SIGINT)")
 	seed := fs.Uint64("seed", 1, "random seed")
 	build := k.Flags(fs, role)
 	fs.Parse(args)
-	raw, err := buildParams(k, build, fs.Args())
+	n := trial.Neighbour{Name: k.Name, Kind: k.Name}
+	if err := buildParams(k, build, fs.Args(), &n); err != nil {
+		return err
+	}
+	return runStandaloneNeighbour(n, dur.D(), *seed)
+}
+
+// buildParams puts the parameters the flags make into w.
+func buildParams(k *kinds.Kind, build func([]string) (any, error), args []string, w any) error {
+	p, err := build(args)
 	if err != nil {
 		return err
 	}
-	return runStandaloneNeighbour(trial.Neighbour{Name: k.Name, Kind: k.Name, Params: raw}, dur.D(), *seed)
-}
-
-func buildParams(k *kinds.Kind, build func([]string) (any, error), args []string) (json.RawMessage, error) {
-	p, err := build(args)
-	if err != nil {
-		return nil, err
-	}
-	return k.Encode(p)
+	return k.Put(w, p)
 }

@@ -15,18 +15,15 @@ import (
 // params lists, per built-in workload kind, the parameters it takes (TOML
 // names); a kind registered in workloads/kinds lists its own.
 var params = map[string][]string{
-	trial.VictimInteractive:     {"period", "cpu_loops", "touch", "working_set", "idle", "alloc_probe"},
-	trial.VictimToolBurst:       {"children", "parallel", "cpu_loops", "alloc", "period"},
-	trial.VictimTrace:           {"trace", "compress", "mem_scale", "max_steps"},
-	trial.NeighbourCPUSpin:      {"threads"},
-	trial.NeighbourForkStorm:    {"rate", "concurrency"},
-	trial.NeighbourMemoryBlowup: {"target", "rate_per_sec", "chunk", "fill", "threads"},
-	KindAgents:                  {"traces", "count", "stagger", "compress", "mem_scale", "max_steps"},
+	trial.VictimInteractive: {"period", "cpu_loops", "touch", "working_set", "idle", "alloc_probe"},
+	trial.VictimToolBurst:   {"children", "parallel", "cpu_loops", "alloc", "period"},
+	trial.VictimTrace:       {"trace", "compress", "mem_scale", "max_steps"},
+	KindAgents:              {"traces", "count", "stagger", "compress", "mem_scale", "max_steps"},
 }
 
 var (
 	victimKinds    = []string{trial.VictimInteractive, trial.VictimToolBurst, trial.VictimTrace, KindAgents}
-	neighbourKinds = []string{trial.NeighbourCPUSpin, trial.NeighbourForkStorm, trial.NeighbourMemoryBlowup, KindAgents}
+	neighbourKinds = []string{KindAgents}
 	commonKeys     = []string{"name", "kind", "set", "class"}
 )
 
@@ -81,7 +78,7 @@ func (v *validator) workloads(r *rawFile, s *Scenario) {
 		}
 		switch kind {
 		default:
-			vic.Params = v.registered(p, reg, trial.RoleVictim, entry, s)
+			v.registered(p, reg, trial.RoleVictim, entry, s, &vic)
 		case trial.VictimInteractive:
 			ip := &trial.InteractiveParams{}
 			if v.required(p+".period", &w.Period) {
@@ -156,7 +153,6 @@ func (v *validator) workloads(r *rawFile, s *Scenario) {
 	}
 
 	s.SetOf = map[string]string{}
-	guestBytes := int64(s.Guest.MemMB+s.Guest.ZramMB) << 20
 	for i := range r.Neighbours {
 		p := fmt.Sprintf("neighbours[%d]", i)
 		w := &r.Neighbours[i]
@@ -196,71 +192,7 @@ func (v *validator) workloads(r *rawFile, s *Scenario) {
 			continue
 		}
 		nb := trial.Neighbour{Name: name, Kind: kind, Session: NeighbourSession, Step: name}
-		switch kind {
-		default:
-			nb.Params = v.registered(p, kinds.Lookup(kind), trial.RoleNeighbour, entry, s)
-		case trial.NeighbourCPUSpin:
-			nb.CPUSpin = &trial.CPUSpinParams{Threads: s.Guest.CPUs}
-			if v.ok(p+".threads", &w.Threads) {
-				nb.CPUSpin.Threads = int(w.Threads.V)
-				if nb.CPUSpin.Threads < 1 || nb.CPUSpin.Threads > 256 {
-					v.add(p+".threads", "%d, want 1..256", nb.CPUSpin.Threads)
-				}
-			}
-		case trial.NeighbourForkStorm:
-			nb.ForkStorm = &trial.ForkStormParams{Concurrency: 8}
-			if v.ok(p+".rate", &w.Rate) {
-				nb.ForkStorm.Rate = w.Rate.V
-				if w.Rate.V < 0 {
-					v.add(p+".rate", "must be >= 0 (0 = as fast as possible)")
-				}
-			}
-			if v.ok(p+".concurrency", &w.Concurrency) {
-				nb.ForkStorm.Concurrency = int(w.Concurrency.V)
-				if nb.ForkStorm.Concurrency < 1 || nb.ForkStorm.Concurrency > 4096 {
-					v.add(p+".concurrency", "%d, want 1..4096", nb.ForkStorm.Concurrency)
-				}
-			}
-		case trial.NeighbourMemoryBlowup:
-			mb := &trial.MemoryBlowupParams{}
-			if v.required(p+".target", &w.Target) {
-				if w.Target.Max {
-					v.add(p+".target", `"max" is not a target; write a size such as "512M"`)
-				}
-				mb.TargetBytes = trial.Bytes(w.Target.V)
-				if w.Target.V <= 0 && !w.Target.Max {
-					v.add(p+".target", "must be > 0")
-				}
-				if w.Target.V > guestBytes && s.NeighbourBudget.MemoryMax == 0 {
-					v.warn(p+".target", "%dM exceeds guest memory plus swap (%dM) and budgets.neighbour has no memory_max: unless a policy caps it, the guest runs out and global reclaim and the OOM killer decide who survives (intended for an overcommitted node; otherwise set memory_max or lower target)",
-						w.Target.V>>20, guestBytes>>20)
-				}
-			}
-			if v.ok(p+".rate_per_sec", &w.RateMem) && !w.RateMem.Max {
-				mb.RateBytesPerSec = trial.Bytes(w.RateMem.V)
-			}
-			if v.ok(p+".chunk", &w.Chunk) {
-				mb.ChunkBytes = trial.Bytes(w.Chunk.V)
-				if w.Chunk.Max || (w.Chunk.V > 0 && w.Chunk.V < 4096) {
-					v.add(p+".chunk", "want a size >= 4K")
-				}
-			}
-			if v.ok(p+".fill", &w.Fill) {
-				switch w.Fill.V {
-				case trial.FillSparse, trial.FillRandom:
-					mb.Fill = w.Fill.V
-				default:
-					v.add(p+".fill", "%q, want %q (one word per 512 bytes, cheap for zram) or %q (incompressible)", w.Fill.V, trial.FillSparse, trial.FillRandom)
-				}
-			}
-			if v.ok(p+".threads", &w.Threads) {
-				mb.Threads = int(w.Threads.V)
-				if mb.Threads < 1 || mb.Threads > 256 {
-					v.add(p+".threads", "%d, want 1..256", mb.Threads)
-				}
-			}
-			nb.MemoryBlowup = mb
-		}
+		v.registered(p, kinds.Lookup(kind), trial.RoleNeighbour, entry, s, &nb)
 		s.Neighbours = append(s.Neighbours, nb)
 	}
 	if len(r.Neighbours) == 0 && !s.Solo {

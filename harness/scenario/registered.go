@@ -72,6 +72,12 @@ func (in entryInput) Size(key string) (int64, bool) {
 	return f.V, ok
 }
 
+func (in entryInput) SizeOrMax(key string) (int64, bool, bool) {
+	var f Size
+	ok := in.get(key, &f)
+	return f.V, f.Max, ok
+}
+
 func (in entryInput) Dur(key string) (time.Duration, bool) {
 	var f Dur
 	return f.V, in.get(key, &f)
@@ -98,23 +104,22 @@ func (in entryInput) Warn(key, format string, a ...any) {
 	in.v.warn(in.field(key), format, a...)
 }
 
-// registered parses an entry of a registered kind into the parameters its
-// spec carries; nil when the entry has problems (already reported).
-func (v *validator) registered(p string, k *kinds.Kind, role trial.Role, entry map[string]any, s *Scenario) []byte {
+// registered parses an entry of a registered kind into the parameters of
+// w, a *trial.Victim or *trial.Neighbour; the parameters are left unset
+// when the entry has problems (already reported).
+func (v *validator) registered(p string, k *kinds.Kind, role trial.Role, entry map[string]any, s *Scenario, w any) {
 	before := len(v.probs)
 	params := k.Parse(entryInput{v: v, p: p, entry: entry}, role, kinds.Env{
 		GuestCPUs: s.Guest.CPUs, GuestMemBytes: int64(s.Guest.MemMB+s.Guest.ZramMB) << 20,
 		Duration: s.Timing.Duration, Seed: s.Seed,
+		VictimBudget: s.VictimBudget, NeighbourBudget: s.NeighbourBudget,
 	})
 	if len(v.probs) > before {
-		return nil
+		return
 	}
-	raw, err := k.Encode(params)
-	if err != nil {
+	if err := k.Put(w, params); err != nil {
 		v.add(p+".kind", "kind %s: parameters do not encode: %v", k.Name, err)
-		return nil
 	}
-	return raw
 }
 
 // strayRegistered reports keys of registered kinds written on an entry of

@@ -6,8 +6,9 @@
 // kind. Adding such a kind is adding a file here (and its docs).
 //
 // A registered kind's parameters travel in the spec's Params field as the
-// JSON of the value its Parse returns; the kinds built into
-// harness/trial's typed fields are not in this registry.
+// JSON of the value its Parse returns, or, for the kinds older than the
+// registry, in their own typed field of trial.Victim or trial.Neighbour
+// (Typed), so specs read as they always have; trial checks those itself.
 package kinds
 
 import (
@@ -45,8 +46,12 @@ type Kind struct {
 	// points to, or the pointer itself), reporting problems through in.
 	Parse func(in Input, role trial.Role, env Env) any
 	// Check validates decoded parameters in a spec; each message starts
-	// with the field it is about ("command: empty").
+	// with the field it is about ("command: empty"). A Typed kind's
+	// parameters are checked by trial.Spec.Validate instead.
 	Check func(params any, role trial.Role, s *trial.Spec) []string
+	// Typed, when set, keeps the parameters in the kind's own field of
+	// the spec instead of Params.
+	Typed *Typed
 	// RunVictim runs the measured phase: from r.Start for r.Dur, every
 	// latency into r.Rec. RunNeighbour runs until ctx ends.
 	RunVictim    func(ctx context.Context, r VictimRun) error
@@ -55,6 +60,15 @@ type Kind struct {
 	// returns what builds the parameters once fs is parsed (args are
 	// the arguments after the flags).
 	Flags func(fs *flag.FlagSet, role trial.Role) func(args []string) (any, error)
+}
+
+// Typed puts a kind's parameters into its field of the spec and gets
+// them back; a role the kind does not take leaves its pair nil.
+type Typed struct {
+	PutVictim    func(v *trial.Victim, params any)
+	GetVictim    func(v trial.Victim) any
+	PutNeighbour func(n *trial.Neighbour, params any)
+	GetNeighbour func(n trial.Neighbour) any
 }
 
 // Input is a scenario entry's parameters as the scenario parser hands them
@@ -67,6 +81,8 @@ type Input interface {
 	Int(key string) (int64, bool)
 	Float(key string) (float64, bool)
 	Size(key string) (int64, bool) // "64M" or a byte count
+	// SizeOrMax also takes the string "max", saying so.
+	SizeOrMax(key string) (n int64, max bool, ok bool)
 	Dur(key string) (time.Duration, bool)
 	Bool(key string) (bool, bool)
 	// Required is a getter's false plus a "required" problem when absent.
@@ -82,6 +98,8 @@ type Env struct {
 	GuestMemBytes int64 // memory plus zram
 	Duration      time.Duration
 	Seed          uint64
+	// Budgets are the scenario's [budgets.victim] and [budgets.neighbour].
+	VictimBudget, NeighbourBudget trial.Budget
 }
 
 // VictimRun is one victim's measured phase.
@@ -112,14 +130,19 @@ var registry = map[string]*Kind{}
 // panics on a kind that is incomplete or named twice.
 func Register(k *Kind) {
 	switch {
-	case k.Name == "" || k.New == nil || k.Parse == nil || k.Check == nil || k.Flags == nil:
-		panic("kinds: " + k.Name + ": Name, New, Parse, Check and Flags are required")
+	case k.Name == "" || k.Parse == nil || k.Flags == nil:
+		panic("kinds: " + k.Name + ": Name, Parse and Flags are required")
+	case k.Typed == nil && (k.New == nil || k.Check == nil):
+		panic("kinds: " + k.Name + ": a kind without a typed field needs New and Check")
 	case k.Victim && k.RunVictim == nil, k.Neighbour && k.RunNeighbour == nil, !k.Victim && !k.Neighbour:
 		panic("kinds: " + k.Name + ": each role the kind takes needs its Run function")
 	case registry[k.Name] != nil:
 		panic("kinds: " + k.Name + " registered twice")
 	}
 	registry[k.Name] = k
+	if k.Typed != nil {
+		return // trial checks its typed fields
+	}
 	for _, role := range k.Roles() {
 		trial.RegisterKind(role, k.Name, func(field string, raw json.RawMessage, s *trial.Spec) []error {
 			p, err := k.Decode(raw)
@@ -198,6 +221,49 @@ func (k *Kind) Encode(params any) (json.RawMessage, error) {
 	return json.Marshal(params)
 }
 
+// Put stores parameters in a victim or neighbour of the spec: its typed
+// field, or Params.
+func (k *Kind) Put(w any, params any) error {
+	if k.Typed != nil {
+		switch w := w.(type) {
+		case *trial.Victim:
+			k.Typed.PutVictim(w, params)
+		case *trial.Neighbour:
+			k.Typed.PutNeighbour(w, params)
+		}
+		return nil
+	}
+	raw, err := k.Encode(params)
+	if err != nil {
+		return err
+	}
+	switch w := w.(type) {
+	case *trial.Victim:
+		w.Params = raw
+	case *trial.Neighbour:
+		w.Params = raw
+	}
+	return nil
+}
+
+// VictimParams returns a victim's parameters: its typed field, or its
+// Params decoded.
+func (k *Kind) VictimParams(v trial.Victim) (any, error) {
+	if k.Typed != nil {
+		return k.Typed.GetVictim(v), nil
+	}
+	return k.Decode(v.Params)
+}
+
+// NeighbourParams returns a neighbour's parameters: its typed field, or
+// its Params decoded.
+func (k *Kind) NeighbourParams(n trial.Neighbour) (any, error) {
+	if k.Typed != nil {
+		return k.Typed.GetNeighbour(n), nil
+	}
+	return k.Decode(n.Params)
+}
+
 // Decode reads a spec's Params strictly: an unknown field is an error,
 // as everywhere else in the spec.
 func (k *Kind) Decode(raw json.RawMessage) (any, error) {
@@ -220,3 +286,5 @@ func (k *Kind) Usage() string {
 	}
 	return strings.Join(k.Keys, ", ")
 }
+
+func itoa(n int64) string { return fmt.Sprint(n) }

@@ -76,9 +76,9 @@ func RunVictim(ctx context.Context, r VictimRun) trial.WorkloadResult {
 	// a registered kind's parameters are decoded before it gets ready
 	reg := kinds.Lookup(r.Victim.Kind)
 	var regParams any
-	if reg != nil && r.Victim.Params != nil {
+	if reg != nil && reg.Victim {
 		var err error
-		if regParams, err = reg.Decode(r.Victim.Params); err != nil {
+		if regParams, err = reg.VictimParams(r.Victim); err != nil {
 			res.Error = err.Error()
 			return res
 		}
@@ -141,7 +141,7 @@ func RunVictim(ctx context.Context, r VictimRun) trial.WorkloadResult {
 		// elapsed is the session's makespan, from its own (delayed) start
 		r.Start = r.Start.Add(r.Victim.Trace.Delay.D())
 	default:
-		if regParams == nil || !reg.Victim {
+		if regParams == nil {
 			res.Error = fmt.Sprintf("unknown victim kind %q", r.Victim.Kind)
 			break
 		}
@@ -435,24 +435,6 @@ func RunNeighbour(ctx context.Context, n trial.Neighbour, seed uint64) trial.Wor
 	start := time.Now()
 	var st neighbour.Stats
 	switch n.Kind {
-	case trial.NeighbourCPUSpin:
-		st = neighbour.CPUSpin(ctx, *n.CPUSpin)
-	case trial.NeighbourForkStorm:
-		var f neighbour.Forker = neighbour.ForkExit{Hold: n.ForkStorm.Hold.D()}
-		if e := n.ForkStorm.Exec; e != "" {
-			if _, err := os.Stat(e); err != nil {
-				res.Error = fmt.Sprintf("fork_storm exec %q: %v (name a program present in the guest, e.g. /bin/true)", e, err)
-				break
-			}
-			f = neighbour.ForkExec{Path: e}
-		}
-		st = neighbour.ForkStorm(ctx, *n.ForkStorm, f)
-	case trial.NeighbourMemoryBlowup:
-		var err error
-		st, err = neighbour.MemoryBlowup(ctx, *n.MemoryBlowup, seed)
-		if err != nil {
-			res.Error = err.Error()
-		}
 	case trial.NeighbourTrace:
 		var err error
 		if st, err = runTraceNeighbour(ctx, *n.Trace, seed); err != nil {
@@ -464,7 +446,7 @@ func RunNeighbour(ctx context.Context, n trial.Neighbour, seed uint64) trial.Wor
 			res.Error = fmt.Sprintf("unknown neighbour kind %q", n.Kind)
 			break
 		}
-		p, err := reg.Decode(n.Params)
+		p, err := reg.NeighbourParams(n)
 		if err != nil {
 			res.Error = err.Error()
 			break

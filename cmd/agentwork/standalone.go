@@ -112,21 +112,6 @@ func cmdInteractive(args []string) error {
 	return runStandaloneVictim(v, vf)
 }
 
-func cmdToolBurst(args []string) error {
-	fs := flag.NewFlagSet("tool_burst", flag.ExitOnError)
-	p := trial.ToolBurstParams{}
-	fs.IntVar(&p.Children, "children", 4, "child processes per step")
-	fs.IntVar(&p.Parallel, "parallel", 2, "children alive at once")
-	fs.Int64Var(&p.CPULoops, "cpu-loops", 2_000_000, "mean CPU loop iterations per child")
-	alloc := bytesFlag(fs, "alloc", 4<<20, "mean bytes each child allocates and touches")
-	period := durFlag(fs, "period", 0, "step interval (0: back to back)")
-	vf := addVictimFlags(fs)
-	fs.Parse(args)
-	p.AllocBytes, p.Period = *alloc, *period
-	v := trial.Victim{Name: "tool_burst", Kind: trial.VictimToolBurst, ToolBurst: &p}
-	return runStandaloneVictim(v, vf)
-}
-
 func cmdTrace(args []string) error {
 	fs := flag.NewFlagSet("trace", flag.ExitOnError)
 	p := trial.TraceParams{}

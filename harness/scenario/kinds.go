@@ -16,13 +16,12 @@ import (
 // names); a kind registered in workloads/kinds lists its own.
 var params = map[string][]string{
 	trial.VictimInteractive: {"period", "cpu_loops", "touch", "working_set", "idle", "alloc_probe"},
-	trial.VictimToolBurst:   {"children", "parallel", "cpu_loops", "alloc", "period"},
 	trial.VictimTrace:       {"trace", "compress", "mem_scale", "max_steps"},
 	KindAgents:              {"traces", "count", "stagger", "compress", "mem_scale", "max_steps"},
 }
 
 var (
-	victimKinds    = []string{trial.VictimInteractive, trial.VictimToolBurst, trial.VictimTrace, KindAgents}
+	victimKinds    = []string{trial.VictimInteractive, trial.VictimTrace, KindAgents}
 	neighbourKinds = []string{KindAgents}
 	commonKeys     = []string{"name", "kind", "set", "class"}
 )
@@ -57,7 +56,6 @@ func (v *validator) workloads(r *rawFile, s *Scenario) {
 		vic := trial.Victim{Name: name, Kind: kind, Session: VictimSession, Step: name}
 		defClass := map[string]string{
 			trial.VictimInteractive: trial.ClassInteractive,
-			trial.VictimToolBurst:   trial.ClassToolBurst,
 			trial.VictimTrace:       trial.ClassToolBurst,
 			KindAgents:              trial.ClassToolBurst,
 		}[kind]
@@ -115,29 +113,6 @@ func (v *validator) workloads(r *rawFile, s *Scenario) {
 				}
 			}
 			vic.Interactive = ip
-		case trial.VictimToolBurst:
-			tb := &trial.ToolBurstParams{}
-			if v.required(p+".children", &w.Children) {
-				tb.Children = int(w.Children.V)
-				if tb.Children < 1 || tb.Children > 1024 {
-					v.add(p+".children", "%d, want 1..1024", tb.Children)
-				}
-			}
-			tb.Parallel = s.Guest.CPUs
-			if v.ok(p+".parallel", &w.Parallel) {
-				tb.Parallel = int(w.Parallel.V)
-				if tb.Parallel < 1 {
-					v.add(p+".parallel", "%d, want >= 1", tb.Parallel)
-				}
-			}
-			tb.CPULoops = v.nonNeg(p+".cpu_loops", &w.CPULoops)
-			if v.ok(p+".alloc", &w.Alloc) {
-				tb.AllocBytes = trial.Bytes(w.Alloc.V)
-			}
-			if v.ok(p+".period", &w.Period) {
-				tb.Period = trial.Duration(w.Period.V)
-			}
-			vic.ToolBurst = tb
 		case trial.VictimTrace:
 			tp := v.replay(p, w)
 			tp.StepBudget, tp.StepClass = s.VictimBudget, class

@@ -122,16 +122,6 @@ func RunVictim(ctx context.Context, r VictimRun) trial.WorkloadResult {
 		if err := victim.RunInteractive(ctx, *r.Victim.Interactive, r.Seed, sched, clk, rec, iw.Do); err != nil {
 			res.Error = err.Error()
 		}
-	case trial.VictimToolBurst:
-		self, err := Self()
-		if err != nil {
-			res.Error = err.Error()
-			break
-		}
-		err = victim.RunToolBurst(ctx, *r.Victim.ToolBurst, r.Seed, sched, clk, rec, execChild(self))
-		if err != nil {
-			res.Error = err.Error()
-		}
 	case trial.VictimTrace:
 		nominal, err := runTrace(ctx, r, rec)
 		res.Nominal = trial.Duration(nominal)
@@ -176,22 +166,6 @@ func RunVictim(ctx context.Context, r VictimRun) trial.WorkloadResult {
 // allocation-latency log (trial.AllocHistogramPath beside HistogramPath).
 func AllocLogPath(hlog string) string {
 	return strings.TrimSuffix(hlog, trial.HistogramExt) + ".alloc" + trial.HistogramExt
-}
-
-// execChild runs a tool-burst child as a new process (fork+exec of
-// agentwork), which is what makes a tool burst kernel-heavy.
-func execChild(self string) victim.Spawner {
-	return func(ctx context.Context, c victim.Child) error {
-		cmd := exec.CommandContext(ctx, self, "child",
-			"--cpu-loops", strconv.FormatInt(c.CPULoops, 10),
-			"--alloc", strconv.FormatInt(c.AllocBytes, 10),
-			"--seed", strconv.FormatUint(c.Seed, 10))
-		cmd.Stderr = os.Stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("tool_burst child: %w", err)
-		}
-		return nil
-	}
 }
 
 // LoadTrace finds a trace by embedded name or file path.

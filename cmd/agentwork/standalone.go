@@ -96,22 +96,6 @@ func report(res trial.WorkloadResult, hlog string) error {
 	return nil
 }
 
-func cmdInteractive(args []string) error {
-	fs := flag.NewFlagSet("interactive", flag.ExitOnError)
-	p := trial.InteractiveParams{}
-	period := durFlag(fs, "period", 20*time.Millisecond, "request interval")
-	fs.Int64Var(&p.CPULoops, "cpu-loops", 200_000, "CPU loop iterations per request (~2 ns each)")
-	touch := bytesFlag(fs, "touch", 256<<10, "bytes written per request")
-	ws := bytesFlag(fs, "working-set", 16<<20, "working set the touches land in")
-	idle := durFlag(fs, "idle", 0, "wait this long before the first request, leaving the working set untouched")
-	probe := bytesFlag(fs, "alloc-probe", 0, "also map and touch this much fresh memory per request, timed on its own (0: off)")
-	vf := addVictimFlags(fs)
-	fs.Parse(args)
-	p.Period, p.TouchBytes, p.WorkingSetBytes, p.Idle, p.AllocProbeBytes = *period, *touch, *ws, *idle, *probe
-	v := trial.Victim{Name: "interactive", Kind: trial.VictimInteractive, Interactive: &p}
-	return runStandaloneVictim(v, vf)
-}
-
 func cmdTrace(args []string) error {
 	fs := flag.NewFlagSet("trace", flag.ExitOnError)
 	p := trial.TraceParams{}

@@ -15,13 +15,12 @@ import (
 // params lists, per built-in workload kind, the parameters it takes (TOML
 // names); a kind registered in workloads/kinds lists its own.
 var params = map[string][]string{
-	trial.VictimInteractive: {"period", "cpu_loops", "touch", "working_set", "idle", "alloc_probe"},
-	trial.VictimTrace:       {"trace", "compress", "mem_scale", "max_steps"},
-	KindAgents:              {"traces", "count", "stagger", "compress", "mem_scale", "max_steps"},
+	trial.VictimTrace: {"trace", "compress", "mem_scale", "max_steps"},
+	KindAgents:        {"traces", "count", "stagger", "compress", "mem_scale", "max_steps"},
 }
 
 var (
-	victimKinds    = []string{trial.VictimInteractive, trial.VictimTrace, KindAgents}
+	victimKinds    = []string{trial.VictimTrace, KindAgents}
 	neighbourKinds = []string{KindAgents}
 	commonKeys     = []string{"name", "kind", "set", "class"}
 )
@@ -55,9 +54,8 @@ func (v *validator) workloads(r *rawFile, s *Scenario) {
 		v.strayRegistered(p, kind, entry, kindParams(kind))
 		vic := trial.Victim{Name: name, Kind: kind, Session: VictimSession, Step: name}
 		defClass := map[string]string{
-			trial.VictimInteractive: trial.ClassInteractive,
-			trial.VictimTrace:       trial.ClassToolBurst,
-			KindAgents:              trial.ClassToolBurst,
+			trial.VictimTrace: trial.ClassToolBurst,
+			KindAgents:        trial.ClassToolBurst,
 		}[kind]
 		reg := kinds.Lookup(kind)
 		if reg != nil && params[kind] == nil {
@@ -77,42 +75,6 @@ func (v *validator) workloads(r *rawFile, s *Scenario) {
 		switch kind {
 		default:
 			v.registered(p, reg, trial.RoleVictim, entry, s, &vic)
-		case trial.VictimInteractive:
-			ip := &trial.InteractiveParams{}
-			if v.required(p+".period", &w.Period) {
-				ip.Period = trial.Duration(w.Period.V)
-				if ip.Period <= 0 {
-					v.add(p+".period", "must be > 0")
-				}
-			}
-			ip.CPULoops = v.nonNeg(p+".cpu_loops", &w.CPULoops)
-			if v.ok(p+".touch", &w.Touch) {
-				ip.TouchBytes = trial.Bytes(w.Touch.V)
-			}
-			ip.WorkingSetBytes = ip.TouchBytes
-			if v.ok(p+".working_set", &w.WorkingSet) {
-				ip.WorkingSetBytes = trial.Bytes(w.WorkingSet.V)
-				if ip.WorkingSetBytes < ip.TouchBytes {
-					v.add(p+".working_set", "smaller than touch: each request touches part of the working set")
-				}
-			}
-			if v.ok(p+".idle", &w.Idle) {
-				ip.Idle = trial.Duration(w.Idle.V)
-				if s.Timing.Duration > 0 && w.Idle.V >= s.Timing.Duration {
-					v.add(p+".idle", "%v is not shorter than timing.duration %v: no request would run", w.Idle.V, s.Timing.Duration)
-				}
-				if ip.WorkingSetBytes == 0 {
-					v.warn(p+".idle", "the victim has no working_set: idling leaves nothing for reclaim to take")
-				}
-			}
-			if v.ok(p+".alloc_probe", &w.AllocProbe) {
-				if w.AllocProbe.Max || w.AllocProbe.V < 4096 {
-					v.add(p+".alloc_probe", `want a size of at least a page, e.g. "1M"`)
-				} else {
-					ip.AllocProbeBytes = trial.Bytes(w.AllocProbe.V)
-				}
-			}
-			vic.Interactive = ip
 		case trial.VictimTrace:
 			tp := v.replay(p, w)
 			tp.StepBudget, tp.StepClass = s.VictimBudget, class

@@ -55,6 +55,14 @@ type Kind struct {
 	// RunVictim runs the measured phase: from r.Start for r.Dur, every
 	// latency into r.Rec. RunNeighbour runs until ctx ends.
 	RunVictim    func(ctx context.Context, r VictimRun) error
+	// PrepareVictim, when set, runs before the victim says it is ready
+	// (e.g. faulting in a working set); its state reaches RunVictim as
+	// VictimRun.State and close runs after it.
+	PrepareVictim func(params any) (state any, close func(), err error)
+	// AllocProbe, when set, gives the bytes a victim's allocation probe
+	// maps per operation (0: none); with a probe the runner records
+	// VictimRun.Alloc into the victim's allocation-latency log.
+	AllocProbe func(params any) int64
 	RunNeighbour func(ctx context.Context, r NeighbourRun) (Stats, error)
 	// Flags declares the standalone `agentwork <name>` flags on fs and
 	// returns what builds the parameters once fs is parsed (args are
@@ -110,7 +118,9 @@ type VictimRun struct {
 	Start  time.Time // the measured phase's start
 	Dur    time.Duration
 	Rec    *latency.Recorder
-	Log    io.Writer // the workloads log
+	Alloc  *latency.Recorder // allocation latencies, with AllocProbe
+	State  any               // from PrepareVictim
+	Log    io.Writer         // the workloads log
 }
 
 // NeighbourRun is one neighbour, run until its context ends.

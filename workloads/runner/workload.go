@@ -83,14 +83,15 @@ func RunVictim(ctx context.Context, r VictimRun) trial.WorkloadResult {
 			return res
 		}
 	}
-	var iw *victim.InteractiveWorker
-	if r.Victim.Kind == trial.VictimInteractive {
-		var err error
-		if iw, err = victim.NewInteractiveWorker(*r.Victim.Interactive); err != nil {
+	var state any
+	if regParams != nil && reg.PrepareVictim != nil {
+		st, closeFn, err := reg.PrepareVictim(regParams)
+		if err != nil {
 			res.Error = err.Error()
 			return res
 		}
-		defer iw.Close()
+		defer closeFn()
+		state = st
 	}
 	start, err := r.Ready()
 	if err != nil {
@@ -107,21 +108,16 @@ func RunVictim(ctx context.Context, r VictimRun) trial.WorkloadResult {
 	}
 	var allocBuf bytes.Buffer
 	var alloc *latency.Recorder
-	if iw != nil && r.Victim.Interactive.AllocProbeBytes > 0 {
-		if alloc, err = latency.New(&allocBuf, r.Start, latency.DefaultInterval,
-			fmt.Sprintf("victim %s allocation probe %d bytes seed %d unit us", r.Victim.Name, r.Victim.Interactive.AllocProbeBytes, r.Seed)); err != nil {
-			res.Error = err.Error()
-			return res
+	if regParams != nil && reg.AllocProbe != nil {
+		if b := reg.AllocProbe(regParams); b > 0 {
+			if alloc, err = latency.New(&allocBuf, r.Start, latency.DefaultInterval,
+				fmt.Sprintf("victim %s allocation probe %d bytes seed %d unit us", r.Victim.Name, b, r.Seed)); err != nil {
+				res.Error = err.Error()
+				return res
+			}
 		}
-		iw.RecordAllocs(alloc)
 	}
-	sched := victim.Schedule{Start: r.Start, Duration: r.Dur}
-	clk := victim.RealClock{}
 	switch r.Victim.Kind {
-	case trial.VictimInteractive:
-		if err := victim.RunInteractive(ctx, *r.Victim.Interactive, r.Seed, sched, clk, rec, iw.Do); err != nil {
-			res.Error = err.Error()
-		}
 	case trial.VictimTrace:
 		nominal, err := runTrace(ctx, r, rec)
 		res.Nominal = trial.Duration(nominal)
@@ -136,7 +132,7 @@ func RunVictim(ctx context.Context, r VictimRun) trial.WorkloadResult {
 			break
 		}
 		err := reg.RunVictim(ctx, kinds.VictimRun{Victim: r.Victim, Params: regParams, Seed: r.Seed,
-			Start: r.Start, Dur: r.Dur, Rec: rec, Log: os.Stderr})
+			Start: r.Start, Dur: r.Dur, Rec: rec, Alloc: alloc, State: state, Log: os.Stderr})
 		if err != nil {
 			res.Error = err.Error()
 		}

@@ -4,7 +4,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	iofs "io/fs"
 	"os"
+	"path"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/agentcgroup/agentcgroup/harness/lab"
@@ -27,6 +31,10 @@ func runVM(ctx context.Context, args []string) error {
 	verbose := fs.Bool("v", false, "print boot and run timings and harness progress")
 	console := fs.String("console", "", "save the guest's kernel console log to this file")
 	kargs := fs.String("append", "", "extra kernel command line")
+	add := map[string]string{}
+	fs.Func("add", "copy HOST:GUEST into the guest before the command runs (a file, or a directory with everything under it; GUEST absolute; repeatable)", func(s string) error {
+		return addHostPath(add, s)
+	})
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: agentbench vm exec [flags] -- CMD [ARGS...]")
 		fs.PrintDefaults()
@@ -42,6 +50,7 @@ func runVM(ctx context.Context, args []string) error {
 		Kernel: *kernelName, MemMB: *mem, CPUs: *cpus,
 		Argv: fs.Args(), OutDir: *out, Timeout: *timeout,
 		Stdout: os.Stdout, Log: os.Stderr, ConsoleLog: *console, KernelArgs: *kargs,
+		HostFiles: add,
 	}
 	if !*verbose {
 		job.Log = nil
@@ -63,4 +72,44 @@ func runVM(ctx context.Context, args []string) error {
 		return exitError(res.ExitCode)
 	}
 	return nil
+}
+
+// addHostPath adds "HOST:GUEST" to files (guest path -> host file): a
+// regular file as itself, a directory as every regular file under it at
+// the same relative path (modes kept). Anything else, such as a symlink
+// or a device, is refused rather than silently left out.
+func addHostPath(files map[string]string, spec string) error {
+	host, guest, ok := strings.Cut(spec, ":")
+	if !ok || host == "" || !path.IsAbs(guest) || path.Clean(guest) == "/" {
+		return fmt.Errorf("%q: want HOST:GUEST with an absolute guest path below /, e.g. ./tools:/opt/tools", spec)
+	}
+	guest = path.Clean(guest)
+	st, err := os.Stat(host)
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		if !st.Mode().IsRegular() {
+			return fmt.Errorf("%s: not a regular file or directory", host)
+		}
+		files[guest] = host
+		return nil
+	}
+	return filepath.WalkDir(host, func(p string, d iofs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(host, p)
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return nil
+		case !d.Type().IsRegular():
+			return fmt.Errorf("%s: not a regular file (symlinks and special files are not copied)", p)
+		}
+		files[path.Join(guest, filepath.ToSlash(rel))] = p
+		return nil
+	})
 }

@@ -25,10 +25,11 @@ import (
 // no other program reads: it serves pressure onsets and in-flight counts
 // (wakeups, reaction times) and the measured throttle time, which the
 // escalation uses beside memcg_agent_ops' requested delays (the kernel
-// applies the larger of its stock penalty and the BPF delay). So no
-// throttle event is counted twice in step_pressure. memory.high/max are
-// written as in mainline; the daemon does not raise memory.high for burst
-// credit, since the policy already forgives an overage within the credit.
+// sleeps the BPF delay in place of its stock penalty; the measured time
+// adds the reclaim before it). So no throttle event is counted twice in
+// step_pressure. memory.high/max are written as in mainline; the daemon
+// does not raise memory.high for burst credit, since the policy already
+// lets a step within its credit run unthrottled.
 const (
 	ModeMainline = config.MemoryMainline
 	ModeFull     = config.MemoryFull

@@ -355,9 +355,11 @@ func (s *step) evaluate(woken wakeup) bool {
 			score = max(sp.ThrashScore, 1)
 		}
 	}
-	// Full mode: step_pressure holds the delays memcg_agent_ops asked for,
-	// but the kernel applies at least its stock penalty, plus reclaim. The
-	// probe's private map has the measured time; escalate on the larger.
+	// Full mode: step_pressure holds the delays memcg_agent_ops asked for
+	// (the kernel sleeps exactly those, after one reclaim attempt, or
+	// applies its stock penalty where the policy declines). The probe's
+	// private map has the measured time, reclaim included; escalate on the
+	// larger.
 	if ms, ok := d.measuredScore(s.id, uint64(now)); ok {
 		score = max(score, ms)
 	}

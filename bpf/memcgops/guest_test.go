@@ -198,7 +198,8 @@ func guestHighDelay(t *testing.T) {
 }
 
 // guestBurstCredit: an overage inside the step's burst credit costs no BPF
-// delay; the same overage without credit does.
+// delay (the policy answers 0: no throttle sleep at all); the same overage
+// without credit does.
 func guestBurstCredit(t *testing.T) {
 	o := loadAttached(t, Options{})
 	pol := delayPolicy(1000)
@@ -213,6 +214,156 @@ func guestBurstCredit(t *testing.T) {
 	if after.DelayCredit == before.DelayCredit || after.DelayNonzero != before.DelayNonzero {
 		t.Fatalf("stats: want credit answers and no delays, got %+v -> %+v", before, after)
 	}
+}
+
+// pauseRun touches 2 MiB past a 64 MiB memory.high with no swap, so every
+// charge batch past high is an over-high event, and reports every page
+// touch of 10 ms or more: the stock penalty at this overage is 15-200 ms
+// per event, and a touch that is not throttled takes microseconds unless
+// the loaded host deschedules the emulated CPU. A throttle sleep is told
+// from that by the voluntary context switch it makes.
+func pauseRun(t *testing.T, name string, policy *StepPolicy, o *Ops) (touchReport, map[string]uint64) {
+	t.Helper()
+	cg := mkCgroup(t, name)
+	write(t, cg, "memory.high", "64M")
+	write(t, cg, "memory.swap.max", "0")
+	if policy != nil {
+		if err := o.SetPolicy(cgid(t, cg), *policy); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := startHelper(t, cg, "touch", "MAO_MB=66", "MAO_PAUSE_MS=10", "MAO_SYSTIME=1")
+	var r touchReport
+	h.wait(t, &r)
+	return r, memEvents(t, cg)
+}
+
+// sleptPauses are the pauses of r during which the task slept (made a
+// voluntary context switch): throttle sleeps, as opposed to reclaim or the
+// emulated CPU losing the host.
+func sleptPauses(r touchReport) []float64 {
+	var out []float64
+	for i, p := range r.PauseMS {
+		if i < len(r.PauseVCSW) && r.PauseVCSW[i] > 0 {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// guestCreditNoThrottle: the policy's delay replaces the stock penalty, so
+// a step whose overage fits in its burst credit (the policy answers 0) is
+// not throttled at all, where the same run on the same kernel is throttled
+// by the stock penalty when the policy declines (a cgroup with no
+// step_policy) and when nothing is attached.
+func guestCreditNoThrottle(t *testing.T) {
+	o := loadAttached(t, Options{})
+	pol := delayPolicy(1000)
+	pol.MemBurstCreditBytes = 8 << 20
+	before, _ := o.Stats()
+	credit, evCredit := pauseRun(t, "mao-nothrottle-credit", &pol, o)
+	mid, _ := o.Stats()
+	declined, evDeclined := pauseRun(t, "mao-nothrottle-declined", nil, o)
+	after, _ := o.Stats()
+	if err := o.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	stock, evStock := pauseRun(t, "mao-nothrottle-detached", nil, o)
+
+	t.Logf("within credit: %d pauses >= 10 ms %v (asleep in %v), longest touch %.2f ms, memory.events high %d, credit answers %d",
+		len(credit.PauseMS), credit.PauseMS, sleptPauses(credit), credit.MaxMS, evCredit["high"], mid.DelayCredit-before.DelayCredit)
+	t.Logf("policy declines (no step_policy): %d pauses >= 10 ms %v (asleep in %v), longest touch %.2f ms, memory.events high %d, hook calls %d",
+		len(declined.PauseMS), declined.PauseMS, sleptPauses(declined), declined.MaxMS, evDeclined["high"], after.DelayCalls-mid.DelayCalls)
+	t.Logf("detached (stock): %d pauses >= 10 ms %v (asleep in %v), longest touch %.2f ms, memory.events high %d",
+		len(stock.PauseMS), stock.PauseMS, sleptPauses(stock), stock.MaxMS, evStock["high"])
+
+	for name, r := range map[string]touchReport{"within credit": credit, "declined": declined, "detached": stock} {
+		if !r.Complete {
+			t.Fatalf("%s: the run did not complete: %+v", name, r)
+		}
+	}
+	if evCredit["high"] == 0 || mid.DelayCredit == before.DelayCredit {
+		t.Fatalf("within credit: the step must be over memory.high and the policy must answer from the credit (high events %d, credit answers %d)",
+			evCredit["high"], mid.DelayCredit-before.DelayCredit)
+	}
+	if len(sleptPauses(stock)) == 0 {
+		t.Fatalf("detached: the stock kernel did not throttle this run (no sleep of 10 ms or more), so it shows nothing")
+	}
+	if s := sleptPauses(credit); len(s) != 0 {
+		t.Errorf("within credit: the task slept in %d page touches of >= 10 ms (%v); a 0 ms answer must mean no throttle sleep", len(s), s)
+	}
+	if len(sleptPauses(declined)) == 0 {
+		t.Errorf("declined: no sleep of 10 ms or more; a cgroup the policy does not answer for must keep the stock penalty")
+	}
+	if after.DelayNonzero != before.DelayNonzero {
+		t.Errorf("the policy asked for a delay (%d times) in runs that should not", after.DelayNonzero-before.DelayNonzero)
+	}
+}
+
+// delaySleepRun is one run of guestDelayIsSleep: the touch helper stops
+// after 6 pauses and reports the system time of each.
+func delaySleepRun(t *testing.T, name string, o *Ops, delayMS uint32, swap bool) touchReport {
+	t.Helper()
+	cg := mkCgroup(t, name)
+	write(t, cg, "memory.high", "64M")
+	if !swap {
+		write(t, cg, "memory.swap.max", "0")
+	}
+	if err := o.SetPolicy(cgid(t, cg), delayPolicy(delayMS)); err != nil {
+		t.Fatal(err)
+	}
+	h := startHelper(t, cg, "touch", "MAO_MB=96", "MAO_PAUSE_MS=100", "MAO_EVENTS=6", "MAO_SYSTIME=1")
+	var r touchReport
+	h.wait(t, &r)
+	return r
+}
+
+// guestDelayIsSleep: a delay the policy asks for is a sleep of that length
+// rather than reclaim retries: the task's system time during a 500 ms
+// throttle pause stays under 5% of it. A pause's system time includes the
+// one reclaim attempt before the sleep; the first throttle of a run also
+// reclaims what the cgroup had that was reclaimable, so it is reported but
+// held only to a looser bound. Without swap every charge batch past high
+// is throttled. With zram swap, reclaim mostly keeps the step under high
+// (the hook is not asked then; pauses shorter than the delay are reclaim
+// in the charge path, reported only), and any throttle pause seen there
+// is held to the same bound.
+func guestDelayIsSleep(t *testing.T) {
+	const delayMS = 500
+	o := loadAttached(t, Options{})
+	check := func(mode string, r touchReport, needSleeps int) {
+		if len(r.PauseSysMS) != len(r.PauseMS) {
+			t.Fatalf("%s: %d pauses but %d system times", mode, len(r.PauseMS), len(r.PauseSysMS))
+		}
+		var sleeps, sys, reclaim []float64
+		for i, p := range r.PauseMS {
+			if p >= 0.95*delayMS {
+				sleeps, sys = append(sleeps, p), append(sys, r.PauseSysMS[i])
+			} else {
+				reclaim = append(reclaim, p, r.PauseSysMS[i])
+			}
+		}
+		t.Logf("%s: throttle pauses %v ms with system time %v ms; shorter pauses (ms, system ms) %v", mode, sleeps, sys, reclaim)
+		if len(sleeps) < needSleeps {
+			t.Fatalf("%s: want at least %d throttle pauses of %d ms, got %+v", mode, needSleeps, delayMS, r)
+		}
+		for i, p := range sleeps {
+			// The host's load stretches a pause by tens of ms at times.
+			tol, sysMax := 0.20, 0.05
+			if i == 0 {
+				sysMax = 0.10
+			}
+			if p > (1+tol)*delayMS {
+				t.Errorf("%s: throttle pause %d took %.1f ms, want %d ms +%.0f%%", mode, i, p, delayMS, 100*tol)
+			}
+			if sys[i] >= sysMax*delayMS {
+				t.Errorf("%s: throttle pause %d: %.1f ms of system time during %.1f ms, want under %.0f ms: the pause is reclaim, not a sleep", mode, i, sys[i], p, sysMax*delayMS)
+			}
+		}
+	}
+	check("no swap", delaySleepRun(t, "mao-sleep-noswap", o, delayMS, false), 4)
+	enableSwap(t, 128)
+	check("zram swap", delaySleepRun(t, "mao-sleep-zram", o, delayMS, true), 0)
 }
 
 // enableSwap sets up a zram swap device (zram does not store zero pages,

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -44,6 +45,15 @@ type touchReport struct {
 	TotalMS  float64   `json:"total_ms"`
 	MaxMS    float64   `json:"max_ms"`   // longest single page touch
 	Complete bool      `json:"complete"` // touched everything asked for
+
+	// PauseSysMS is the thread's system CPU time during each pause (with
+	// MAO_SYSTIME set): near zero when a pause is a sleep, most of it when
+	// the pause is the kernel reclaiming on the task's behalf.
+	PauseSysMS []float64 `json:"pause_sys_ms,omitempty"`
+	// PauseVCSW is the thread's voluntary context switches during each
+	// pause (with MAO_SYSTIME set): a throttle sleep is one, while reclaim
+	// and the host descheduling an emulated CPU are none.
+	PauseVCSW []int64 `json:"pause_vcsw,omitempty"`
 }
 
 // worksetReport is what the "workset" helper prints after re-touching its
@@ -74,17 +84,31 @@ func runHelper(kind string) error {
 		// than MAO_PAUSE_MS is a throttle pause. Stop after MAO_EVENTS.
 		mb, events := envInt("MAO_MB", 64), envInt("MAO_EVENTS", 1<<30)
 		pause := time.Duration(envInt("MAO_PAUSE_MS", 100)) * time.Millisecond
+		sysTime := os.Getenv("MAO_SYSTIME") != ""
+		if sysTime {
+			// RUSAGE_THREAD counts this thread only: keep the touches on it.
+			runtime.LockOSThread()
+		}
 		buf, err := mapAnon(mb)
 		if err != nil {
 			return err
 		}
 		var r touchReport
+		var ru0, ru1 unix.Rusage
 		start := time.Now()
 		n := len(buf) / pageSize
 		for p := 0; p < n; p++ {
+			if sysTime {
+				unix.Getrusage(unix.RUSAGE_THREAD, &ru0)
+			}
 			t0 := time.Now()
 			fill(buf[p*pageSize:], p)
 			d := time.Since(t0)
+			if sysTime && d >= pause {
+				unix.Getrusage(unix.RUSAGE_THREAD, &ru1)
+				r.PauseSysMS = append(r.PauseSysMS, float64(unix.TimevalToNsec(ru1.Stime)-unix.TimevalToNsec(ru0.Stime))/1e6)
+				r.PauseVCSW = append(r.PauseVCSW, ru1.Nvcsw-ru0.Nvcsw)
+			}
 			r.Pages++
 			if ms := float64(d) / float64(time.Millisecond); ms > r.MaxMS {
 				r.MaxMS = ms

@@ -6,10 +6,15 @@
  * struct_ops (our kernel patch series in vmimages/patches).
  *
  * get_high_delay_ms: the kernel asks once per return to user space while a
- *   step is above memory.high. We answer A * (over/high)^k ms, clamped to the
- *   step's maximum, or 0 while the overage fits in the step's memory burst
- *   credit (the kernel then applies only its own, small, stock penalty), and
- *   record the event in step_pressure for the scheduler.
+ *   step is above memory.high, and our answer is the whole throttle: 0 is
+ *   no sleep at all, anything else a sleep of that many ms instead of the
+ *   stock penalty and its reclaim retries. We answer 0 while the overage
+ *   fits in the step's memory burst credit, else A * (over/high)^k ms
+ *   clamped to the step's maximum (so an interactive step's small A is
+ *   gentler than stock), and record the event in step_pressure for the
+ *   scheduler. Cgroups that are not steps, steps without a memory.high of
+ *   their own, and steps with no curve (A = 0) get MAO_DELAY_STOCK: the
+ *   kernel's stock penalty, as with nothing attached.
  * below_low / below_min: reclaim asks whether a cgroup is protected. We say
  *   yes for steps flagged AGC_POLICY_PROTECT_MEM, for at most their
  *   protection budget, and stop for good once the step's own memory.events
@@ -108,16 +113,23 @@ static struct mao_cgroup *state_of(__u64 cgid, __u64 now)
 	return bpf_map_lookup_elem(&cgroup_state, &cgid);
 }
 
+/* A of the step's delay curve: its own, else its class default; 0: none. */
+static __u64 policy_delay_a(const struct step_policy *pol)
+{
+	__u32 cls = pol->class;
+
+	if (pol->mem_delay_a_ms)
+		return pol->mem_delay_a_ms;
+	return cls < 4 ? class_delay_a_ms[cls] : 0;
+}
+
 /* delay = A * (over/high)^k ms, clamped to max. */
 static __u64 policy_delay_ms(const struct step_policy *pol, __u64 over, __u64 high)
 {
 	__u64 a, k, max, ratio, acc = 1ULL << Q, d;
-	__u32 cls = pol->class;
 	int i;
 
-	a = pol->mem_delay_a_ms;
-	if (!a && cls < 4)
-		a = class_delay_a_ms[cls];
+	a = policy_delay_a(pol);
 	k = pol->mem_delay_k ? pol->mem_delay_k : default_delay_k;
 	if (k > 4)
 		k = 4;
@@ -185,20 +197,22 @@ unsigned int mao_get_high_delay_ms(unsigned long long *ctx)
 	cgid = memcg_cgid(memcg);
 	pol = bpf_map_lookup_elem(&step_policies, &cgid);
 	if (!pol)
-		return 0; /* not a step: the stock penalty alone */
+		return MAO_DELAY_STOCK; /* not a step: the stock penalty */
 	STAT_ADD(delay_policy, 1);
 
 	high = memcg->memory.high;
 	if (!high || high >= PAGE_COUNTER_UNLIMITED)
-		return 0; /* no high of its own: an ancestor is over */
+		return MAO_DELAY_STOCK; /* no high of its own: an ancestor is over */
 	high *= PAGE_BYTES;
 	usage = bpf_mem_cgroup_usage(memcg);
 	over = usage > high ? usage - high : 0;
 	now = bpf_ktime_get_ns();
 
 	if (over <= pol->mem_burst_credit_bytes) {
-		d = 0;
+		d = 0; /* within the credit: no throttle at all */
 		STAT_ADD(delay_credit, 1);
+	} else if (!policy_delay_a(pol)) {
+		return MAO_DELAY_STOCK; /* no curve of its own or its class */
 	} else {
 		d = policy_delay_ms(pol, over, high);
 	}

@@ -48,5 +48,10 @@ struct mao_stats {
 
 /* The kernel's own bound on the delay (MEMCG_BPF_MAX_HIGH_DELAY_MS). */
 #define MAO_KERNEL_MAX_DELAY_MS 2000
+/*
+ * get_high_delay_ms's "no answer" (MEMCG_BPF_HIGH_DELAY_STOCK): the kernel
+ * applies its stock penalty. Any other value, 0 included, is the delay.
+ */
+#define MAO_DELAY_STOCK 0xffffffffU
 
 #endif /* __AGC_MEMCG_AGENT_OPS_H */

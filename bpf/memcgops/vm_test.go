@@ -34,6 +34,23 @@ func TestBurstCreditVM(t *testing.T) {
 	guestBurstCredit(t)
 }
 
+// A step within its burst credit is not throttled at all, where the stock
+// penalty (policy declining, or detached) throttles the same run.
+func TestCreditNoThrottleVM(t *testing.T) {
+	if vmtest.Run(t, patched(4*time.Minute)) {
+		return
+	}
+	guestCreditNoThrottle(t)
+}
+
+// A 500 ms policy delay is a sleep, not reclaim work.
+func TestDelayIsSleepVM(t *testing.T) {
+	if vmtest.Run(t, patched(4*time.Minute)) {
+		return
+	}
+	guestDelayIsSleep(t)
+}
+
 // below_low keeps an idle-then-active interactive step's working set; the
 // static memory.low baselines are measured and reported beside it.
 func TestProtectionVM(t *testing.T) {

@@ -240,32 +240,42 @@ func TestGuestStaleEntryRestartsEWMA(t *testing.T) {
 		t.Fatalf("episode 1 should thrash (score >= 100), got %+v", a)
 	}
 
-	time.Sleep(StaleAfter + 500*time.Millisecond)
-	if s := Score(a, Now()); s != 0 {
-		t.Fatalf("a quiet step reads score %d after %v", s, StaleAfter)
-	}
-
-	// Episode 2: one charge batch past memory.high, a few light events.
-	// The entry is read as soon as the over-high allocation returns.
+	// Episode 2: one charge batch past memory.high, a few light events,
+	// read as soon as the over-high allocation returns. On a loaded host
+	// reclaim can make even this breach long; then a restart cannot be
+	// told from folding, and the breach is tried again after another
+	// quiet spell (its entry becomes the old episode).
 	var b StepPressure
-	burst(t, cg, "mode=burst,prefill=edge-1M,burst=1280K,hold=10ms", func(uint64, uint64) {
-		b, _, _ = Lookup(p.PressureMap(), id)
-	})
-	n := b.TotalEvents - a.TotalEvents
-	newDelay := time.Duration(b.TotalDelayNs - a.TotalDelayNs)
-	ewma := time.Duration(b.DelayEwmaNs)
-	t.Logf("episode 2: %d events, %v of delay in all, ewma %v score %d", n, newDelay, ewma, b.ThrashScore)
-	if n == 0 {
-		t.Fatalf("episode 2 recorded no event: %+v", b)
-	}
-	// Folding into the old EWMA would leave at least (3/4)^n of it.
-	folded := time.Duration(a.DelayEwmaNs)
-	for i := uint64(0); i < n; i++ {
-		folded = folded * 3 / 4
-	}
-	if folded <= newDelay {
-		t.Fatalf("episode 2 had too many or too long events (%d, %v) to tell a restart (ewma <= %v) from folding (ewma >= %v)",
-			n, newDelay, newDelay, folded)
+	var n uint64
+	var newDelay, ewma, folded time.Duration
+	for attempt := 1; ; attempt++ {
+		time.Sleep(StaleAfter + 500*time.Millisecond)
+		if s := Score(a, Now()); s != 0 {
+			t.Fatalf("a quiet step reads score %d after %v", s, StaleAfter)
+		}
+		burst(t, cg, "mode=burst,prefill=edge-1M,burst=1280K,hold=10ms", func(uint64, uint64) {
+			b, _, _ = Lookup(p.PressureMap(), id)
+		})
+		n = b.TotalEvents - a.TotalEvents
+		newDelay = time.Duration(b.TotalDelayNs - a.TotalDelayNs)
+		ewma = time.Duration(b.DelayEwmaNs)
+		t.Logf("episode 2, attempt %d: %d events, %v of delay in all, ewma %v score %d", attempt, n, newDelay, ewma, b.ThrashScore)
+		if n == 0 {
+			t.Fatalf("episode 2 recorded no event: %+v", b)
+		}
+		// Folding into the old EWMA would leave at least (3/4)^n of it.
+		folded = time.Duration(a.DelayEwmaNs)
+		for i := uint64(0); i < n; i++ {
+			folded = folded * 3 / 4
+		}
+		if folded > newDelay {
+			break
+		}
+		if attempt == 4 {
+			t.Fatalf("in %d attempts episode 2 always had too many or too long events (last: %d, %v) to tell a restart (ewma <= %v) from folding (ewma >= %v): the host is too loaded for this test",
+				attempt, n, newDelay, newDelay, folded)
+		}
+		a = b
 	}
 	if ewma > newDelay || ewma >= folded {
 		t.Fatalf("ewma %v after the quiet spell carries the old episode (restart: <= %v; folded: >= %v)", ewma, newDelay, folded)

@@ -23,14 +23,18 @@ import (
 // cpResult is one control-plane measurement: a helper's CPU until it was
 // ready, and its share of one vCPU over a fixed window after readiness.
 type cpResult struct {
-	Case       string  `json:"case"`
-	StartupMs  float64 `json:"startup_cpu_ms"` // /proc/PID/stat utime+stime at readiness
-	ReadyMs    float64 `json:"ready_wall_ms"`  // exec to ready, wall clock
-	WindowMs   float64 `json:"window_ms"`      // steady-state window, wall clock
-	CPUMs      float64 `json:"window_cpu_ms"`  // /proc/PID/stat over the window (10 ms ticks)
-	Pct        float64 `json:"vcpu_pct"`       // CPUMs / WindowMs, % of one vCPU
-	RunNs      uint64  `json:"window_run_ns"`  // sum of the threads' schedstat run time over the window
-	RunPct     float64 `json:"run_vcpu_pct"`   // RunNs / window, % of one vCPU (ns resolution)
+	Case      string  `json:"case"`
+	StartupMs float64 `json:"startup_cpu_ms"` // /proc/PID/stat utime+stime at readiness
+	ReadyMs   float64 `json:"ready_wall_ms"`  // exec to ready, wall clock
+	WindowMs  float64 `json:"window_ms"`      // steady-state window, wall clock
+	CPUMs     float64 `json:"window_cpu_ms"`  // /proc/PID/stat over the window (10 ms ticks)
+	Pct       float64 `json:"vcpu_pct"`       // CPUMs / WindowMs, % of one vCPU
+	RunNs     uint64  `json:"window_run_ns"`  // sum of the threads' schedstat run time over the window
+	RunPct    float64 `json:"run_vcpu_pct"`   // RunNs / window, % of one vCPU (ns resolution)
+	// Wakeups is how often the helper's threads were put on a CPU, per
+	// second of the window (schedstat timeslices): unlike CPU time under
+	// emulation, it does not grow with the host's load.
+	Wakeups    float64 `json:"wakeups_per_s"`
 	GuestBusy  float64 `json:"guest_busy_pct"` // all CPUs' non-idle time over the window, % of the guest
 	Goal       float64 `json:"goal_pct"`       // 0: no goal
 	StateAfter string  `json:"state_after"`    // the throttled step's state at the end
@@ -104,14 +108,14 @@ func printControlPlane(w io.Writer, out []cpResult) {
 	if len(out) > 0 {
 		fmt.Fprintf(w, "control-plane steady state over %.0fs after ready, 2 vCPUs: cpu%% from /proc/PID/stat, run%% from schedstat (%% of one vCPU); guest%% is the whole guest's busy share\n", out[0].WindowMs/1000)
 	}
-	fmt.Fprintf(w, "%-34s %10s %9s %9s %9s %9s %9s %10s\n", "case", "startup", "ready", "cpu%", "run%", "guest%", "goal", "state")
+	fmt.Fprintf(w, "%-34s %10s %9s %9s %9s %9s %9s %9s %10s\n", "case", "startup", "ready", "cpu%", "run%", "wakeup/s", "guest%", "goal", "state")
 	for _, r := range out {
 		goal := "-"
 		if r.Goal > 0 {
 			goal = fmt.Sprintf("<%.1f%%", r.Goal)
 		}
-		fmt.Fprintf(w, "%-34s %8.0fms %7.0fms %8.2f%% %8.2f%% %8.2f%% %9s %10s\n",
-			r.Case, r.StartupMs, r.ReadyMs, r.Pct, r.RunPct, r.GuestBusy, goal, r.StateAfter)
+		fmt.Fprintf(w, "%-34s %8.0fms %7.0fms %8.2f%% %8.2f%% %9.1f %8.2f%% %9s %10s\n",
+			r.Case, r.StartupMs, r.ReadyMs, r.Pct, r.RunPct, r.Wakeups, r.GuestBusy, goal, r.StateAfter)
 	}
 }
 
@@ -305,10 +309,12 @@ func schedCase(b *testing.B, bin string, window time.Duration) cpResult {
 
 // measure samples pid's CPU and the guest's busy time over window.
 func measure(b *testing.B, r *cpResult, pid int, window time.Duration) {
-	c0, n0, g0 := procStatCPUMs(b, pid), threadRunNs(pid), guestBusy()
+	c0, g0 := procStatCPUMs(b, pid), guestBusy()
+	n0, w0 := threadSched(pid)
 	t0 := time.Now()
 	time.Sleep(window)
-	c1, n1, g1 := procStatCPUMs(b, pid), threadRunNs(pid), guestBusy()
+	c1, g1 := procStatCPUMs(b, pid), guestBusy()
+	n1, w1 := threadSched(pid)
 	el := time.Since(t0)
 	r.WindowMs = float64(el.Microseconds()) / 1000
 	r.CPUMs = c1 - c0
@@ -317,6 +323,9 @@ func measure(b *testing.B, r *cpResult, pid int, window time.Duration) {
 		r.RunNs = n1 - n0
 	}
 	r.RunPct = 100 * float64(r.RunNs) / float64(el.Nanoseconds())
+	if w1 >= w0 {
+		r.Wakeups = float64(w1-w0) / el.Seconds()
+	}
 	r.GuestBusy = g1.pct(g0)
 }
 
@@ -348,22 +357,23 @@ func procStatCPUMs(b *testing.B, pid int) float64 {
 	return (ut + st) * 10
 }
 
-// threadRunNs sums the run time (ns) of pid's live threads from
-// /proc/PID/task/*/schedstat.
-func threadRunNs(pid int) uint64 {
+// threadSched sums the run time (ns) and the number of times on a CPU of
+// pid's live threads, from /proc/PID/task/*/schedstat.
+func threadSched(pid int) (runNs, slices uint64) {
 	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	var sum uint64
 	for _, e := range ents {
 		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, e.Name()))
 		if err != nil {
 			continue
 		}
-		if f := strings.Fields(string(raw)); len(f) > 0 {
+		if f := strings.Fields(string(raw)); len(f) >= 3 {
 			v, _ := strconv.ParseUint(f[0], 10, 64)
-			sum += v
+			n, _ := strconv.ParseUint(f[2], 10, 64)
+			runNs += v
+			slices += n
 		}
 	}
-	return sum
+	return runNs, slices
 }
 
 // busy is the guest's cumulative busy and total jiffies from /proc/stat.

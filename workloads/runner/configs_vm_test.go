@@ -82,7 +82,6 @@ rate_per_sec = "128M"
 
 const specEnv = "AGENTCGROUP_TEST_SPEC"
 
-
 // mechanismTrial plans the scenario's trial for cell on the host, runs it in
 // a fresh guest through RunTrial, and returns the trial's raw output and
 // the mechanism checks the report would print for it.

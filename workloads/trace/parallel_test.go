@@ -277,7 +277,9 @@ func TestConvertDir(t *testing.T) {
 }
 
 func TestValidateNeedsStartOrderFromZero(t *testing.T) {
-	st := func(start int64) Step { return Step{Tool: "x", StartMs: start, MemMB: []float64{0}, CPUPct: []float64{0}} }
+	st := func(start int64) Step {
+		return Step{Tool: "x", StartMs: start, MemMB: []float64{0}, CPUPct: []float64{0}}
+	}
 	for _, c := range []struct {
 		steps []Step
 		want  string

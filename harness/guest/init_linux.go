@@ -160,11 +160,32 @@ func setupSystem() []error {
 			errs = append(errs, fmt.Errorf("enabling the %s controller at the cgroup root: %w", c, err))
 		}
 	}
+	if err := armBandwidthKey(); err != nil {
+		errs = append(errs, fmt.Errorf("arming CFS bandwidth control at boot: %w", err))
+	}
 	if err := loopbackUp(); err != nil {
 		errs = append(errs, fmt.Errorf("bringing up lo: %w", err))
 	}
 	unix.Sethostname([]byte("agentcgroup-guest"))
 	return errs
+}
+
+// KeysCgroup is an empty cgroup that holds a CPU quota for the guest's
+// whole life.
+const KeysCgroup = "/sys/fs/cgroup/guest-keys"
+
+// armBandwidthKey turns on the kernel's CFS bandwidth static key while the
+// guest is still quiet. The first cpu.max quota anywhere flips that key,
+// which rewrites the scheduler's hot paths; under multi-threaded TCG the
+// other vCPU sometimes goes on running the old translation of a patched
+// site and dies of an int3 Oops. With the key armed here, a job's own
+// cpu.max writes only bump its count and patch nothing. The quota (a whole
+// CPU per period) never throttles: no task ever joins the cgroup.
+func armBandwidthKey() error {
+	if err := os.Mkdir(KeysCgroup, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return os.WriteFile(filepath.Join(KeysCgroup, "cpu.max"), []byte("100000 100000"), 0)
 }
 
 func loadModule(path string) error {

@@ -108,9 +108,16 @@ func Exec(ctx context.Context, j Job) (*Result, error) {
 	}
 	vres, runErr := vm.Run(ctx, cfg)
 	var warnings []string
-	if why, ok := vm.EmulatorFlake(runErr); ok {
-		// Not the job's doing: say so, and give it one more fresh boot.
-		w := fmt.Sprintf("guest died of a known emulator fault (%s); booted it again", why)
+	// Each fresh boot after the fault is independent of the last (it
+	// strikes in a few percent of boots, more on a loaded host), so three
+	// tries make a job fail for it only when something else is wrong too.
+	for boot := 1; boot <= emulatorRetries; boot++ {
+		why, ok := vm.EmulatorFlake(runErr)
+		if !ok {
+			break
+		}
+		// Not the job's doing: say so, and give it a fresh boot.
+		w := fmt.Sprintf("guest died of a known emulator fault (%s); booted it again (%d of %d)", why, boot, emulatorRetries)
 		warnings = append(warnings, w)
 		if j.Log != nil {
 			fmt.Fprintln(j.Log, "lab: "+w)
@@ -138,6 +145,10 @@ func Exec(ctx context.Context, j Job) (*Result, error) {
 	}
 	return res, runErr
 }
+
+// emulatorRetries is how many fresh boots a job gets after a known
+// emulator fault; each is reported among the result's warnings.
+const emulatorRetries = 3
 
 // Env is a kernel and base image ready to boot, shared by every boot of a
 // process (building the image once).

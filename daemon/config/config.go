@@ -128,6 +128,12 @@ type CPU struct {
 	BurstCredit     Duration `toml:"burst_credit"` // interactive boost bucket
 	RefillPerSec    Duration `toml:"refill_per_s"`
 	NoThrashPenalty bool     `toml:"no_thrash_penalty"`
+	// PenaltyScore is the thrash_score at or above which the scheduler
+	// applies its CPU penalty to this step (step_policy.penalty_score).
+	// 0 takes the profile's escalation.freeze_score, so by default the
+	// penalty starts where the daemon starts counting towards a freeze;
+	// set it to move the scheduler's threshold without moving the freeze.
+	PenaltyScore uint32 `toml:"penalty_score"`
 }
 
 // Memory policy.
@@ -301,6 +307,9 @@ func (c *Config) validate(src []byte) error {
 		}
 		if p.CPU.WeightMul < 0 || p.CPU.WeightMul > 100 {
 			return fail(k("cpu", "weight_mul"), "%v is out of range 0..100 (1.0 means unchanged)", p.CPU.WeightMul)
+		}
+		if p.CPU.PenaltyScore > mempressure.ScoreMax {
+			return fail(k("cpu", "penalty_score"), "%d is out of range 1..%d (the thrash_score scale; 0 takes freeze_score)", p.CPU.PenaltyScore, mempressure.ScoreMax)
 		}
 		m := p.Memory
 		if m.High != 0 && m.Max != 0 && m.High != Unlimited && m.Max != Unlimited && m.High > m.Max {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"math"
 
 	"github.com/agentcgroup/agentcgroup/bpf/mempressure"
@@ -21,7 +22,9 @@ func (p *Profile) StepPolicy(class string) mempressure.StepPolicy {
 		MemDelayK:          p.Memory.DelayK,
 		MemDelayMaxMs:      uint32(p.Memory.DelayMax.D().Milliseconds()),
 		MemProtectBudgetMs: uint32(p.Memory.ProtectBudget.D().Milliseconds()),
-		PenaltyScore:       p.Escalation.FreezeScore, // CPU penalty at once where a freeze waits freeze_after
+		// By default the CPU penalty acts at once where a freeze waits
+		// freeze_after; cpu.penalty_score moves it on its own.
+		PenaltyScore: cmp.Or(p.CPU.PenaltyScore, p.Escalation.FreezeScore),
 	}
 	if p.Memory.BurstCredit != Unlimited {
 		v.MemBurstCreditBytes = uint64(p.Memory.BurstCredit)

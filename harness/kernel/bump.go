@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/agentcgroup/agentcgroup/harness/apt"
 	"github.com/agentcgroup/agentcgroup/internal/fsutil"
 )
 
@@ -21,11 +22,11 @@ func Bump(ctx context.Context, pins *Pins, name, cacheDir string) ([]Change, err
 	if err != nil {
 		return nil, err
 	}
-	a, err := newApt(cacheDir, pin.Suite, pins.Suites[pin.Suite])
+	a, err := apt.New(cacheDir, pin.Suite, pins.Suites[pin.Suite], "guest kernels")
 	if err != nil {
 		return nil, err
 	}
-	if err := a.update(ctx); err != nil {
+	if err := a.Update(ctx); err != nil {
 		return nil, err
 	}
 	pkgs := pin.Packages
@@ -34,10 +35,11 @@ func Bump(ctx context.Context, pins *Pins, name, cacheDir string) ([]Change, err
 	}
 	var out []Change
 	for _, p := range pkgs {
-		c, err := a.candidate(ctx, p.Name)
+		ap, err := a.Candidate(ctx, p.Name)
 		if err != nil {
 			return nil, fmt.Errorf("%w (the release may have left the suite: pin a new release by hand)", err)
 		}
+		c := Package{Name: ap.Name, Version: ap.Version, SHA256: ap.SHA256}
 		if c.Version != p.Version || c.SHA256 != p.SHA256 {
 			out = append(out, Change{Old: p, New: c})
 		}

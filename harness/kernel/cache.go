@@ -2,16 +2,14 @@ package kernel
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"syscall"
 
+	"github.com/agentcgroup/agentcgroup/harness/apt"
 	"github.com/agentcgroup/agentcgroup/internal/fsutil"
 )
 
@@ -127,7 +125,7 @@ func (f *Fetcher) populate(ctx context.Context, pin Pin, dir string) (marker, er
 			return m, err
 		}
 		f.logf("kernel %s: unpacking %s", pin.Name, filepath.Base(deb))
-		if err := unpackDeb(ctx, deb, root); err != nil {
+		if err := apt.Unpack(ctx, deb, root); err != nil {
 			return m, err
 		}
 	}
@@ -186,48 +184,32 @@ func (f *Fetcher) ensureBuilt(ctx context.Context, pin Pin) (*Image, error) {
 // it when absent. Nothing unverified ever carries the final name.
 func (f *Fetcher) fetchDeb(ctx context.Context, pin Pin, p Package) (string, error) {
 	debs := filepath.Join(f.CacheDir, "debs")
-	final := filepath.Join(debs, p.SHA256+".deb")
-	if sum, err := fileSHA256(final); err == nil {
-		if sum == p.SHA256 {
-			return final, nil
-		}
-		f.logf("kernel %s: cached %s is corrupt; fetching it again", pin.Name, filepath.Base(final))
-		os.Remove(final)
+	final, err := apt.CachedDeb(debs, p.SHA256)
+	switch {
+	case err == nil:
+		return final, nil
+	case !errors.Is(err, os.ErrNotExist):
+		f.logf("kernel %s: %v; fetching it again", pin.Name, err)
 	}
-	a, err := newApt(f.CacheDir, pin.Suite, f.Pins.Suites[pin.Suite])
+	a, err := apt.New(f.CacheDir, pin.Suite, f.Pins.Suites[pin.Suite], "guest kernels")
 	if err != nil {
 		return "", err
 	}
-	f.logf("kernel %s: fetching %s=%s from %s", pin.Name, p.Name, p.Version, a.suite.Suite)
-	if err := a.update(ctx); err != nil {
+	f.logf("kernel %s: fetching %s=%s from %s", pin.Name, p.Name, p.Version, a.Suite().Suite)
+	if err := a.Update(ctx); err != nil {
 		return "", err
 	}
-	if err := os.MkdirAll(debs, 0o755); err != nil {
-		return "", err
-	}
-	tmp, err := os.MkdirTemp(debs, "download-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp)
-	got, err := a.download(ctx, p, tmp)
-	if errors.Is(err, errNotFound) {
+	got, err := a.Fetch(ctx, []apt.Package{{Name: p.Name, Version: p.Version, Arch: apt.Arch, SHA256: p.SHA256}}, debs)
+	var mismatch *apt.ChecksumError
+	switch {
+	case errors.Is(err, apt.ErrNotFound):
 		return "", fmt.Errorf("%w: the suite has moved on; run `go run ./cmd/agentbench kernel bump %s` to pin the newest version (a deliberate commit)", err, pin.Name)
-	}
-	if err != nil {
+	case errors.As(err, &mismatch):
+		return "", fmt.Errorf("%w (pinned); the download is corrupt or the archive re-issued the package (check, then move the pin deliberately)", err)
+	case err != nil:
 		return "", err
 	}
-	sum, err := fileSHA256(got)
-	if err != nil {
-		return "", err
-	}
-	if sum != p.SHA256 {
-		return "", fmt.Errorf("checksum mismatch for %s=%s: pinned %s, downloaded %s; the download is corrupt or the archive re-issued the package (check, then move the pin deliberately)", p.Name, p.Version, p.SHA256, sum)
-	}
-	if err := os.Rename(got, final); err != nil {
-		return "", err
-	}
-	return final, nil
+	return got[p.Name], nil
 }
 
 func loadEntry(dir string, pin Pin, key string) (*Image, error) {
@@ -270,34 +252,10 @@ func loadEntry(dir string, pin Pin, key string) (*Image, error) {
 	return img, nil
 }
 
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
+var fileSHA256 = fsutil.FileSHA256
 
 // lockFile serialises work on one cache entry across processes.
-func lockFile(path string) (func(), error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("cache directory: %w", err)
-	}
-	fd, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(fd.Fd()), syscall.LOCK_EX); err != nil {
-		fd.Close()
-		return nil, err
-	}
-	return func() { fd.Close() }, nil
-}
+var lockFile = fsutil.Lock
 
 func (f *Fetcher) logf(format string, a ...any) {
 	if f.Progress != nil {

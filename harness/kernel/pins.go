@@ -7,29 +7,28 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"regexp"
 	"sort"
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/agentcgroup/agentcgroup/harness/apt"
 )
 
 // Pins is the parsed vmimages/kernels.toml.
 type Pins struct {
 	Suites  map[string]Suite `toml:"suites"`
 	Kernels map[string]Pin   `toml:"kernels"`
-	path    string
+	// UserlandSuite names the suite Debian packages added to the guest
+	// image come from: the release the kernels belong to.
+	UserlandSuite string `toml:"userland_suite"`
+	path          string
 }
 
 // Suite is one Debian archive suite the private apt configuration reads.
-type Suite struct {
-	URL       string `toml:"url"`
-	Suite     string `toml:"suite"`
-	Component string `toml:"component"`
-	Keyring   string `toml:"keyring"`
-}
+type Suite = apt.Suite
 
 // Pin names one guest kernel. A stock kernel is a set of binary packages; a
 // built kernel (Source set) is compiled from a source package plus patches.
@@ -78,6 +77,9 @@ func LoadPins(path string) (*Pins, error) {
 	}
 	if len(p.Kernels) == 0 {
 		problems = append(problems, "no [kernels.<name>] entries")
+	}
+	if _, ok := p.Suites[p.UserlandSuite]; p.UserlandSuite != "" && !ok {
+		problems = append(problems, fmt.Sprintf("userland_suite %q is not defined under [suites]", p.UserlandSuite))
 	}
 	if len(problems) > 0 {
 		sort.Strings(problems)
@@ -129,6 +131,14 @@ func (p *Pins) Get(name string) (Pin, error) {
 	return k, nil
 }
 
+// Userland returns the suite guest packages come from, and its name.
+func (p *Pins) Userland() (string, Suite, error) {
+	if p.UserlandSuite == "" {
+		return "", Suite{}, fmt.Errorf("%s sets no userland_suite: Debian packages for the guest need a suite to come from (the release of the stock kernel, e.g. \"trixie\" under [suites])", p.path)
+	}
+	return p.UserlandSuite, p.Suites[p.UserlandSuite], nil
+}
+
 // Key identifies the pin's content: any change to what would be fetched or
 // loaded gives a new cache entry.
 func (k Pin) Key() string {
@@ -145,6 +155,3 @@ func (k Pin) Key() string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
-
-// errNotFound is returned when a pinned version is no longer in its suite.
-var errNotFound = errors.New("not found in the archive")

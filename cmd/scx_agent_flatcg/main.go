@@ -29,9 +29,20 @@ func main() {
 	}
 }
 
-func run(args []string, out io.Writer) error {
+// options is the command line: the scheduler's configuration, its maps
+// not yet opened, and the loader's own settings.
+type options struct {
+	cfg               flatcg.Config
+	interval          time.Duration
+	pinned, statsFile string
+}
+
+// parseFlags reads and checks the command line without touching the
+// kernel, so what a caller's flags set can be tested anywhere.
+func parseFlags(args []string) (options, error) {
 	fs := flag.NewFlagSet("scx_agent_flatcg", flag.ContinueOnError)
-	var cfg flatcg.Config
+	var o options
+	cfg := &o.cfg
 	fs.BoolVar(&cfg.Partial, "partial", false, "only schedule SCHED_EXT tasks (SCX_OPS_SWITCH_PARTIAL)")
 	fs.DurationVar(&cfg.Watchdog, "watchdog", 5*time.Second, "kernel stall watchdog timeout")
 	fs.DurationVar(&cfg.Slice, "slice", 20*time.Millisecond, "default time slice")
@@ -41,28 +52,36 @@ func run(args []string, out io.Writer) error {
 	pen := fs.Float64("thrash-penalty", 0.25, "weight factor of a penalized cgroup (0 < f <= 1)")
 	fs.DurationVar(&cfg.BandwidthTick, "bw-tick", 5*time.Millisecond, "cpu.max refill timer period")
 	fs.DurationVar(&cfg.WakePreempt, "wake-preempt", time.Millisecond, "a wakeup preempts a CPU whose running cgroup leads the woken one by more than this cgroup vtime (negative: never)")
-	interval := fs.Duration("interval", 2*time.Second, "stats period (0: no stats)")
-	pinned := fs.String("pinned-maps", "", "directory holding pinned step_policy and step_pressure maps to share (e.g. /sys/fs/bpf/agentcgroup)")
-	statsFile := fs.String("stats-file", "", "write a JSON report (map ids, counters, per-cgroup stats) here on SIGUSR1 and, if none was asked for, on exit")
+	fs.DurationVar(&o.interval, "interval", 2*time.Second, "stats period (0: no stats)")
+	fs.StringVar(&o.pinned, "pinned-maps", "", "directory holding pinned step_policy and step_pressure maps to share (e.g. /sys/fs/bpf/agentcgroup)")
+	fs.StringVar(&o.statsFile, "stats-file", "", "write a JSON report (map ids, counters, per-cgroup stats) here on SIGUSR1 and, if none was asked for, on exit")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return o, err
 	}
 	if fs.NArg() != 0 {
-		return fmt.Errorf("unexpected arguments %q: all options are flags", fs.Args())
+		return o, fmt.Errorf("unexpected arguments %q: all options are flags", fs.Args())
 	}
 	if *thr < 1 || *thr > uint(flatcg.ScoreMax) {
-		return fmt.Errorf("-thrash-threshold %d: thrash_score ranges 1..%d", *thr, flatcg.ScoreMax)
+		return o, fmt.Errorf("-thrash-threshold %d: thrash_score ranges 1..%d", *thr, flatcg.ScoreMax)
 	}
 	if !(*pen > 0 && *pen <= 1) {
-		return fmt.Errorf("-thrash-penalty %v: use a factor in (0, 1]", *pen)
+		return o, fmt.Errorf("-thrash-penalty %v: use a factor in (0, 1]", *pen)
 	}
 	cfg.ThrashThreshold = uint32(*thr)
 	cfg.ThrashPenaltyQ8 = uint32(*pen*256 + 0.5)
 	if cfg.ThrashPenaltyQ8 == 0 {
 		cfg.ThrashPenaltyQ8 = 1
 	}
+	return o, nil
+}
+
+func run(args []string, out io.Writer) error {
+	o, err := parseFlags(args)
+	if err != nil {
+		return err
+	}
+	cfg, interval, pinned, statsFile := o.cfg, &o.interval, &o.pinned, &o.statsFile
 	if *pinned != "" {
-		var err error
 		if cfg.PolicyMap, err = ebpf.LoadPinnedMap(*pinned+"/step_policy", nil); err != nil {
 			return fmt.Errorf("open pinned step_policy map in %s (is agentcgroupd running?): %w", *pinned, err)
 		}

@@ -1,6 +1,8 @@
 // Package plan expands a validated scenario into the trials of one run:
 // every (configuration, neighbour set, repetition) plus the solo runs, each
-// as a trial.Spec, in a randomized order fixed by the scenario's seed.
+// as a trial.Spec, in a randomized order fixed by the scenario's seed. A
+// scenario with a [sweep] adds, after each configuration's cell, one cell
+// per point of the product of the swept values that act in it.
 package plan
 
 import (
@@ -12,6 +14,7 @@ import (
 
 	"github.com/agentcgroup/agentcgroup/harness/scenario"
 	"github.com/agentcgroup/agentcgroup/harness/stack"
+	"github.com/agentcgroup/agentcgroup/harness/sweep"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 )
 
@@ -38,6 +41,43 @@ type Plan struct {
 	Sets    []string `json:"sets"`
 	Victims []string `json:"victims"`
 	Trials  []Trial  `json:"trials"`
+	// Sweep describes the sweep cells among Configs; nil without a sweep.
+	Sweep *Sweep `json:"sweep,omitempty"`
+}
+
+// Sweep is what a run's parameter sweep planned.
+type Sweep struct {
+	// Params are the swept parameters in harness/sweep order, Values each
+	// one's values as written.
+	Params []string    `json:"params"`
+	Values [][]float64 `json:"values"`
+	// Profiles are the policy profiles the policy parameters set (empty:
+	// every profile).
+	Profiles []string `json:"profiles,omitempty"`
+	// Cells are the sweep cells, in Configs order.
+	Cells []SweepCell `json:"cells"`
+}
+
+// SweepCell is one sweep cell: a point on top of a configuration cell.
+type SweepCell struct {
+	Cell string `json:"cell"`
+	// Base is the configuration cell without the point ("joint-full"),
+	// itself planned with the policy and flags as written.
+	Base     string          `json:"base"`
+	Settings []trial.Setting `json:"settings"`
+}
+
+// Cell returns the sweep cell labelled cell, nil for a configuration cell.
+func (s *Sweep) Cell(cell string) *SweepCell {
+	if s == nil {
+		return nil
+	}
+	for i := range s.Cells {
+		if s.Cells[i].Cell == cell {
+			return &s.Cells[i]
+		}
+	}
+	return nil
 }
 
 // ID names a trial: "<config>.<set>.r<rep>", e.g. "joint.cpu.r03"; solo
@@ -55,15 +95,31 @@ func ID(config, neighbour string, rep int) string {
 func Build(s *scenario.Scenario) (*Plan, error) {
 	p := &Plan{Scenario: s.Name, Description: s.Description, Seed: s.Seed,
 		Sets: slices.Clone(s.NeighbourSets)}
-	cells := cellsOf(s)
+	cells, err := cellsOf(s)
+	if err != nil {
+		return nil, fmt.Errorf("scenario %s: %w", s.Path, err)
+	}
+	if !s.Sweep.Empty() {
+		p.Sweep = &Sweep{Profiles: slices.Clone(s.Sweep.Profiles)}
+		for _, a := range s.Sweep.Axes {
+			p.Sweep.Params = append(p.Sweep.Params, a.Param)
+			p.Sweep.Values = append(p.Sweep.Values, slices.Clone(a.Values))
+		}
+	}
 	for _, c := range cells {
 		p.Configs = append(p.Configs, c.label)
+		if c.point != nil {
+			p.Sweep.Cells = append(p.Sweep.Cells, SweepCell{Cell: c.label, Base: c.base, Settings: c.point})
+		}
 	}
 	if s.Solo {
 		p.Sets = append(p.Sets, Solo)
 	}
 	for _, v := range s.Victims {
 		p.Victims = append(p.Victims, v.Name)
+	}
+	if err := checkIDs(s, cells); err != nil {
+		return nil, err
 	}
 	rng := rand.New(rand.NewPCG(s.Seed, 0x706c616e)) // "plan"
 	var errs []error
@@ -103,15 +159,26 @@ func TrialSeed(seed uint64, rep int) uint64 {
 
 // cell is one configuration as planned: configurations with a daemon run
 // once per memory mode when the scenario lists several, labelled
-// "<config>-<mode>".
+// "<config>-<mode>". A sweep cell is such a cell plus a point: the
+// configuration is the same, the point changes its policy and scheduler
+// flags.
 type cell struct {
 	label string
 	stack stack.Config
+	// base, point: a sweep cell's configuration cell and parameter values
+	// (nil point: a configuration cell).
+	base  string
+	point []trial.Setting
+	// policy and schedArgs are what the cell runs with: the scenario's
+	// policy and [scheduler] args, with the point applied.
+	policy    string
+	schedArgs []string
 }
 
-func cellsOf(s *scenario.Scenario) []cell {
+func cellsOf(s *scenario.Scenario) ([]cell, error) {
 	several := len(s.MemoryModes) > 1
 	var out []cell
+	var errs []error
 	for _, name := range s.Configs {
 		base := stack.MustLookup(name, "")
 		modes := s.MemoryModes
@@ -120,10 +187,39 @@ func cellsOf(s *scenario.Scenario) []cell {
 		}
 		for _, m := range modes {
 			c := stack.MustLookup(name, m)
-			out = append(out, cell{label: c.Label(several), stack: c})
+			bc := cell{label: c.Label(several), stack: c, policy: s.Policy, schedArgs: s.Scheduler.Args}
+			out = append(out, bc)
+			for _, pt := range s.Sweep.Points(c) {
+				policy, args, err := sweep.Apply(s.Policy, s.Sweep.Profiles, pt)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("sweep cell %s: %w", sweep.Label(bc.label, pt), err))
+					continue
+				}
+				out = append(out, cell{label: sweep.Label(bc.label, pt), stack: c, base: bc.label, point: pt,
+					policy: policy, schedArgs: append(slices.Clone(s.Scheduler.Args), args...)})
+			}
 		}
 	}
-	return out
+	return out, errors.Join(errs...)
+}
+
+// checkIDs reports trial ids that would not be valid: a sweep cell's label
+// names its values, and with long neighbour set names the id can outgrow
+// the 64 characters ids are limited to.
+func checkIDs(s *scenario.Scenario, cells []cell) error {
+	sets := slices.Clone(s.NeighbourSets)
+	if s.Solo {
+		sets = append(sets, Solo)
+	}
+	for _, c := range cells {
+		for _, set := range sets {
+			id := ID(c.label, set, max(s.Repetitions-1, 0))
+			if len(id) > 64 {
+				return fmt.Errorf("scenario %s: trial id %q is %d characters, at most 64 fit: shorten the neighbour set names or sweep fewer parameters at once", s.Path, id, len(id))
+			}
+		}
+	}
+	return nil
 }
 
 func trialFor(s *scenario.Scenario, c cell, set string, rep int) Trial {
@@ -144,8 +240,9 @@ func trialFor(s *scenario.Scenario, c cell, set string, rep int) Trial {
 		Swap:        trial.Swap{ZramMB: s.Guest.ZramMB},
 	}
 	if c.stack.Policy != stack.PolicyNone {
-		spec.Policy = s.Policy
+		spec.Policy = c.policy
 	}
+	spec.Sweep = slices.Clone(c.point)
 	victim := trial.Session{ID: scenario.VictimSession, Budget: trial.Budget{}}
 	var own []trial.Session
 	for _, v := range s.Victims {
@@ -174,6 +271,7 @@ func trialFor(s *scenario.Scenario, c cell, set string, rep int) Trial {
 	}
 	if c.stack.Scheduler != stack.SchedNone {
 		spec.Scheduler = cloneProcess(s.Scheduler)
+		spec.Scheduler.Args = slices.Clone(c.schedArgs)
 	}
 	if c.stack.Daemon {
 		spec.Daemon = cloneProcess(s.Daemon)

@@ -26,6 +26,8 @@ type rawFile struct {
 
 	Victims    []rawWorkload `toml:"victims"`
 	Neighbours []rawWorkload `toml:"neighbours"`
+
+	Sweep rawSweep `toml:"sweep"`
 }
 
 type rawGuest struct {

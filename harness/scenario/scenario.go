@@ -20,6 +20,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/agentcgroup/agentcgroup/harness/stack"
+	"github.com/agentcgroup/agentcgroup/harness/sweep"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 )
 
@@ -55,6 +56,13 @@ type Scenario struct {
 	// configFiles are [scheduler]/[daemon] config_file entries still to be
 	// read by ResolveFiles.
 	configFiles []configFile
+
+	// Sweep is the [sweep] table: parameters whose values are run as extra
+	// cells on top of the configurations they act in (see harness/sweep).
+	Sweep sweep.Grid
+	// sweepLines are the lines of the swept parameters, for problems found
+	// once the policy is read.
+	sweepLines map[string]int
 
 	Victims    []trial.Victim
 	Neighbours []trial.Neighbour
@@ -165,6 +173,11 @@ func Parse(path string, data []byte, kernels Kernels) (*Scenario, error) {
 	sum := sha256.Sum256(data)
 	s := &Scenario{Path: path, Hash: hex.EncodeToString(sum[:])}
 	v.build(&raw, s, kernels)
+	if len(v.probs) == 0 && len(s.configFiles) == 0 {
+		// An inline policy is known now; a config_file one is checked by
+		// ResolveFiles.
+		v.probs = append(v.probs, s.checkSweepPolicy()...)
+	}
 	if len(v.probs) > 0 {
 		sort.SliceStable(v.probs, func(i, j int) bool {
 			a, b := v.probs[i], v.probs[j]
@@ -319,6 +332,11 @@ func (v *validator) build(r *rawFile, s *Scenario, kernels Kernels) {
 	}
 	v.workloads(r, s)
 	v.overcommit(s)
+	s.sweepLines = map[string]int{}
+	for _, p := range sweep.Params {
+		s.sweepLines[p.Name] = v.lines.line("sweep." + p.Name)
+	}
+	v.sweep(r, s)
 }
 
 // overcommit says when a neighbour set's limits plus the victims' add up to
@@ -557,6 +575,9 @@ func (s *Scenario) ResolveFiles(root string) error {
 		s.Policy = string(b)
 	}
 	s.configFiles = nil
+	if len(ps) == 0 {
+		ps = append(ps, s.checkSweepPolicy()...)
+	}
 	if len(ps) > 0 {
 		return ps
 	}

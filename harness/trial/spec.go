@@ -90,6 +90,19 @@ type Spec struct {
 	// not name.
 	Scheduler *Process `json:"scheduler,omitempty"`
 	Daemon    *Process `json:"daemon,omitempty"`
+
+	// Sweep is the parameter assignment of a sweep cell (see
+	// harness/sweep), in the sweep's parameter order; empty outside a
+	// sweep. It records what the cell varies: Policy and Scheduler.Args
+	// already carry the values, so the guest runner applies them without
+	// reading this.
+	Sweep []Setting `json:"sweep,omitempty"`
+}
+
+// Setting is one swept parameter's value. Durations are in milliseconds.
+type Setting struct {
+	Param string  `json:"param"`
+	Value float64 `json:"value"`
 }
 
 // DefaultSampleEvery is the timeline period when Spec.SampleEvery is 0.

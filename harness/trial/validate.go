@@ -3,6 +3,7 @@ package trial
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -31,6 +32,18 @@ func (s *Spec) Validate() error {
 	}
 	if s.Stack.Policy != stack.PolicyNone && strings.TrimSpace(s.Policy) == "" {
 		add("policy: configuration %q takes its step policy from profiles; give the agentcgroupd policy TOML", s.Stack.Name)
+	}
+	seenParam := map[string]bool{}
+	for i, st := range s.Sweep {
+		switch {
+		case st.Param == "":
+			add("sweep[%d].param: empty; name the swept parameter", i)
+		case seenParam[st.Param]:
+			add("sweep[%d].param %q: set twice", i, st.Param)
+		case math.IsNaN(st.Value) || math.IsInf(st.Value, 0):
+			add("sweep[%d].value: %v is not a finite number", i, st.Value)
+		}
+		seenParam[st.Param] = true
 	}
 	if s.Duration <= 0 {
 		add("duration: must be > 0 (e.g. \"5s\")")

@@ -111,6 +111,9 @@ type WorkloadResult struct {
 	// path and AllocCount the probes in it (victims with an alloc probe).
 	AllocHistogram string `json:"alloc_histogram,omitempty"`
 	AllocCount     int64  `json:"alloc_count,omitempty"`
+	// Steps is a trace victim's steps log's relative path
+	// (TraceStepsPath).
+	Steps string `json:"steps,omitempty"`
 }
 
 // ProcessResult is a helper process's outcome.
@@ -186,10 +189,12 @@ type Raw struct {
 	// AllocIntervals the same for victims with an allocation probe.
 	Intervals      map[string][]*hdrhistogram.Histogram
 	AllocIntervals map[string][]*hdrhistogram.Histogram
-	Before         Snapshot
-	After          Snapshot
-	Timeline       []Sample
-	Evidence       Evidence
+	// Steps holds each trace victim's replayed steps, in log order.
+	Steps    map[string][]TraceStep
+	Before   Snapshot
+	After    Snapshot
+	Timeline []Sample
+	Evidence Evidence
 }
 
 // Merged returns the victim's whole-trial histogram (nil if unknown).
@@ -219,7 +224,8 @@ func merge(m map[string][]*hdrhistogram.Histogram, victim string) *hdrhistogram.
 // A manifest with OK=false still loads (so failures can be reported); a
 // missing or malformed file is an error.
 func Load(dir string) (Raw, error) {
-	r := Raw{Dir: dir, Intervals: map[string][]*hdrhistogram.Histogram{}, AllocIntervals: map[string][]*hdrhistogram.Histogram{}}
+	r := Raw{Dir: dir, Intervals: map[string][]*hdrhistogram.Histogram{}, AllocIntervals: map[string][]*hdrhistogram.Histogram{},
+		Steps: map[string][]TraceStep{}}
 	if err := readJSON(filepath.Join(dir, ManifestFile), &r.Manifest); err != nil {
 		return r, err
 	}
@@ -255,6 +261,13 @@ func Load(dir string) (Raw, error) {
 				errs = append(errs, fmt.Errorf("victim %q: allocation histogram holds %d values, manifest alloc_count %d", v.Name, total, v.AllocCount))
 			} else {
 				r.AllocIntervals[v.Name] = iv
+			}
+		}
+		if v.Steps != "" {
+			if steps, _, err := ReadTraceSteps(filepath.Join(dir, v.Steps)); err != nil {
+				errs = append(errs, fmt.Errorf("victim %q steps: %w", v.Name, err))
+			} else {
+				r.Steps[v.Name] = steps
 			}
 		}
 		if v.Histogram == "" {

@@ -50,28 +50,20 @@ func (d *Daemon) setupBPF() error {
 	if err != nil {
 		return err
 	}
-	if mode == ModeFull {
-		if err := d.setupMemcgOps(kt); err != nil {
-			return err
-		}
-	}
 	d.mu.Lock()
 	d.memMode, d.memModeWhy = mode, why
 	d.mu.Unlock()
-	// In full mode memcg_agent_ops writes step_pressure; the probe keeps a
-	// private pressure map and only reports onsets and in-flight counts.
-	probeOpts := mempressure.Options{StepPolicy: d.policyMap, StepPressure: d.pressureMap, Cache: kt}
-	probeRole := ""
-	if mode == ModeFull {
-		probeOpts.StepPressure = nil
-		probeRole = " (own pressure map: onsets and measured throttle time for escalation; memcg_agent_ops writes step_pressure)"
-	}
+	// The probe writes step_pressure in both modes: it times the kernel's
+	// whole memory.high handler, reclaim and any sleep included, so a score
+	// means the same on either kernel. memcg_agent_ops is only asked while
+	// reclaim has left a step over memory.high, which with swap is rare
+	// even for a step thrashing in reclaim; as the shared map's writer it
+	// left the scheduler's thrash penalty blind in full mode.
 	switch cfg.Probe {
 	case "off":
 		d.probeStatus = "off (daemon.probe)"
 	default:
-		probeOpts.Symbol = probeSymbol(kt)
-		p, err := mempressure.Load(probeOpts)
+		p, err := mempressure.Load(mempressure.Options{StepPolicy: d.policyMap, StepPressure: d.pressureMap, Cache: kt, Symbol: probeSymbol(kt)})
 		if err != nil {
 			if cfg.Probe == "require" {
 				return fmt.Errorf("%w (daemon.probe = \"require\"; set it to \"auto\" to run on memory.events and PSI alone)", err)
@@ -80,8 +72,13 @@ func (d *Daemon) setupBPF() error {
 			d.log.Emit(eventlog.Event{Kind: "probe", Error: err.Error(), Detail: "running on memory.events and PSI only"})
 		} else {
 			d.probe = p
-			d.probeStatus = "attached to " + p.Symbol + probeRole
+			d.probeStatus = "attached to " + p.Symbol
 			d.log.Emit(eventlog.Event{Kind: "probe", Detail: d.probeStatus})
+		}
+	}
+	if mode == ModeFull {
+		if err := d.setupMemcgOps(kt); err != nil {
+			return err
 		}
 	}
 	d.schedStatus = "off"

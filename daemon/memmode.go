@@ -20,16 +20,17 @@ import (
 //
 // full: memcg_agent_ops (bpf/memcgops) is attached on the kernel's
 // memcg_bpf_ops and reads each step's delay curve, burst credit and
-// protection budget from step_policy; it is the only writer of
-// step_pressure. The probe, if loaded, keeps a private pressure map that
-// no other program reads: it serves pressure onsets and in-flight counts
-// (wakeups, reaction times) and the measured throttle time, which the
-// escalation uses beside memcg_agent_ops' requested delays (the kernel
-// sleeps the BPF delay in place of its stock penalty; the measured time
-// adds the reclaim before it). So no throttle event is counted twice in
-// step_pressure. memory.high/max are written as in mainline; the daemon
-// does not raise memory.high for burst credit, since the policy already
-// lets a step within its credit run unthrottled.
+// protection budget from step_policy. The probe still writes
+// step_pressure, as in mainline: it times the whole handler (reclaim plus
+// the sleep memcg_agent_ops asked for), while memcg_agent_ops is asked only
+// when reclaim has left a step over memory.high, so its own record misses
+// most of a thrashing step's reclaim. memcg_agent_ops keeps the delays it
+// asked for in a private pressure map, which escalation reads beside the
+// measured score (the larger wins); without the probe it writes
+// step_pressure itself, so the scheduler still sees what it asked for.
+// memory.high/max are written as in mainline; the daemon does not raise
+// memory.high for burst credit, since the policy already lets a step within
+// its credit run unthrottled.
 const (
 	ModeMainline = config.MemoryMainline
 	ModeFull     = config.MemoryFull
@@ -76,7 +77,11 @@ func memcgOpsSupported(kt *btf.Cache) error {
 
 // setupMemcgOps loads memcg_agent_ops on the pinned maps and attaches it.
 func (d *Daemon) setupMemcgOps(kt *btf.Cache) error {
-	ops, err := memcgops.Load(memcgops.Options{StepPolicy: d.policyMap, StepPressure: d.pressureMap, Cache: kt})
+	opts := memcgops.Options{StepPolicy: d.policyMap, Cache: kt}
+	if d.probe == nil {
+		opts.StepPressure = d.pressureMap
+	}
+	ops, err := memcgops.Load(opts)
 	if err != nil {
 		return fmt.Errorf("memory mode full: %w (set daemon.memory_mode = \"mainline\" to run without it)", err)
 	}
@@ -145,18 +150,20 @@ func (d *Daemon) opsStats() *api.MemcgOpsStats {
 		Revoked: s.RevokedBudget + s.RevokedMax + s.RevokedOom}
 }
 
-// measuredScore is the thrash score from the throttle time the probe
-// measured, in full mode where the probe keeps its own pressure map.
-func (d *Daemon) measuredScore(cgid, now uint64) (uint32, bool) {
-	if !d.fullMode() || d.probe == nil {
+// requestedScore is the thrash score of the delays memcg_agent_ops asked
+// for, from its private pressure map (full mode with the probe loaded). A
+// task sleeping off a long requested delay leaves the entry stale while
+// the step is still throttled: the last score holds until the sleep ends.
+func (d *Daemon) requestedScore(cgid, now uint64) (uint32, bool) {
+	if d.ops == nil || d.probe == nil {
 		return 0, false
 	}
-	sp, ok, err := mempressure.Lookup(d.probe.PressureMap(), cgid)
+	sp, ok, err := d.ops.Pressure(cgid)
 	if err != nil || !ok {
 		return 0, false
 	}
-	score := mempressure.Score(sp, now)
-	if d.probe.InFlight(cgid) > 0 {
+	score := mempressure.Score(mempressure.StepPressure{LastUpdateNs: sp.LastUpdateNs, ThrashScore: sp.ThrashScore}, now)
+	if d.sleepingOffDelay(cgid, sp.LastUpdateNs, now) {
 		score = max(sp.ThrashScore, 1)
 	}
 	return score, true

@@ -350,21 +350,20 @@ func (s *step) evaluate(woken wakeup) bool {
 		score, onset = mempressure.Score(sp, uint64(now)), on
 		// A task sleeping off a long penalty leaves the entry stale while
 		// the step is still throttled: keep the last score then.
-		if (d.probe != nil && d.probe.InFlight(s.id) > 0) || d.sleepingOffDelay(s.id, sp.LastUpdateNs, uint64(now)) {
+		if (d.probe != nil && d.probe.InFlight(s.id) > 0) || (d.probe == nil && d.sleepingOffDelay(s.id, sp.LastUpdateNs, uint64(now))) {
 			score = max(sp.ThrashScore, 1)
 		}
 	}
-	// Full mode: step_pressure holds the delays memcg_agent_ops asked for
-	// (the kernel sleeps exactly those, after one reclaim attempt, or
-	// applies its stock penalty where the policy declines). The probe's
-	// private map has the measured time, reclaim included; escalate on the
-	// larger.
-	if ms, ok := d.measuredScore(s.id, uint64(now)); ok {
-		score = max(score, ms)
+	// Full mode: step_pressure has the measured time (the probe's), and
+	// memcg_agent_ops' private map the delays it asked for, which the
+	// kernel sleeps in place of its stock penalty; escalate on the larger.
+	if rs, ok := d.requestedScore(s.id, uint64(now)); ok {
+		score = max(score, rs)
 	}
 	s.score = score
 	// Probe: an in-kernel writer keeps step_pressure (the probe, or
-	// memcg_agent_ops in full mode), so severity is judged by the score.
+	// memcg_agent_ops in full mode without it), so severity is judged by
+	// the score.
 	// max, oom and oom_kill are the step at its hard limit, the evidence
 	// for a kill besides harm to other steps.
 	in := escalate.Input{Now: now, Score: score, Probe: d.probe != nil || d.fullMode(), HighDelta: grew("high"),

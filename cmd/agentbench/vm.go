@@ -35,6 +35,11 @@ func runVM(ctx context.Context, args []string) error {
 	fs.Func("add", "copy HOST:GUEST into the guest before the command runs (a file, or a directory with everything under it; GUEST absolute; repeatable)", func(s string) error {
 		return addHostPath(add, s)
 	})
+	var pkgs []string
+	fs.Func("package", "add a Debian package's programs, with their libraries, to the guest (from the userland suite of vmimages/kernels.toml; repeatable)", func(s string) error {
+		pkgs = append(pkgs, s)
+		return nil
+	})
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: agentbench vm exec [flags] -- CMD [ARGS...]")
 		fs.PrintDefaults()
@@ -50,7 +55,7 @@ func runVM(ctx context.Context, args []string) error {
 		Kernel: *kernelName, MemMB: *mem, CPUs: *cpus,
 		Argv: fs.Args(), OutDir: *out, Timeout: *timeout,
 		Stdout: os.Stdout, Log: os.Stderr, ConsoleLog: *console, KernelArgs: *kargs,
-		HostFiles: add,
+		HostFiles: add, Packages: pkgs,
 	}
 	if !*verbose {
 		job.Log = nil

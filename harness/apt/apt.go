@@ -391,6 +391,9 @@ func Unpack(ctx context.Context, deb, dir string) error {
 	if _, err := exec.LookPath("dpkg-deb"); err != nil {
 		return &NoToolError{Tool: "dpkg-deb", Purpose: "Debian packages"}
 	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
 	out, err := exec.CommandContext(ctx, "dpkg-deb", "-x", deb, dir).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("dpkg-deb -x %s: %v: %s", filepath.Base(deb), err, strings.TrimSpace(string(out)))

@@ -58,7 +58,7 @@ func (e *Env) probeKVM(ctx context.Context) bool {
 	defer os.RemoveAll(work)
 	jobJSON, _ := json.Marshal(guest.Job{Argv: []string{"true"}})
 	initrd := filepath.Join(work, "initrd.cpio")
-	if err := writeInitrd(initrd, e.BaseImage, map[string][]byte{guest.JobPath: jobJSON}, nil); err != nil {
+	if err := writeInitrd(initrd, e.BaseImage, nil, map[string][]byte{guest.JobPath: jobJSON}, nil); err != nil {
 		return false
 	}
 	res, err := vm.Run(ctx, vm.Config{Kernel: e.bootImage(), Initrd: initrd, MemMB: 512, CPUs: 1,

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/agentcgroup/agentcgroup/harness/guest"
+	"github.com/agentcgroup/agentcgroup/harness/guestpkg"
 	"github.com/agentcgroup/agentcgroup/harness/initramfs"
 	"github.com/agentcgroup/agentcgroup/harness/kernel"
 	"github.com/agentcgroup/agentcgroup/harness/vm"
@@ -40,6 +41,10 @@ type Job struct {
 	ConsoleLog string
 	// KernelArgs are appended to the guest kernel's command line.
 	KernelArgs string
+	// Packages are Debian packages whose programs (with their shared
+	// libraries and the dynamic loader) are added to the guest, from the
+	// userland suite of vmimages/kernels.toml; see harness/guestpkg.
+	Packages []string
 }
 
 // Result describes a finished boot.
@@ -93,8 +98,16 @@ func Exec(ctx context.Context, j Job) (*Result, error) {
 	for p, b := range j.Files {
 		files[p] = b
 	}
+	var extra []string
+	if len(j.Packages) > 0 {
+		set, err := env.Packages(ctx, j.Packages, j.Log)
+		if err != nil {
+			return nil, err
+		}
+		extra = append(extra, set.Archive)
+	}
 	initrd := filepath.Join(work, "initrd.cpio")
-	if err := writeInitrd(initrd, env.BaseImage, files, j.HostFiles); err != nil {
+	if err := writeInitrd(initrd, env.BaseImage, extra, files, j.HostFiles); err != nil {
 		return nil, err
 	}
 	accel, err := env.Accel(ctx)
@@ -157,9 +170,12 @@ type Env struct {
 	BaseImage string
 	CacheDir  string
 	Root      string
+	pins      *kernel.Pins
 	accelOnce sync.Once
 	accel     string
 	accelErr  error
+	pkgMu     sync.Mutex
+	pkgSets   map[string]*guestpkg.Set // by sorted package names
 }
 
 var (
@@ -195,9 +211,38 @@ func Setup(ctx context.Context, kernelName string, log io.Writer) (*Env, error) 
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{Kernel: img, BaseImage: base, CacheDir: cache, Root: root}
+	e := &Env{Kernel: img, BaseImage: base, CacheDir: cache, Root: root, pins: pins}
 	envs[kernelName] = e
 	return e, nil
+}
+
+// Packages returns the guest archive of the named Debian packages (see
+// harness/guestpkg), resolving them once per process: the package lists
+// are read once, so every boot of a run gets the same files.
+func (e *Env) Packages(ctx context.Context, names []string, log io.Writer) (*guestpkg.Set, error) {
+	norm, err := guestpkg.Normalize(names)
+	if err != nil {
+		return nil, err
+	}
+	key := strings.Join(norm, " ")
+	e.pkgMu.Lock()
+	defer e.pkgMu.Unlock()
+	if s, ok := e.pkgSets[key]; ok {
+		return s, nil
+	}
+	suiteName, suite, err := e.pins.Userland()
+	if err != nil {
+		return nil, err
+	}
+	s, err := guestpkg.Ensure(ctx, guestpkg.Request{Names: norm, SuiteName: suiteName, Suite: suite, CacheDir: e.CacheDir, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	if e.pkgSets == nil {
+		e.pkgSets = map[string]*guestpkg.Set{}
+	}
+	e.pkgSets[key] = s
+	return s, nil
 }
 
 // bootImage prefers the PVH kernel (no in-guest decompression);
@@ -232,7 +277,10 @@ func RepoRoot() (string, error) {
 	}
 }
 
-func writeInitrd(path, base string, files map[string][]byte, hostFiles map[string]string) error {
+// writeInitrd concatenates the base image, any extra archives (guest
+// packages) and the job's archive; the kernel unpacks them in that order,
+// a later member replacing an earlier one at the same path.
+func writeInitrd(path, base string, extra []string, files map[string][]byte, hostFiles map[string]string) error {
 	job, err := initramfs.JobArchive(files, hostFiles)
 	if err != nil {
 		return err
@@ -241,15 +289,18 @@ func writeInitrd(path, base string, files map[string][]byte, hostFiles map[strin
 	if err != nil {
 		return err
 	}
-	in, err := os.Open(base)
-	if err != nil {
-		out.Close()
-		return err
-	}
-	defer in.Close()
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
+	for _, p := range append([]string{base}, extra...) {
+		in, err := os.Open(p)
+		if err != nil {
+			out.Close()
+			return err
+		}
+		_, err = io.Copy(out, in)
+		in.Close()
+		if err != nil {
+			out.Close()
+			return err
+		}
 	}
 	if _, err := out.Write(job); err != nil {
 		out.Close()

@@ -42,6 +42,9 @@ type Options struct {
 	Env     []string
 	// KernelArgs are appended to the guest kernel's command line.
 	KernelArgs string
+	// Packages are Debian packages whose programs are added to the
+	// guest (lab.Job.Packages); the host fetches them on first use.
+	Packages []string
 }
 
 // InGuest reports whether this process runs inside a test guest.
@@ -111,6 +114,13 @@ func Run(tb testing.TB, o Options) bool {
 		OutDir:     out,
 		Stdout:     lw,
 		KernelArgs: o.KernelArgs,
+		Packages:   o.Packages,
+	}
+	if len(o.Packages) > 0 {
+		// Fetching packages the first time takes a while; say what.
+		pl := &lineWriter{log: func(s string) { tb.Log("lab: " + s) }}
+		defer pl.flush()
+		job.Log = pl
 	}
 	// lab.Exec boots once more, and says so, if the emulator itself kills
 	// the guest (vm.EmulatorFlake).

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -109,6 +110,17 @@ func runEval(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Packages are resolved and fetched before the first trial, so a
+	// misspelt name or an unreachable archive stops the run here.
+	var guestPkgs []string
+	if len(s.Guest.Packages) > 0 {
+		fmt.Fprintf(os.Stderr, "agentbench eval: preparing guest packages %s\n", strings.Join(s.Guest.Packages, " "))
+		set, err := env.Packages(ctx, s.Guest.Packages, logw)
+		if err != nil {
+			return err
+		}
+		guestPkgs = set.Manifest.Describe()
+	}
 
 	if run != nil {
 		stored, err := run.ReadPlan()
@@ -145,6 +157,10 @@ func runEval(ctx context.Context, args []string) error {
 		prov.Scenario, prov.ScenarioPath, prov.ScenarioSHA256, prov.Seed = s.Name, s.Path, s.Hash, s.Seed
 	}
 	prov.Kernel = kinfo
+	if *resume != "" && len(prov.GuestPackages) > 0 && !slices.Equal(prov.GuestPackages, guestPkgs) {
+		fmt.Fprintf(os.Stderr, "warning: the guest packages changed since the run started (the suite moved on); the trials still to run get:\n  %s\n", strings.Join(guestPkgs, "\n  "))
+	}
+	prov.GuestPackages = guestPkgs
 	prov.Unavailable = unavailable
 	if err := run.WriteProvenance(prov); err != nil {
 		return err
@@ -239,6 +255,9 @@ func kernelInfo(pins *kernel.Pins, name string, env *lab.Env) (results.KernelInf
 func printPlan(s *scenario.Scenario, p *plan.Plan) error {
 	fmt.Printf("scenario %s (%s): %d trials, guest %d MiB / %d CPUs, swap %d MiB, kernel %s\n",
 		s.Name, s.Path, len(p.Trials), s.Guest.MemMB, s.Guest.CPUs, s.Guest.ZramMB, s.Kernel)
+	if len(s.Guest.Packages) > 0 {
+		fmt.Printf("guest packages (fetched when the run starts): %s\n", strings.Join(s.Guest.Packages, " "))
+	}
 	per := map[string]int{}
 	for _, t := range p.Trials {
 		per[t.Config]++

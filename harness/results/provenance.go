@@ -28,7 +28,8 @@ type Provenance struct {
 	GitCommit      string            `json:"git_commit"`
 	GitDirty       bool              `json:"git_dirty"`
 	Kernel         KernelInfo        `json:"kernel"`
-	BPFObjects     map[string]string `json:"bpf_objects"` // path -> sha256
+	GuestPackages  []string          `json:"guest_packages,omitempty"` // [guest] packages whose files the guests got: name=version arch .deb sha256
+	BPFObjects     map[string]string `json:"bpf_objects"`              // path -> sha256
 	Qemu           string            `json:"qemu"`
 	Accelerators   []string          `json:"accelerators"` // as reported by the trials that ran
 	HostCPU        string            `json:"host_cpu"`

@@ -203,6 +203,7 @@ func attemptOnce(ctx context.Context, s *scenario.Scenario, t plan.Trial, specJS
 		Timeout:    s.Timing.Timeout,
 		Stdout:     logf,
 		ConsoleLog: filepath.Join(staged, results.ConsoleFile),
+		Packages:   s.Guest.Packages,
 	})
 	if res != nil {
 		a.Accel, a.ExitCode = res.Accel, res.ExitCode

@@ -31,9 +31,10 @@ type rawFile struct {
 }
 
 type rawGuest struct {
-	Mem  Size `toml:"mem"`
-	CPUs Int  `toml:"cpus"`
-	Swap Str  `toml:"swap"`
+	Mem      Size    `toml:"mem"`
+	CPUs     Int     `toml:"cpus"`
+	Swap     Str     `toml:"swap"`
+	Packages StrList `toml:"packages"`
 }
 
 type rawTiming struct {

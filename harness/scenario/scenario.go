@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/agentcgroup/agentcgroup/harness/apt"
 	"github.com/agentcgroup/agentcgroup/harness/stack"
 	"github.com/agentcgroup/agentcgroup/harness/sweep"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
@@ -78,11 +80,14 @@ type Scenario struct {
 	Warnings Problems
 }
 
-// Guest is the VM size.
+// Guest is the VM size and what is added to its image.
 type Guest struct {
 	MemMB  int
 	CPUs   int
 	ZramMB int // 0: no swap
+	// Packages are Debian packages whose programs the guest gets (see
+	// harness/guestpkg), sorted, each once.
+	Packages []string
 }
 
 // Timing holds the per-trial phases.
@@ -416,6 +421,18 @@ func (v *validator) guest(r *rawFile, s *Scenario) {
 		default:
 			v.add("guest.swap", `%q, want "none" or "zram:SIZE" such as "zram:256M"`, sw)
 		}
+	}
+	if v.ok("guest.packages", &r.Guest.Packages) {
+		seen := map[string]bool{}
+		for _, name := range r.Guest.Packages.V {
+			if m := apt.CheckName(name); m != "" {
+				v.add("guest.packages", "%s", m)
+			} else if seen[name] {
+				v.add("guest.packages", "%q listed twice", name)
+			}
+			seen[name] = true
+		}
+		s.Guest.Packages = slices.Sorted(maps.Keys(seen))
 	}
 }
 

@@ -42,6 +42,8 @@ type Summary struct {
 	// skipped outright, or with the scheduler/daemon not in force.
 	Unavailable map[string][]string
 	Rows        []*Row
+	// Sweep describes the sweep cells among Configs (nil: no sweep).
+	Sweep *plan.Sweep
 	// Pooled merges every repetition's histogram per (config, set, victim).
 	Pooled         map[CellKey]*hdrhistogram.Histogram
 	Representative *TrialResult // for the timeline figure; may be nil
@@ -84,7 +86,7 @@ func Analyze(dir string) (*Summary, error) {
 	}
 	s := &Summary{
 		Dir: dir, Scenario: p.Scenario, Description: p.Description,
-		Configs: p.Configs, Sets: p.Sets, Victims: p.Victims, Planned: len(p.Trials),
+		Configs: p.Configs, Sweep: p.Sweep, Sets: p.Sets, Victims: p.Victims, Planned: len(p.Trials),
 		Unavailable: map[string][]string{}, Pooled: map[CellKey]*hdrhistogram.Histogram{},
 	}
 	if prov, err := run.ReadProvenance(); err == nil {

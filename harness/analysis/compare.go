@@ -266,7 +266,7 @@ func (s *Summary) CompareFamily(metrics []string) []Comparison {
 			if set == Solo {
 				continue
 			}
-			for _, pr := range ComparisonPairs(s.Configs) {
+			for _, pr := range ComparisonPairs(s.BaseConfigs()) {
 				if c := s.Compare(pr[0], pr[1], set, m); c.BEst.Valid() {
 					out = append(out, c)
 				}

@@ -33,6 +33,11 @@ const (
 
 // Figures writes every figure into dir and lists them in report order.
 func Figures(s *analysis.Summary, dir string) ([]Figure, error) {
+	// The views below draw every configuration side by side, which dozens
+	// of sweep cells would make unreadable: they show the configuration
+	// cells, and the sweep cells are drawn against their values.
+	all := s
+	s = s.WithoutSweepCells()
 	var figs []Figure
 	save := func(name, title string, plots ...*plot.Plot) error {
 		h := figH
@@ -115,6 +120,9 @@ func Figures(s *analysis.Summary, dir string) ([]Figure, error) {
 				return nil, err
 			}
 		}
+	}
+	if err := sweepFigures(all, save); err != nil {
+		return nil, err
 	}
 	return figs, nil
 }

@@ -110,6 +110,8 @@ func Markdown(s *analysis.Summary, figs []Figure) []byte {
 	}
 	p("\n")
 
+	sweepSection(&b, s, figs)
+
 	if len(figs) > 0 {
 		p("## Figures\n\n")
 		for _, f := range figs {
@@ -271,7 +273,11 @@ func verdicts(b *bytes.Buffer, s *analysis.Summary) {
 	if family > 1 {
 		fmt.Fprintf(b, " after Holm's adjustment for the %d paired tests below", family)
 	}
-	fmt.Fprintf(b, "; with fewer repetitions a finding is indicative only (see Method).\n\n")
+	fmt.Fprintf(b, "; with fewer repetitions a finding is indicative only (see Method).")
+	if s.Sweep != nil {
+		fmt.Fprintf(b, " Only configuration cells are compared here; the sweep cells are under Parameter sweep.")
+	}
+	fmt.Fprintf(b, "\n\n")
 	any := false
 	for _, v := range s.Victims {
 		for _, set := range s.Sets {

@@ -116,11 +116,17 @@ func Default() Model {
 // WriteRun writes a complete results directory for the synthetic scenario
 // and returns its path.
 func WriteRun(base string, reps int, m Model) (string, error) {
+	return WriteRunOf(base, Scenario(reps), m)
+}
+
+// WriteRunOf is WriteRun for another scenario text (its kernel "stock" or
+// "patched"), such as Scenario with a [sweep] appended; the model sees its
+// cells' labels.
+func WriteRunOf(base, text string, m Model) (string, error) {
 	if m.Samples == 0 {
 		m.Samples = 2000
 	}
-	text := Scenario(reps)
-	s, err := scenario.Parse("synth.toml", []byte(text), scenario.Kernels{"stock": false})
+	s, err := scenario.Parse("synth.toml", []byte(text), scenario.Kernels{"stock": false, "patched": true})
 	if err != nil {
 		return "", err
 	}

@@ -132,7 +132,9 @@ func (a *Apt) Update(ctx context.Context) error {
 		return err
 	}
 	defer unlock()
-	if _, err := a.run(ctx, a.dir, "apt-get", "update"); err != nil {
+	// --error-on=any: by default a list that cannot be fetched is only a
+	// warning, and the old lists (or none) would be used in silence.
+	if _, err := a.run(ctx, a.dir, "apt-get", "update", "--error-on=any"); err != nil {
 		var nt *NoToolError
 		if errors.As(err, &nt) {
 			return err

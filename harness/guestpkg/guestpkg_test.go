@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -631,5 +632,33 @@ func TestWriteArchiveIsCanonical(t *testing.T) {
 		if !bytes.Contains(b, []byte(want)) {
 			t.Errorf("archive lacks %q", want)
 		}
+	}
+}
+
+// request is a Request for an archive that is not there, with a keyring
+// file that is (apt.New checks it).
+func request(t *testing.T, url string) Request {
+	keyring := filepath.Join(t.TempDir(), "keyring.gpg")
+	os.WriteFile(keyring, nil, 0o644)
+	return Request{Names: []string{"stress-ng"}, SuiteName: "test", CacheDir: t.TempDir(),
+		Suite: apt.Suite{URL: url, Suite: "trixie", Component: "main", Keyring: keyring}}
+}
+
+func TestEnsureWithoutAptSaysSo(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	_, err := Ensure(context.Background(), request(t, "http://127.0.0.1:1/debian"))
+	if err == nil || !strings.Contains(err.Error(), "apt-get not found") || !strings.Contains(err.Error(), "Debian host") {
+		t.Errorf("got %v, want the missing tool and what provides it", err)
+	}
+}
+
+func TestEnsureWithUnreachableArchiveSaysSo(t *testing.T) {
+	if _, err := exec.LookPath("apt-get"); err != nil {
+		t.Skip("needs apt-get on the host (a Debian host; make setup)")
+	}
+	_, err := Ensure(context.Background(), request(t, "http://127.0.0.1:1/debian"))
+	t.Log(err)
+	if err == nil || !strings.Contains(err.Error(), "is http://127.0.0.1:1/debian reachable?") {
+		t.Errorf("got %v, want the archive named as unreachable", err)
 	}
 }

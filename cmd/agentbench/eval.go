@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/agentcgroup/agentcgroup/harness/runner"
 	"github.com/agentcgroup/agentcgroup/harness/scenario"
 	"github.com/agentcgroup/agentcgroup/harness/stack"
+	"github.com/agentcgroup/agentcgroup/harness/sweep"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 	"github.com/agentcgroup/agentcgroup/harness/vm"
 	"github.com/agentcgroup/agentcgroup/internal/fsutil"
@@ -262,13 +262,25 @@ func printPlan(s *scenario.Scenario, p *plan.Plan) error {
 	for _, t := range p.Trials {
 		per[t.Config]++
 	}
-	keys := make([]string, 0, len(per))
-	for k := range per {
-		keys = append(keys, k)
+	fmt.Printf("%d cells", len(p.Configs))
+	if p.Sweep != nil {
+		fmt.Printf(" (%d configuration cells and %d sweep cells over %s)", len(p.Configs)-len(p.Sweep.Cells), len(p.Sweep.Cells), strings.Join(p.Sweep.Params, ", "))
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		fmt.Printf("  %-9s %d trials\n", k, per[k])
+	solo := ""
+	if s.Solo {
+		solo = " and solo"
+	}
+	fmt.Printf(" x %d neighbour sets%s x %d repetitions\n", len(s.NeighbourSets), solo, s.Repetitions)
+	width := 9
+	for _, c := range p.Configs {
+		width = max(width, len(c))
+	}
+	for _, c := range p.Configs {
+		fmt.Printf("  %-*s %d trials", width, c, per[c])
+		if sc := p.Sweep.Cell(c); sc != nil {
+			fmt.Printf(" (%s on %s)", sweep.Describe(sc.Settings), sc.Base)
+		}
+		fmt.Println()
 	}
 	for i, t := range p.Trials {
 		fmt.Printf("%3d %s seed %d\n", i+1, t.ID, t.Spec.Seed)

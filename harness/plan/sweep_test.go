@@ -225,3 +225,39 @@ func TestSweepIDTooLong(t *testing.T) {
 		t.Errorf("error = %v", err)
 	}
 }
+
+// The shipped sweep plans as its top comment says: 23 cells, 69 trials,
+// the scheduler knobs only in joint, the victim's profile untouched.
+func TestShippedSweepThrash(t *testing.T) {
+	s, err := scenario.Load("../../scenarios/sweep-thrash.toml", scenario.Kernels{"stock": false, "patched": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ResolveFiles("../.."); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Build(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Configs) != 23 || len(p.Trials) != 69 || len(p.Sweep.Cells) != 20 {
+		t.Errorf("%d cells (%d sweep cells), %d trials; the scenario's comment says 23 (20) and 69", len(p.Configs), len(p.Sweep.Cells), len(p.Trials))
+	}
+	for _, c := range p.Sweep.Cells {
+		if c.Base == "mem-only" && len(c.Settings) != 1 {
+			t.Errorf("%s: mem-only swept over %v", c.Cell, c.Settings)
+		}
+	}
+	for _, tr := range p.Trials {
+		if tr.Spec.Policy == "" {
+			continue
+		}
+		pol, err := config.Parse("policy.toml", []byte(tr.Spec.Policy))
+		if err != nil {
+			t.Fatalf("%s: %v", tr.ID, err)
+		}
+		if in := pol.Profiles["interactive"]; !in.Escalation.Exempt || in.CPU.PenaltyScore != 0 {
+			t.Errorf("%s: the victim's profile changed: %+v", tr.ID, in)
+		}
+	}
+}

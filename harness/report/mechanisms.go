@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/agentcgroup/agentcgroup/harness/analysis"
+	"github.com/agentcgroup/agentcgroup/harness/sweep"
 )
 
 // configurations writes what each configuration runs, whether its
@@ -20,6 +21,9 @@ func configurations(b *bytes.Buffer, s *analysis.Summary) {
 	p("Each configuration is called by its name only when the stack's own counters (scheduler report, pinned BPF maps, daemon event log, memcg_agent_ops counters, read at the end of each measured phase) show its mechanisms ran and nothing it excludes did.\n\n")
 	for _, r := range rows {
 		what := r.Stack.Describe()
+		if c := s.Sweep.Cell(r.Config); c != nil {
+			what += fmt.Sprintf("; sweep point %s on %s", sweep.Describe(c.Settings), c.Base)
+		}
 		if r.Trials == 0 {
 			what = "no usable trials"
 		}

@@ -160,6 +160,9 @@ func TestReportSweepSection(t *testing.T) {
 	if strings.Contains(string(files["figures/tail-chat-p99.svg"]), "_thr10") {
 		t.Errorf("the tail figure draws sweep cells")
 	}
+	if !strings.Contains(md, "- joint_frz40_thr10: scx_agent_flatcg (all tasks); ") || !strings.Contains(md, "; sweep point freeze_score=40 thrash_threshold=10 on joint. as named") {
+		t.Errorf("Configurations section does not name the sweep cell's point")
+	}
 	if !strings.Contains(md, "| cpu | joint_frz40_thr10 | 3 |") {
 		t.Errorf("latency table lacks the sweep cells")
 	}

@@ -69,8 +69,15 @@ struct {
 	__type(value, struct mao_stats);
 } ops_stats SEC(".maps");
 
-/* Set by the loader before load. */
-volatile const __u32 class_delay_a_ms[4] = { 0, 50, 500, 2000 }; /* by enum agc_class */
+/*
+ * Set by the loader before load. By enum agc_class: a gentler curve than
+ * the stock penalty for the classes a policy protects (interactive,
+ * tool_burst); none for background, whose steps keep the stock penalty
+ * and its reclaim retries unless their profile sets a curve: a default
+ * below stock would let a runaway neighbour grow faster than with no
+ * policy at all.
+ */
+volatile const __u32 class_delay_a_ms[4] = { 0, 50, 500, 0 };
 volatile const __u32 default_delay_k = 2;
 volatile const __u32 default_protect_budget_ms = 30000;
 volatile const __u32 protect_min = 0;

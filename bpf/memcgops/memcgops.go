@@ -62,7 +62,7 @@ type Options struct {
 	StepPolicy, StepPressure *ebpf.Map
 	// ClassDelayA is A in delay = A*(over/high)^k per class (indexed by
 	// Class*), used when a step's policy leaves mem_delay_a_ms at 0.
-	// Default {0, 50, 500, 2000} ms. Set Override to apply it. The delay
+	// Default {0, 50, 500, 0} ms: background keeps the stock penalty. Set Override to apply it. The delay
 	// replaces the kernel's stock penalty; an A of 0 leaves the step to
 	// the stock penalty instead.
 	ClassDelayA         [4]time.Duration

@@ -65,8 +65,9 @@ func TestStaleEntryRestartsVM(t *testing.T) {
 // in full mode: the patched kernel with memcg_agent_ops attached, the
 // steps in the background class with its default delay curve (as the
 // eval's neighbours), and the probe alongside as the daemon runs it. The
-// scheduler's view is memcg_agent_ops' step_pressure; the daemon's is the
-// larger of that and the probe's measured score. Run:
+// scheduler's view is the probe's step_pressure (the measured time in the
+// handler); the daemon's is the larger of that and the score of the delays
+// memcg_agent_ops asked for, kept in its own map. Run:
 //
 //	go test -run '^$' -bench BenchmarkPressureScoresFull -benchtime 1x ./bpf/memcgops/
 func BenchmarkPressureScoresFull(b *testing.B) {
@@ -99,28 +100,29 @@ func BenchmarkPressureScoresFull(b *testing.B) {
 		},
 		Read: func(id, now uint64) (pressuretest.Reading, bool) {
 			var r pressuretest.Reading
+			// The probe's entry: what the scheduler reads. The daemon
+			// keeps the last score while a task is inside the handler.
+			mp, probe, _ := mempressure.Lookup(p.PressureMap(), id)
+			if probe {
+				r.Sched = mempressure.Score(mp, now)
+				r.Score = r.Sched
+				if p.InFlight(id) > 0 {
+					r.Score = max(mp.ThrashScore, 1)
+				}
+				r.ProbeEvents, r.ProbeDelayNs = mp.TotalEvents, mp.TotalDelayNs
+			}
+			// ... and takes the requested delays' score when it is larger,
+			// holding it while a task sleeps off the delay it was given.
 			var sp mempressure.StepPressure
 			ops := o.PressureMap().Lookup(id, &sp) == nil
 			if ops {
-				// memcg_agent_ops' entry: what the scheduler reads.
-				r = pressuretest.Reading{Sched: mempressure.Score(sp, now), Events: sp.TotalEvents, DelayNs: sp.TotalDelayNs}
-				// The daemon keeps the last score while a task sleeps
-				// off the delay it was given, or is inside the handler.
-				r.Score = r.Sched
+				r.Events, r.DelayNs = sp.TotalEvents, sp.TotalDelayNs
+				rs := mempressure.Score(sp, now)
 				st, ok, _ := o.Cgroup(id)
-				if p.InFlight(id) > 0 || (ok && st.LastDelayMs > 0 && now < sp.LastUpdateNs+uint64(st.LastDelayMs)*1e6) {
-					r.Score = max(sp.ThrashScore, 1)
+				if ok && st.LastDelayMs > 0 && now < sp.LastUpdateNs+uint64(st.LastDelayMs)*1e6 {
+					rs = max(sp.ThrashScore, 1)
 				}
-			}
-			// ... and takes the probe's measured score when it is larger.
-			mp, probe, _ := mempressure.Lookup(p.PressureMap(), id)
-			if probe {
-				ms := mempressure.Score(mp, now)
-				if p.InFlight(id) > 0 {
-					ms = max(mp.ThrashScore, 1)
-				}
-				r.Score = max(r.Score, ms)
-				r.ProbeEvents, r.ProbeDelayNs = mp.TotalEvents, mp.TotalDelayNs
+				r.Score = max(r.Score, rs)
 			}
 			return r, ops || probe
 		}}

@@ -52,9 +52,9 @@ const FidelityTolerance = 0.10
 const (
 	FidelityWithin = "within" // within FidelityTolerance of the recording
 	FidelityOff    = "off"    // further off
-	// FidelityTooSmall: the recording asks for less than the replay can
-	// reproduce measurably (a step too short for its CPU time, or too
-	// small for its memory, to be told from the replay's own process).
+	// FidelityTooSmall: the recording asks for less than the replay's
+	// own process costs (a step too short for its CPU time, or too small
+	// for its memory, to be told from that cost).
 	FidelityTooSmall    = "too_small"
 	FidelityNotRecorded = "not_recorded" // the recording holds no value
 	FidelityNotMeasured = "not_measured" // the guest could not read one
@@ -65,9 +65,11 @@ const (
 	// FidelityCgroup: memory.peak and cpu.stat usage_usec of the step's
 	// own cgroup, read after its process exited.
 	FidelityCgroup = "cgroup"
-	// FidelityRusage: the step process's own resource usage (peak RSS,
-	// user+system time), when it ran without a cgroup of its own.
-	FidelityRusage = "rusage"
+	// FidelityProcess: when the step ran without a cgroup of its own,
+	// the replay's own count of its peak memory (what its process held
+	// before it began plus what it mapped) and its process's user and
+	// system time.
+	FidelityProcess = "process"
 )
 
 // StepFidelity is one replayed step's resource use against its recording
@@ -86,16 +88,19 @@ type StepFidelity struct {
 type Measure struct {
 	Expected *float64 `json:"expected,omitempty"` // nil: not recorded
 	Actual   *float64 `json:"actual,omitempty"`   // nil: not measured
+	// Floor is the least the replay could have used: what its own
+	// process costs. An expected amount below it is too small to check.
+	Floor float64 `json:"floor,omitempty"`
 	// Ratio is Actual/Expected when both are known and Expected > 0.
 	Ratio   float64 `json:"ratio,omitempty"`
 	Verdict string  `json:"verdict"`
 }
 
 // Compare classifies actual use against the expected amount. An expected
-// amount below floor is too small to check: the replay's fixed costs would
-// decide the verdict.
+// amount below floor, the replay's own cost, is too small to check: that
+// cost, not the recording, decides what the step uses.
 func Compare(expected, actual *float64, floor float64) Measure {
-	m := Measure{Expected: expected, Actual: actual}
+	m := Measure{Expected: expected, Actual: actual, Floor: floor}
 	if expected != nil && actual != nil && *expected > 0 {
 		m.Ratio = *actual / *expected
 	}

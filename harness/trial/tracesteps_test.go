@@ -37,7 +37,7 @@ func TestCompare(t *testing.T) {
 		if m.Verdict != c.verdict || m.Ratio < c.ratio-1e-12 || m.Ratio > c.ratio+1e-12 {
 			t.Errorf("%s: %v vs %v: ratio %v verdict %q, want %v %q", c.name, c.actual, c.expected, m.Ratio, m.Verdict, c.ratio, c.verdict)
 		}
-		if m.Expected != c.expected || m.Actual != c.actual {
+		if m.Expected != c.expected || m.Actual != c.actual || m.Floor != floor {
 			t.Errorf("%s: values not kept", c.name)
 		}
 	}

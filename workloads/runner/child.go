@@ -8,6 +8,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/agentcgroup/agentcgroup/workloads/trace"
 	"github.com/agentcgroup/agentcgroup/workloads/victim"
 )
@@ -35,6 +37,7 @@ func ChildMain(args []string) (bool, error) {
 		fs := flag.NewFlagSet("trace-step", flag.ContinueOnError)
 		work := fs.String("work", "", "step work JSON")
 		seed := fs.Uint64("seed", 0, "")
+		cg := fs.String("cgroup", "", "the step's own cgroup directory, where its memory is measured")
 		if err := fs.Parse(args[1:]); err != nil {
 			return true, err
 		}
@@ -42,9 +45,24 @@ func ChildMain(args []string) (bool, error) {
 		if err := json.Unmarshal([]byte(*work), &w); err != nil {
 			return true, fmt.Errorf("--work: %v", err)
 		}
+		// The step's memory is its profile's: khugepaged would
+		// otherwise collapse the Go runtime's sparsely used heap into
+		// huge pages now and then and add up to 2 MiB at a time.
+		if err := unix.Prctl(unix.PR_SET_THP_DISABLE, 1, 0, 0, 0); err != nil {
+			return true, fmt.Errorf("disabling transparent huge pages: %v", err)
+		}
+		// what the process holds now counts towards the step's memory
+		own, err := trace.OwnMemory(*cg)
+		if err != nil {
+			return true, fmt.Errorf("own memory: %v", err)
+		}
 		ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 		defer cancel()
-		return true, trace.RunStep(ctx, w, *seed)
+		rep, err := trace.RunStep(ctx, w, *seed, own)
+		// the driver reads the report from stdout
+		b, _ := json.Marshal(rep)
+		fmt.Println(string(b))
+		return true, err
 	}
 	return false, nil
 }

@@ -276,6 +276,9 @@ func (w *workload) result(t *trialRun) trial.WorkloadResult {
 				res.AllocHistogram = trial.AllocHistogramPath(w.name)
 			}
 		}
+		if w.kind == trial.VictimTrace && exists(filepath.Join(t.tmp, trial.TraceStepsPath(w.name))) {
+			res.Steps = trial.TraceStepsPath(w.name)
+		}
 		switch {
 		case res.OOMKilled:
 			// A session the OOM killer ended: the trial's outcome for

@@ -29,8 +29,8 @@ func TestTraceReplaysParallelCallsConcurrently(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var steps []traceStepLine
-	var sess traceSessionLine
+	var steps []trial.TraceStep
+	var sess trial.TraceSession
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		var probe map[string]any
@@ -39,7 +39,7 @@ func TestTraceReplaysParallelCallsConcurrently(t *testing.T) {
 			json.Unmarshal(sc.Bytes(), &sess)
 			continue
 		}
-		var s traceStepLine
+		var s trial.TraceStep
 		if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
 			t.Fatal(err)
 		}
@@ -52,7 +52,7 @@ func TestTraceReplaysParallelCallsConcurrently(t *testing.T) {
 	for _, s := range steps {
 		end[s.Step] = s.Began + s.Latency
 	}
-	var task traceStepLine
+	var task trial.TraceStep
 	for _, s := range steps {
 		if s.Step == 0 {
 			task = s

@@ -51,10 +51,10 @@ func TestTraceParallelStepsInGuest(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	steps := map[int]traceStepLine{}
+	steps := map[int]trial.TraceStep{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		var s traceStepLine
+		var s trial.TraceStep
 		if json.Unmarshal(sc.Bytes(), &s) == nil && s.Tool != "" {
 			steps[s.Step] = s
 			t.Logf("step %d %-5s offset %v due %v began %v latency %v after %v", s.Step, s.Tool, s.Offset, s.Due, s.Began, s.Latency, s.After)

@@ -236,11 +236,19 @@ func runTrace(ctx context.Context, r VictimRun, rec *latency.Recorder) (time.Dur
 		}
 		return cg, nil
 	}
+	// usage[i] is written by step i's goroutine before Replay hears it
+	// ended, and read in done after that, so it needs no lock.
+	usage := make([]trace.Usage, len(work))
 	run := func(ctx context.Context, w trace.StepWork) (time.Time, error) {
-		cmd := traceStepCmd(ctx, self, load.SubSeed(r.Seed, strconv.Itoa(w.Index)), w)
+		seed := load.SubSeed(r.Seed, strconv.Itoa(w.Index))
+		var out bytes.Buffer
 		if r.Mount == "" {
+			cmd := traceStepCmd(ctx, self, seed, w, "")
+			cmd.Stdout = &out
 			began := time.Now()
-			return began, cmd.Run()
+			err := cmd.Run()
+			usage[w.Index] = stepUsage(nil, cmd.ProcessState, out.Bytes())
+			return began, err
 		}
 		cg, err := setup(w)
 		if err != nil {
@@ -252,11 +260,15 @@ func runTrace(ctx context.Context, r VictimRun, rec *latency.Recorder) (time.Dur
 			stop()
 			return time.Now(), errSetup
 		}
+		cmd := traceStepCmd(ctx, self, seed, w, cg.Path)
+		cmd.Stdout = &out
 		began := time.Now()
 		if err := cg.Start(cmd); err != nil {
 			return began, err
 		}
-		return began, cmd.Wait()
+		err = cmd.Wait()
+		usage[w.Index] = stepUsage(&cg, cmd.ProcessState, out.Bytes())
+		return began, err
 	}
 	var log bytes.Buffer
 	logStep := func(v any) {
@@ -265,10 +277,14 @@ func runTrace(ctx context.Context, r VictimRun, rec *latency.Recorder) (time.Dur
 	}
 	res := trace.Replay(ctx, work, r.Start, deadline, run, func(s trace.StepResult) {
 		w := work[s.Index]
-		line := traceStepLine{Step: s.Index, Tool: w.Tool, After: w.After,
+		line := trial.TraceStep{Step: s.Index, Tool: w.Tool, After: w.After,
 			Offset: trial.Duration(w.Offset), Nominal: trial.Duration(w.Nominal),
 			Due: trial.Duration(s.Due.Sub(r.Start)), Began: trial.Duration(s.Began.Sub(r.Start)),
 			Latency: trial.Duration(s.Done.Sub(s.Began))}
+		if !errors.Is(s.Err, errSetup) {
+			f := trace.Check(w.Expect, usage[s.Index])
+			line.Fidelity = &f
+		}
 		switch {
 		case errors.Is(s.Err, errSetup):
 			line.Error = "not started: step setup failed"
@@ -292,7 +308,7 @@ func runTrace(ctx context.Context, r VictimRun, rec *latency.Recorder) (time.Dur
 		}
 	}
 	nominal := trace.Nominal(ran)
-	logStep(traceSessionLine{Session: r.Victim.Session, Trace: t.Name, Steps: len(work), Started: len(ran),
+	logStep(trial.TraceSession{Session: r.Victim.Session, Trace: t.Name, Steps: len(work), Started: len(ran),
 		Makespan: trial.Duration(last.Sub(r.Start)), Recorded: trial.Duration(nominal)})
 	fmt.Fprintf(os.Stderr, "trace %s: %d of %d steps, makespan %v, recorded %v (compressed)\n",
 		r.Victim.Name, len(ran), len(work), last.Sub(r.Start).Round(time.Millisecond), nominal.Round(time.Millisecond))
@@ -304,10 +320,15 @@ func runTrace(ctx context.Context, r VictimRun, rec *latency.Recorder) (time.Dur
 	return nominal, setupErr
 }
 
-// traceStepCmd is one replayed tool call as its own agentwork process.
-func traceStepCmd(ctx context.Context, self string, seed uint64, w trace.StepWork) *exec.Cmd {
+// traceStepCmd is one replayed tool call as its own agentwork process;
+// cgroupDir is the step cgroup it will run in ("" for none).
+func traceStepCmd(ctx context.Context, self string, seed uint64, w trace.StepWork, cgroupDir string) *exec.Cmd {
 	b, _ := json.Marshal(w)
-	cmd := exec.CommandContext(ctx, self, "trace-step", "--seed", strconv.FormatUint(seed, 10), "--work", string(b))
+	args := []string{"trace-step", "--seed", strconv.FormatUint(seed, 10), "--work", string(b)}
+	if cgroupDir != "" {
+		args = append(args, "--cgroup", cgroupDir)
+	}
+	cmd := exec.CommandContext(ctx, self, args...)
 	cmd.Stderr = os.Stderr
 	return cmd
 }
@@ -334,7 +355,7 @@ func runTraceNeighbour(ctx context.Context, p trial.TraceParams, seed uint64) (n
 	for round := 0; ctx.Err() == nil; round++ {
 		run := func(ctx context.Context, w trace.StepWork) (time.Time, error) {
 			began := time.Now()
-			return began, traceStepCmd(ctx, self, load.SubSeed(seed, fmt.Sprintf("%d/%d", round, w.Index)), w).Run()
+			return began, traceStepCmd(ctx, self, load.SubSeed(seed, fmt.Sprintf("%d/%d", round, w.Index)), w, "").Run()
 		}
 		trace.Replay(ctx, work, time.Now(), time.Now().Add(24*time.Hour), run, func(s trace.StepResult) {
 			switch {
@@ -352,30 +373,39 @@ func runTraceNeighbour(ctx context.Context, p trial.TraceParams, seed uint64) (n
 // set up; runTrace reports the setup error itself.
 var errSetup = errors.New("step setup failed")
 
-// traceStepLine is one replayed step in a trace victim's steps log; times
-// count from the session's start.
-type traceStepLine struct {
-	Step    int            `json:"step"`
-	Tool    string         `json:"tool"`
-	After   []int          `json:"after,omitempty"` // steps it waited for
-	Offset  trial.Duration `json:"offset"`          // recorded start, compressed
-	Nominal trial.Duration `json:"nominal"`         // recorded duration, compressed
-	Due     trial.Duration `json:"due"`             // when the schedule released it
-	Began   trial.Duration `json:"began"`
-	Latency trial.Duration `json:"latency"` // its wall time from Began
-	Error   string         `json:"error,omitempty"`
+// stepUsage is what a finished step used: its cgroup's memory.peak and
+// cpu.stat usage_usec, or, when it had no cgroup of its own, the peak the
+// step counted itself and its process's user+system time; with the report
+// the step printed on stdout. A value that cannot be read is nil.
+func stepUsage(cg *cgroupfs.Cgroup, ps *os.ProcessState, stdout []byte) trace.Usage {
+	var u trace.Usage
+	var rep trace.StepReport
+	if json.Unmarshal(bytes.TrimSpace(stdout), &rep) == nil {
+		u.Report = &rep
+	}
+	if cg != nil {
+		u.Source = trial.FidelityCgroup
+		if v, err := cg.ReadUint("memory.peak"); err == nil {
+			u.PeakBytes = ptr(float64(v))
+		}
+		if st, err := cg.FlatKeyed("cpu.stat"); err == nil {
+			if v, ok := st["usage_usec"]; ok {
+				u.CPUUsec = ptr(float64(v))
+			}
+		}
+		return u
+	}
+	u.Source = trial.FidelityProcess
+	if u.Report != nil {
+		u.PeakBytes = ptr(float64(u.Report.PeakBytes))
+	}
+	if ps != nil {
+		u.CPUUsec = ptr(float64((ps.UserTime() + ps.SystemTime()).Microseconds()))
+	}
+	return u
 }
 
-// traceSessionLine ends a trace victim's steps log: the replayed session's
-// makespan against the recorded one (both compressed).
-type traceSessionLine struct {
-	Session  string         `json:"session"`
-	Trace    string         `json:"trace"`
-	Steps    int            `json:"steps"`   // planned
-	Started  int            `json:"started"` // the rest were due after the measured phase
-	Makespan trial.Duration `json:"makespan"`
-	Recorded trial.Duration `json:"recorded_makespan"`
-}
+func ptr(v float64) *float64 { return &v }
 
 // TraceStepsPath is where a trace victim whose latency log is hlog writes
 // its steps log: one JSON line per replayed step, then one for the session.

@@ -309,8 +309,8 @@ func TestPlanSplitsSamplesAmongCallsInFlight(t *testing.T) {
 	if want := [][]int64{{100e6, 50e6}, {50e6}}; !reflect.DeepEqual(mem, want) {
 		t.Errorf("memory per segment %v, want %v (alone: all of it; two in flight: half each)", mem, want)
 	}
-	full := int64(500 * DefaultLoopsPerMs)
-	if l := []int64{w[0].Segs[0].CPULoops, w[0].Segs[1].CPULoops, w[1].Segs[0].CPULoops}; l[0] != full || l[1] != full/2 || l[2] != full/2 {
-		t.Errorf("cpu loops %v, want %d then half of it for each of the overlapping pair", l, full)
+	full := 500 * time.Millisecond
+	if c := []time.Duration{w[0].Segs[0].CPU, w[0].Segs[1].CPU, w[1].Segs[0].CPU}; c[0] != full || c[1] != full/2 || c[2] != full/2 {
+		t.Errorf("cpu time %v, want %v then half of it for each of the overlapping pair", c, full)
 	}
 }

@@ -2,17 +2,21 @@ package trace
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 	"github.com/agentcgroup/agentcgroup/workloads/load"
 )
-
-// DefaultLoopsPerMs converts a recorded CPU share into fixed work: load.CPU
-// iterations per millisecond of one busy CPU (measured about 435k on the
-// development host; near native under TCG). Work is fixed rather than
-// timed so interference stretches a step instead of shrinking its work.
-const DefaultLoopsPerMs = 400_000
 
 // chunkBytes is the allocation granule when following a memory profile.
 const chunkBytes = 1 << 20
@@ -33,19 +37,25 @@ type StepWork struct {
 	After   []int         `json:"after,omitempty"`
 	Nominal time.Duration `json:"nominal"` // compressed recorded duration
 	Segs    []Segment     `json:"segs"`
+	// Expect is what the recording says the step uses, scaled; the
+	// driver compares it with what the step used (the step process does
+	// not need it).
+	Expect Expected `json:"-"`
 }
 
-// Segment is one profile point: hold MemBytes, do CPULoops, and take at
-// least Dur.
+// Segment is one profile point: hold MemBytes, spend CPU of CPU time on
+// up to Threads CPUs at once, and take at least Dur.
 type Segment struct {
 	Dur      time.Duration `json:"dur"`
 	MemBytes int64         `json:"mem_bytes"`
-	CPULoops int64         `json:"cpu_loops"`
+	CPU      time.Duration `json:"cpu"`
+	// Threads is the recorded CPU share rounded up to whole CPUs: a
+	// share above one CPU is spent by as many threads.
+	Threads int `json:"threads,omitempty"`
 }
 
 // Plan turns a trace into step work for the given parameters, in start
-// order. CPU share is capped at one CPU because the replayed step runs one
-// thread.
+// order.
 //
 // The recording samples the whole container, so every call running at a
 // sample's time was charged all of it. Replaying each such call with the
@@ -78,18 +88,26 @@ func Plan(t *Trace, p trial.TraceParams) []StepWork {
 			}
 		}
 		seg := w.Nominal / time.Duration(len(s.MemMB))
+		var peak, cpuMs float64
 		for k := range s.MemMB {
 			// the profile point's recorded time: the middle of its share
 			// of the call
 			at := float64(s.StartMs) + (float64(k)+0.5)*float64(s.DurMs)/float64(len(s.MemMB))
 			n := float64(inFlight(t.Steps, i, at))
-			duty := min(s.CPUPct[k]/100/n, 1)
+			duty := s.CPUPct[k] / 100 / n
+			peak = max(peak, s.MemMB[k]/n*1e6*p.MemScale)
+			cpuMs += duty * float64(s.DurMs) / float64(len(s.MemMB)) / comp
 			w.Segs = append(w.Segs, Segment{
 				Dur:      seg,
 				MemBytes: int64(s.MemMB[k] / n * 1e6 * p.MemScale),
-				CPULoops: int64(duty * float64(seg) / float64(time.Millisecond) * DefaultLoopsPerMs),
+				CPU:      time.Duration(duty * float64(seg)),
+				Threads:  max(int(math.Ceil(duty)), 1),
 			})
 		}
+		// Validate guarantees every step both profiles, so both values
+		// are always recorded.
+		cpuUsec := cpuMs * 1000
+		w.Expect = Expected{PeakBytes: &peak, CPUUsec: &cpuUsec}
 		out = append(out, w)
 	}
 	return out
@@ -252,43 +270,182 @@ launch:
 	return out
 }
 
+// StepReport is what a step process tells its driver when it ends.
+type StepReport struct {
+	// OwnBytes is the memory the process held before it allocated any
+	// (its runtime and what it had faulted in), which its memory profile
+	// counts towards.
+	OwnBytes int64 `json:"own_bytes"`
+	// PeakBytes is the most it held by its own count: OwnBytes and
+	// what it mapped.
+	PeakBytes int64 `json:"peak_bytes"`
+	// Spun is the CPU time it spun to meet its budget. The rest of what
+	// it used, its start and exit and its page faults, is the replay's
+	// own cost.
+	Spun time.Duration `json:"spun"`
+}
+
 // RunStep executes one step in the current process: for each segment grow
-// or shrink the mapped memory to its target (touching new pages), do its
-// CPU work, then idle out the rest of the segment's nominal time. Idle time
-// is not made up when a segment runs late.
-func RunStep(ctx context.Context, w StepWork, seed uint64) error {
-	var chunks []*load.Region
-	defer func() {
-		for _, c := range chunks {
-			c.Unmap()
-		}
-	}()
+// or shrink the mapped memory to its target (touching new pages), spend
+// its CPU time, then idle out the rest of the segment's nominal time. Idle
+// time is not made up when a segment runs late.
+//
+// The recorded memory and CPU of a call include the tool's own process,
+// so the step's do too. ownBytes, what the process held before the step
+// began, counts towards every memory target: the step maps only the rest.
+// CPU is spent to a budget of the process's CPU time counted from its
+// start, so its start and its page faults count towards it. The budget is
+// CPU time rather than a fixed number of loop iterations because the
+// recording measured CPU time, and under emulation the loop's speed
+// follows the host's load. Interference that takes CPU away from the step
+// (other tasks, a cpu.max quota) still stretches it, since only CPU time
+// it received counts; kernel time it spends itself, such as direct
+// reclaim, uses up its budget instead.
+func RunStep(ctx context.Context, w StepWork, seed uint64, ownBytes int64) (StepReport, error) {
+	rep := StepReport{OwnBytes: ownBytes, PeakBytes: ownBytes}
+	var mem held
+	defer mem.resize(0, 0)
 	val := load.Rand(seed, "trace.step").Uint64()
 	start := time.Now()
 	due := start
+	var budget time.Duration
 	for _, s := range w.Segs {
 		due = due.Add(s.Dur)
-		want := (s.MemBytes + chunkBytes - 1) / chunkBytes
-		for int64(len(chunks)) < want {
-			r, err := load.Map(chunkBytes)
-			if err != nil {
-				return err
-			}
-			r.Touch(0, chunkBytes, val)
-			chunks = append(chunks, r)
+		if err := mem.resize(toMap(s.MemBytes, ownBytes), val); err != nil {
+			return rep, err
 		}
-		for int64(len(chunks)) > want {
-			chunks[len(chunks)-1].Unmap()
-			chunks = chunks[:len(chunks)-1]
+		rep.PeakBytes = max(rep.PeakBytes, ownBytes+mem.bytes)
+		budget += s.CPU
+		spun, err := spendCPU(ctx, budget, s.Threads)
+		rep.Spun += spun
+		if err != nil {
+			return rep, err
 		}
-		load.Sink += load.CPU(s.CPULoops)
 		if d := time.Until(due); d > 0 {
 			select {
 			case <-time.After(d):
 			case <-ctx.Done():
-				return ctx.Err()
+				return rep, ctx.Err()
 			}
 		}
 	}
+	return rep, nil
+}
+
+// toMap is what a step maps to hold target bytes when its process holds
+// own already: the rest, to the page.
+func toMap(target, own int64) int64 {
+	return (max(target-own, 0) + load.PageSize - 1) / load.PageSize * load.PageSize
+}
+
+// held is a step's mapped memory, in chunks of up to chunkBytes, the last
+// one smaller when the size is not a whole number of chunks.
+type held struct {
+	chunks []*load.Region
+	bytes  int64
+}
+
+// resize maps and touches, or unmaps, memory until exactly want bytes
+// (a whole number of pages) are held.
+func (h *held) resize(want int64, val uint64) error {
+	for h.bytes > want {
+		last := h.chunks[len(h.chunks)-1]
+		h.chunks = h.chunks[:len(h.chunks)-1]
+		h.bytes -= last.Len()
+		last.Unmap()
+	}
+	for h.bytes < want {
+		r, err := load.Map(min(chunkBytes, want-h.bytes))
+		if err != nil {
+			return err
+		}
+		r.Touch(0, r.Len(), val)
+		h.chunks = append(h.chunks, r)
+		h.bytes += r.Len()
+	}
 	return nil
+}
+
+// spinLoops is the load.CPU work between two looks at the process's CPU
+// time: tens of microseconds, so a segment overshoots its budget by about
+// that while the look's system call costs a few percent.
+const spinLoops = 20_000
+
+// processCPU is the CPU time the process has used since it started, all
+// its threads together.
+func processCPU() (time.Duration, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_PROCESS_CPUTIME_ID, &ts); err != nil {
+		return 0, fmt.Errorf("process CPU time: %w", err)
+	}
+	return time.Duration(ts.Nano()), nil
+}
+
+// spendCPU spins on threads goroutines until the process has used until
+// of CPU time, and returns the CPU time that took.
+func spendCPU(ctx context.Context, until time.Duration, threads int) (time.Duration, error) {
+	before, err := processCPU()
+	if err != nil || before >= until {
+		return 0, err
+	}
+	var wg sync.WaitGroup
+	sinks := make([]uint64, max(threads, 1))
+	errs := make([]error, len(sinks))
+	for i := range sinks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				used, err := processCPU()
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				if used >= until {
+					return
+				}
+				sinks[i] += load.CPU(spinLoops)
+			}
+		}()
+	}
+	wg.Wait()
+	after, err := processCPU()
+	for i := range sinks {
+		load.Sink += sinks[i]
+		if err == nil {
+			err = errs[i]
+		}
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	return max(after-before, 0), err
+}
+
+// OwnMemory is what this process holds now, as its step will be measured:
+// the memory.current of its cgroup dir, or, without one, its resident
+// anonymous memory (the binary's own pages are shared, not the step's).
+func OwnMemory(cgroupDir string) (int64, error) {
+	if cgroupDir != "" {
+		b, err := os.ReadFile(filepath.Join(cgroupDir, "memory.current"))
+		if err != nil {
+			return 0, err
+		}
+		return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	}
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0, err
+	}
+	// size resident shared ...: resident less its file-backed part
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return 0, fmt.Errorf("/proc/self/statm: %q", b)
+	}
+	res, err1 := strconv.ParseInt(f[1], 10, 64)
+	shared, err2 := strconv.ParseInt(f[2], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("/proc/self/statm: %v", err)
+	}
+	return (res - shared) * int64(os.Getpagesize()), nil
 }

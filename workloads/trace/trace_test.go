@@ -100,9 +100,9 @@ func TestPlanCompressesAndScales(t *testing.T) {
 	if len(w[1].Segs) != 4 || w[1].Segs[1].MemBytes != int64(1019e6*0.5) {
 		t.Errorf("step 1 segs %+v", w[1].Segs)
 	}
-	// 150% is capped at one CPU: 75 ms segment fully busy.
-	if want := int64(75 * DefaultLoopsPerMs); w[1].Segs[1].CPULoops != want {
-		t.Errorf("capped cpu loops %d, want %d", w[1].Segs[1].CPULoops, want)
+	// 150% of a 75 ms segment: 112.5 ms of CPU time on two threads
+	if sg := w[1].Segs[1]; sg.CPU != 112500*time.Microsecond || sg.Threads != 2 {
+		t.Errorf("cpu %v on %d threads, want 112.5ms on 2", sg.CPU, sg.Threads)
 	}
 	// the recorded makespan: the last call ends 6 s after the first started
 	if got := Nominal(w); got != 600*time.Millisecond {
@@ -118,11 +118,11 @@ func TestPlanCompressesAndScales(t *testing.T) {
 
 func TestRunStepTakesNominalTime(t *testing.T) {
 	w := StepWork{Nominal: 60 * time.Millisecond, Segs: []Segment{
-		{Dur: 30 * time.Millisecond, MemBytes: 3 << 20, CPULoops: 1000},
-		{Dur: 30 * time.Millisecond, MemBytes: 1 << 20, CPULoops: 1000},
+		{Dur: 30 * time.Millisecond, MemBytes: 3 << 20, CPU: time.Millisecond},
+		{Dur: 30 * time.Millisecond, MemBytes: 1 << 20, CPU: time.Millisecond},
 	}}
 	start := time.Now()
-	if err := RunStep(context.Background(), w, 1); err != nil {
+	if _, err := RunStep(context.Background(), w, 1, 0); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(start); d < 60*time.Millisecond {

@@ -51,6 +51,9 @@ type Summary struct {
 	// HostLoads are the host's 1-minute load averages at the start of
 	// every attempt, in trial id order: how contended the host was.
 	HostLoads []float64
+	// Fidelity says, per trace victim, how closely its replayed steps
+	// used the memory and CPU time of their scaled recording.
+	Fidelity []VictimFidelity
 }
 
 // TrialNote is a trial that did not contribute data, and why.
@@ -177,6 +180,7 @@ func Analyze(dir string) (*Summary, error) {
 	}
 	s.buildRows()
 	s.pick()
+	s.Fidelity = Fidelity(s.Trials)
 	return s, nil
 }
 

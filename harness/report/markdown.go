@@ -52,6 +52,8 @@ func Markdown(s *analysis.Summary, figs []Figure) []byte {
 
 	pathologies(&b, s)
 
+	fidelity(&b, s)
+
 	p("## memory.events per configuration\n\n")
 	p("Counter increase between the snapshots before the neighbours start and after the victims finish, per trial, for the victims' and the neighbours' session cgroups (hierarchical counts).\n\n")
 	p("| neighbours | configuration |")

@@ -66,6 +66,19 @@ u32 test_error_trigger; /* tests set this to force a scheduler error */
 /* scheduler-wide event counters, read by the loader */
 u64 nr_wake_prev, nr_wake_other, nr_direct, nr_dispatched, nr_kept, nr_wake_preempt, nr_wake_sync;
 u64 nr_charge_capped, charge_dropped_ns;
+/*
+ * Queue waits, from insertion into a DSQ to ops.running: the longest seen,
+ * its task and cgroup, and how many exceeded FCG_LONG_WAIT_NS.
+ */
+u64 max_wait_ns, max_wait_cgid, nr_long_waits;
+/*
+ * Runnable accounting that went wrong: a deactivation that found nothing
+ * active, and cgroups that went away while still counted active.
+ */
+u64 nr_acct_underflow, nr_exit_active;
+u32 max_wait_pid;
+/* the kernel's debug dump at an error exit (ops.dump_task adds our view) */
+char exit_dump[FCG_EXIT_DUMP_LEN];
 
 #define FCG_MAX_CPUS 1024
 /* slot of the cgroup whose task runs on each CPU, FCG_NO_SLOT when none */
@@ -80,6 +93,7 @@ struct fcg_task {
 	u32 acct_slot;  /* cgroup its runnable state is counted in */
 	u64 charged_at; /* runtime charged up to here while running */
 	u64 run_start;  /* when it last started running (ops.running) */
+	u64 queued_at;  /* when it was last inserted into a DSQ, 0: not queued */
 	u8 accounted;
 	u8 wake_idle;   /* select_cpu found an idle CPU for this wakeup */
 };
@@ -321,8 +335,14 @@ static void cg_deactivate(u32 slot)
 
 	if (!c)
 		return;
-	if (__sync_fetch_and_add(&c->nr_self, -1) == 1)
-		__sync_fetch_and_add(&c->child_wsum, -FCG_SELF_WEIGHT);
+	{
+		s64 old = __sync_fetch_and_add(&c->nr_self, -1);
+
+		if (old == 1)
+			__sync_fetch_and_add(&c->child_wsum, -FCG_SELF_WEIGHT);
+		else if (old <= 0)
+			__sync_fetch_and_add(&nr_acct_underflow, 1);
+	}
 	for (d = 0; d < FCG_MAX_DEPTH; d++) {
 		if (__sync_fetch_and_add(&c->nr_active, -1) != 1)
 			break;
@@ -404,7 +424,7 @@ static int bw_timer_fn(void *map, int *key, struct bpf_timer *timer)
 }
 
 /* Slice from the policy, shortened by the thrash penalty and the quota left. */
-static u64 task_slice(struct fcg_cgroup *c, struct step_policy *pol, bool penal)
+static u64 task_slice(u32 slot, struct fcg_cgroup *c, struct step_policy *pol, bool penal)
 {
 	u64 slice = (pol && pol->slice_ns) ? pol->slice_ns : slice_ns;
 
@@ -520,7 +540,8 @@ static void insert_local(struct task_struct *p, struct fcg_task *t, struct fcg_c
 	struct step_policy *pol = policy_of(cgid);
 
 	scx_bpf_dsq_insert___v2(p, SCX_DSQ_LOCAL,
-				task_slice(c, pol, thrash_penalized(cgid, pol, now)), 0);
+				task_slice(t->slot, c, pol, thrash_penalized(cgid, pol, now)), 0);
+	t->queued_at = now;
 	__sync_fetch_and_add(&c->stats.enqueues, 1);
 	t->wake_idle = 0;
 }
@@ -672,7 +693,7 @@ int fcg_enqueue(unsigned long long *ctx)
 	pol = policy_of(cgid);
 
 	penal = thrash_penalized(cgid, pol, now);
-	slice = task_slice(c, pol, penal);
+	slice = task_slice(slot, c, pol, penal);
 	wake_idle = t->wake_idle;
 	t->wake_idle = 0;
 	if ((enq_flags & SCX_ENQ_WAKEUP) && !wake_idle && !c->throttled &&
@@ -685,6 +706,7 @@ int fcg_enqueue(unsigned long long *ctx)
 		 * dispatches first would take it anyway.
 		 */
 		scx_bpf_dsq_insert___v2(p, SCX_DSQ_LOCAL, slice, enq_flags);
+		t->queued_at = now;
 		__sync_fetch_and_add(&c->stats.enqueues, 1);
 		__sync_fetch_and_add(&nr_direct, 1);
 		return 0;
@@ -713,6 +735,7 @@ int fcg_enqueue(unsigned long long *ctx)
 	}
 
 	scx_bpf_dsq_insert_vtime(p, cg_dsq(slot), slice, vtime, enq_flags);
+	t->queued_at = now;
 	__sync_fetch_and_add(&c->stats.enqueues, 1);
 
 	if (c->throttled)
@@ -839,7 +862,7 @@ static bool keep_prev(struct task_struct *prev, u32 best)
 	now = bpf_ktime_get_ns();
 	pol = policy_of(cgid);
 	penal = thrash_penalized(cgid, pol, now);
-	prev->scx.slice = task_slice(c, pol, penal);
+	prev->scx.slice = task_slice(t->slot, c, pol, penal);
 	note_dispatch(t->slot);
 	__sync_fetch_and_add(&nr_kept, 1);
 	return true;
@@ -926,6 +949,20 @@ int fcg_quiescent(unsigned long long *ctx)
 	return 0;
 }
 
+/* Racy maxima: these are diagnostics, an occasional lost update is fine. */
+static void note_wait(struct task_struct *p, struct fcg_cgroup *c, u64 wait)
+{
+	if (wait > c->stats.max_wait_ns)
+		c->stats.max_wait_ns = wait;
+	if (wait >= FCG_LONG_WAIT_NS)
+		__sync_fetch_and_add(&nr_long_waits, 1);
+	if (wait > READ_ONCE(max_wait_ns)) {
+		max_wait_ns = wait;
+		max_wait_cgid = c->cgid;
+		max_wait_pid = p->pid;
+	}
+}
+
 SEC("struct_ops/fcg_running")
 int fcg_running(unsigned long long *ctx)
 {
@@ -948,6 +985,9 @@ int fcg_running(unsigned long long *ctx)
 	c = cg_at(t->slot);
 	if (c && (s64)(p->scx.dsq_vtime - c->tvtime_floor) > 0)
 		c->tvtime_floor = p->scx.dsq_vtime;
+	if (t->queued_at && c)
+		note_wait(p, c, now - t->queued_at);
+	t->queued_at = 0;
 	return 0;
 }
 
@@ -1087,6 +1127,8 @@ int fcg_cgroup_exit(unsigned long long *ctx)
 	c = cg_at(slot);
 	if (!c)
 		return 0;
+	if (READ_ONCE(c->nr_active) != 0)
+		__sync_fetch_and_add(&nr_exit_active, 1);
 	scx_bpf_destroy_dsq(cg_dsq(slot));
 	c->quota_ns = 0;
 	c->throttled = 0;
@@ -1153,10 +1195,51 @@ s32 fcg_init(unsigned long long *ctx)
 	return bpf_timer_start(&bt->timer, bw_tick_ns, 0);
 }
 
+/*
+ * The kernel's debug dump (at an error exit, e.g. a watchdog stall) lists
+ * the runnable tasks; add how this scheduler sees each one's cgroup: whether
+ * it counts as runnable (nr_self), is parked, and how far its vtime is from
+ * the latest dispatched one, which tells a task the picker skips from one
+ * that merely waits its turn.
+ */
+SEC("struct_ops/fcg_dump_task")
+int fcg_dump_task(unsigned long long *ctx)
+{
+	struct task_struct *p = (void *)ctx[1];
+	struct fcg_task *t = task_of(p);
+	struct fcg_cgroup *c;
+	unsigned long long d[9];
+	u64 now = bpf_ktime_get_ns();
+
+	if (!t)
+		return 0;
+	c = cg_at(t->slot);
+	if (!c)
+		return 0;
+	d[0] = t->slot;
+	d[1] = c->cgid;
+	d[2] = (u64)c->nr_self;
+	d[3] = (u64)c->nr_active;
+	d[4] = c->throttled;
+	d[5] = (u64)scx_bpf_dsq_nr_queued(cg_dsq(t->slot));
+	d[6] = READ_ONCE(c->cvtime) - READ_ONCE(cvtime_now);
+	d[7] = cg_hweight(t->slot);
+	d[8] = t->queued_at ? (now - t->queued_at) / 1000 : 0;
+	{
+		static char fmt[] = "fcg: slot=%u cgid=%llu nr_self=%lld nr_active=%lld throttled=%u "
+				    "queued=%d cvtime-now=%lldns hw=%llu/1048576 waiting=%lluus";
+		scx_bpf_dump_bstr(fmt, d, sizeof(d));
+	}
+	return 0;
+}
+
 SEC("struct_ops/fcg_exit")
 int fcg_exit(unsigned long long *ctx)
 {
 	struct scx_exit_info *ei = (void *)ctx[0];
+
+	if (ei->dump)
+		bpf_probe_read_kernel_str(exit_dump, sizeof(exit_dump), ei->dump);
 
 	bpf_probe_read_kernel_str(exit_info.reason, sizeof(exit_info.reason), ei->reason);
 	bpf_probe_read_kernel_str(exit_info.msg, sizeof(exit_info.msg), ei->msg);
@@ -1184,6 +1267,7 @@ struct sched_ext_ops agent_flatcg = {
 	.cgroup_set_bandwidth = (void *)fcg_cgroup_set_bandwidth,
 	.init = (void *)fcg_init,
 	.exit = (void *)fcg_exit,
+	.dump_task = (void *)fcg_dump_task,
 	/*
 	 * ENQ_LAST: a throttled task must not keep running just because it is
 	 * the only one on its CPU. ALLOW_QUEUED_WAKEUP: a wakeup onto an idle

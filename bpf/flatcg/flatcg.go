@@ -336,6 +336,20 @@ func (s *Scheduler) Exited() (ExitInfo, bool, error) {
 	}, true, nil
 }
 
+// ExitDump is the kernel's debug dump of the scheduler's state at an error
+// exit (runnable tasks per CPU, with this scheduler's view of each task's
+// cgroup), empty before an exit or when the kernel made none.
+func (s *Scheduler) ExitDump() (string, error) {
+	buf := make([]byte, s.objs.ExitDump.Size())
+	if err := s.objs.ExitDump.Get(buf); err != nil {
+		return "", fmt.Errorf("flatcg: read exit dump: %w", err)
+	}
+	if i := bytes.IndexByte(buf, 0); i >= 0 {
+		buf = buf[:i]
+	}
+	return string(buf), nil
+}
+
 // Wait blocks until the scheduler exits or ctx ends. It sleeps on the ring
 // buffer ops.exit writes to after exit_info, so a waiting loader uses no
 // CPU; a record written before Wait began is still in the buffer.
@@ -468,6 +482,15 @@ type Counters struct {
 	// slice (the CPU itself was stopped, e.g. a host-preempted vCPU);
 	// ChargeDroppedNs is the time not charged.
 	ChargeCapped, ChargeDroppedNs uint64
+	// MaxWaitNs is the longest any task waited from its insertion into a
+	// dispatch queue to running, MaxWaitPid and MaxWaitCgroup whose wait
+	// it was; LongWaits counts waits of a second or more.
+	MaxWaitNs, MaxWaitCgroup, LongWaits uint64
+	MaxWaitPid                          uint32
+	// AcctUnderflows counts deactivations of a cgroup with no runnable
+	// task counted; ExitActive cgroups removed while still counted
+	// active. Both should stay 0.
+	AcctUnderflows, ExitActive uint64
 	// PolicyLookups counts step_policy lookups for a task's cgroup (in
 	// charge, enqueue and dispatch); PolicyHits those that found an
 	// entry. Hits prove the scheduler reads the policy map its writer
@@ -480,7 +503,7 @@ type Counters struct {
 func (s *Scheduler) Counters() (Counters, error) {
 	var c Counters
 	for _, v := range []struct {
-		dst *uint64
+		dst any
 		src interface{ Get(any) error }
 	}{
 		{&c.WakePrev, s.objs.NrWakePrev}, {&c.WakeOther, s.objs.NrWakeOther},
@@ -488,6 +511,9 @@ func (s *Scheduler) Counters() (Counters, error) {
 		{&c.KeptPrev, s.objs.NrKept}, {&c.WakePreempt, s.objs.NrWakePreempt},
 		{&c.WakeSync, s.objs.NrWakeSync},
 		{&c.ChargeCapped, s.objs.NrChargeCapped}, {&c.ChargeDroppedNs, s.objs.ChargeDroppedNs},
+		{&c.MaxWaitNs, s.objs.MaxWaitNs}, {&c.MaxWaitCgroup, s.objs.MaxWaitCgid},
+		{&c.LongWaits, s.objs.NrLongWaits}, {&c.MaxWaitPid, s.objs.MaxWaitPid},
+		{&c.AcctUnderflows, s.objs.NrAcctUnderflow}, {&c.ExitActive, s.objs.NrExitActive},
 	} {
 		if err := v.src.Get(v.dst); err != nil {
 			return c, fmt.Errorf("flatcg: read counters: %w", err)

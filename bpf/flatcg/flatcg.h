@@ -10,6 +10,8 @@
 #define FCG_MAX_DEPTH 16     /* deepest cgroup level we flatten */
 #define FCG_NO_SLOT 0xffffffffu
 #define FCG_DSQ_BASE 0x1000ULL /* DSQ id of slot N is FCG_DSQ_BASE + N */
+#define FCG_EXIT_DUMP_LEN 32768
+#define FCG_LONG_WAIT_NS (1000ULL * 1000 * 1000) /* a queue wait counted as long */
 
 /* Per-cgroup counters, cumulative since the cgroup was first seen. */
 struct fcg_stats {
@@ -20,6 +22,7 @@ struct fcg_stats {
 	__u64 penalized_ns; /* CPU time charged while the thrash penalty applied */
 	__u64 throttled_ns; /* time spent parked by the cpu.max equivalent */
 	__u64 throttles;    /* number of times the cgroup was parked */
+	__u64 max_wait_ns;  /* longest wait of its tasks from enqueue to running */
 };
 
 /*

@@ -71,6 +71,7 @@ type flatcgFcgStats struct {
 	PenalizedNs uint64
 	ThrottledNs uint64
 	Throttles   uint64
+	MaxWaitNs   uint64
 }
 
 type flatcgStepPolicy struct {
@@ -118,6 +119,7 @@ const (
 	flatcgProgFcgCgroupSetBandwidth = "fcg_cgroup_set_bandwidth"
 	flatcgProgFcgCgroupSetWeight    = "fcg_cgroup_set_weight"
 	flatcgProgFcgDispatch           = "fcg_dispatch"
+	flatcgProgFcgDumpTask           = "fcg_dump_task"
 	flatcgProgFcgEnqueue            = "fcg_enqueue"
 	flatcgProgFcgExit               = "fcg_exit"
 	flatcgProgFcgInit               = "fcg_init"
@@ -135,12 +137,19 @@ const (
 	flatcgVarCpuRunSlot             = "cpu_run_slot"
 	flatcgVarCpuRunStart            = "cpu_run_start"
 	flatcgVarCvtimeNow              = "cvtime_now"
+	flatcgVarExitDump               = "exit_dump"
 	flatcgVarExitInfo               = "exit_info"
+	flatcgVarMaxWaitCgid            = "max_wait_cgid"
+	flatcgVarMaxWaitNs              = "max_wait_ns"
+	flatcgVarMaxWaitPid             = "max_wait_pid"
 	flatcgVarMinSliceNs             = "min_slice_ns"
+	flatcgVarNrAcctUnderflow        = "nr_acct_underflow"
 	flatcgVarNrChargeCapped         = "nr_charge_capped"
 	flatcgVarNrDirect               = "nr_direct"
 	flatcgVarNrDispatched           = "nr_dispatched"
+	flatcgVarNrExitActive           = "nr_exit_active"
 	flatcgVarNrKept                 = "nr_kept"
+	flatcgVarNrLongWaits            = "nr_long_waits"
 	flatcgVarNrWakeOther            = "nr_wake_other"
 	flatcgVarNrWakePreempt          = "nr_wake_preempt"
 	flatcgVarNrWakePrev             = "nr_wake_prev"
@@ -204,6 +213,7 @@ type flatcgProgramSpecs struct {
 	FcgCgroupSetBandwidth *ebpf.ProgramSpec `ebpf:"fcg_cgroup_set_bandwidth"`
 	FcgCgroupSetWeight    *ebpf.ProgramSpec `ebpf:"fcg_cgroup_set_weight"`
 	FcgDispatch           *ebpf.ProgramSpec `ebpf:"fcg_dispatch"`
+	FcgDumpTask           *ebpf.ProgramSpec `ebpf:"fcg_dump_task"`
 	FcgEnqueue            *ebpf.ProgramSpec `ebpf:"fcg_enqueue"`
 	FcgExit               *ebpf.ProgramSpec `ebpf:"fcg_exit"`
 	FcgInit               *ebpf.ProgramSpec `ebpf:"fcg_init"`
@@ -242,12 +252,19 @@ type flatcgVariableSpecs struct {
 	CpuRunSlot       *ebpf.VariableSpec `ebpf:"cpu_run_slot"`
 	CpuRunStart      *ebpf.VariableSpec `ebpf:"cpu_run_start"`
 	CvtimeNow        *ebpf.VariableSpec `ebpf:"cvtime_now"`
+	ExitDump         *ebpf.VariableSpec `ebpf:"exit_dump"`
 	ExitInfo         *ebpf.VariableSpec `ebpf:"exit_info"`
+	MaxWaitCgid      *ebpf.VariableSpec `ebpf:"max_wait_cgid"`
+	MaxWaitNs        *ebpf.VariableSpec `ebpf:"max_wait_ns"`
+	MaxWaitPid       *ebpf.VariableSpec `ebpf:"max_wait_pid"`
 	MinSliceNs       *ebpf.VariableSpec `ebpf:"min_slice_ns"`
+	NrAcctUnderflow  *ebpf.VariableSpec `ebpf:"nr_acct_underflow"`
 	NrChargeCapped   *ebpf.VariableSpec `ebpf:"nr_charge_capped"`
 	NrDirect         *ebpf.VariableSpec `ebpf:"nr_direct"`
 	NrDispatched     *ebpf.VariableSpec `ebpf:"nr_dispatched"`
+	NrExitActive     *ebpf.VariableSpec `ebpf:"nr_exit_active"`
 	NrKept           *ebpf.VariableSpec `ebpf:"nr_kept"`
+	NrLongWaits      *ebpf.VariableSpec `ebpf:"nr_long_waits"`
 	NrWakeOther      *ebpf.VariableSpec `ebpf:"nr_wake_other"`
 	NrWakePreempt    *ebpf.VariableSpec `ebpf:"nr_wake_preempt"`
 	NrWakePrev       *ebpf.VariableSpec `ebpf:"nr_wake_prev"`
@@ -319,12 +336,19 @@ type flatcgVariables struct {
 	CpuRunSlot       *ebpf.Variable `ebpf:"cpu_run_slot"`
 	CpuRunStart      *ebpf.Variable `ebpf:"cpu_run_start"`
 	CvtimeNow        *ebpf.Variable `ebpf:"cvtime_now"`
+	ExitDump         *ebpf.Variable `ebpf:"exit_dump"`
 	ExitInfo         *ebpf.Variable `ebpf:"exit_info"`
+	MaxWaitCgid      *ebpf.Variable `ebpf:"max_wait_cgid"`
+	MaxWaitNs        *ebpf.Variable `ebpf:"max_wait_ns"`
+	MaxWaitPid       *ebpf.Variable `ebpf:"max_wait_pid"`
 	MinSliceNs       *ebpf.Variable `ebpf:"min_slice_ns"`
+	NrAcctUnderflow  *ebpf.Variable `ebpf:"nr_acct_underflow"`
 	NrChargeCapped   *ebpf.Variable `ebpf:"nr_charge_capped"`
 	NrDirect         *ebpf.Variable `ebpf:"nr_direct"`
 	NrDispatched     *ebpf.Variable `ebpf:"nr_dispatched"`
+	NrExitActive     *ebpf.Variable `ebpf:"nr_exit_active"`
 	NrKept           *ebpf.Variable `ebpf:"nr_kept"`
+	NrLongWaits      *ebpf.Variable `ebpf:"nr_long_waits"`
 	NrWakeOther      *ebpf.Variable `ebpf:"nr_wake_other"`
 	NrWakePreempt    *ebpf.Variable `ebpf:"nr_wake_preempt"`
 	NrWakePrev       *ebpf.Variable `ebpf:"nr_wake_prev"`
@@ -350,6 +374,7 @@ type flatcgPrograms struct {
 	FcgCgroupSetBandwidth *ebpf.Program `ebpf:"fcg_cgroup_set_bandwidth"`
 	FcgCgroupSetWeight    *ebpf.Program `ebpf:"fcg_cgroup_set_weight"`
 	FcgDispatch           *ebpf.Program `ebpf:"fcg_dispatch"`
+	FcgDumpTask           *ebpf.Program `ebpf:"fcg_dump_task"`
 	FcgEnqueue            *ebpf.Program `ebpf:"fcg_enqueue"`
 	FcgExit               *ebpf.Program `ebpf:"fcg_exit"`
 	FcgInit               *ebpf.Program `ebpf:"fcg_init"`
@@ -370,6 +395,7 @@ func (p *flatcgPrograms) Close() error {
 		p.FcgCgroupSetBandwidth,
 		p.FcgCgroupSetWeight,
 		p.FcgDispatch,
+		p.FcgDumpTask,
 		p.FcgEnqueue,
 		p.FcgExit,
 		p.FcgInit,

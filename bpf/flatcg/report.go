@@ -35,6 +35,7 @@ type CgroupEntry struct {
 	PenalizedNs uint64 `json:"penalized_ns"`
 	ThrottledNs uint64 `json:"throttled_ns"`
 	Throttles   uint64 `json:"throttles"`
+	MaxWaitNs   uint64 `json:"max_wait_ns"` // longest enqueue-to-run wait of its tasks
 }
 
 // Report collects a Report now.
@@ -61,6 +62,7 @@ func (s *Scheduler) Report(partial bool, penaltyScore uint32) (Report, error) {
 		r.Cgroups = append(r.Cgroups, CgroupEntry{
 			ID: c.ID, Level: c.Level, Weight: c.Weight, RuntimeNs: c.RuntimeNs, Enqueues: c.Enqueues,
 			Boosts: c.Boosts, Penalties: c.Penalties, PenalizedNs: c.PenalizedNs, ThrottledNs: c.ThrottledNs, Throttles: c.Throttles,
+			MaxWaitNs: c.MaxWaitNs,
 		})
 	}
 	sort.Slice(r.Cgroups, func(i, j int) bool { return r.Cgroups[i].ID < r.Cgroups[j].ID })

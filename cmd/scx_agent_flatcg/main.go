@@ -162,6 +162,9 @@ func run(args []string, out io.Writer) error {
 		case ei := <-exited:
 			finalReport()
 			printCounters(out, s)
+			if d, err := s.ExitDump(); err == nil && d != "" {
+				fmt.Fprintf(out, "kernel debug dump at exit:\n%s\n", d)
+			}
 			return errors.New("scheduler ended by the kernel: " + ei.String())
 		case <-tick:
 			cur, err := s.Cgroups()
@@ -181,9 +184,10 @@ func printCounters(out io.Writer, s *flatcg.Scheduler) {
 		fmt.Fprintf(out, "scx_agent_flatcg: %v\n", err)
 		return
 	}
-	fmt.Fprintf(out, "counters: wake_prev=%d wake_other=%d direct=%d sync=%d dispatched=%d kept=%d wake_preempt=%d charge_capped=%d (%v not charged)\n",
+	fmt.Fprintf(out, "counters: wake_prev=%d wake_other=%d direct=%d sync=%d dispatched=%d kept=%d wake_preempt=%d charge_capped=%d (%v not charged) max_wait=%v (pid %d, cgroup %d) long_waits=%d acct_underflow=%d exit_active=%d\n",
 		c.WakePrev, c.WakeOther, c.Direct, c.WakeSync, c.Dispatched, c.KeptPrev, c.WakePreempt,
-		c.ChargeCapped, time.Duration(c.ChargeDroppedNs).Round(time.Millisecond))
+		c.ChargeCapped, time.Duration(c.ChargeDroppedNs).Round(time.Millisecond),
+		time.Duration(c.MaxWaitNs).Round(time.Millisecond), c.MaxWaitPid, c.MaxWaitCgroup, c.LongWaits, c.AcctUnderflows, c.ExitActive)
 }
 
 func printStats(out io.Writer, prev, cur map[uint64]flatcg.CgroupStats, iv time.Duration) {

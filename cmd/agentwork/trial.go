@@ -50,6 +50,9 @@ func cmdRun(args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := runner.ResetOOMScore(); err != nil {
+		return err
+	}
 	if spec.Stack.Scheduler == stack.SchedPartial {
 		// A partial-mode scheduler sees only SCHED_EXT tasks: switch
 		// this launcher before it does any work, so the workload and

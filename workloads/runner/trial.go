@@ -98,6 +98,9 @@ func RunTrial(ctx context.Context, spec *trial.Spec, opt Options) error {
 		}
 		opt.Self = s
 	}
+	if err := setOOMScoreAdj(oomScoreExempt); err != nil {
+		fmt.Fprintf(opt.Log, "runner: the OOM killer may end the runner or its helpers: %v\n", err)
+	}
 	t := &trialRun{spec: spec, opt: opt, tmp: opt.Out + ".partial"}
 	if err := os.RemoveAll(t.tmp); err != nil {
 		return err

@@ -96,7 +96,10 @@ func TestTrialEndToEnd(t *testing.T) {
 	}
 	spec.Neighbours = []trial.Neighbour{
 		{Name: "spin", Kind: trial.NeighbourCPUSpin, Session: "noisy", Step: "spin", CPUSpin: &trial.CPUSpinParams{Threads: 2}},
-		{Name: "forks", Kind: trial.NeighbourForkStorm, Session: "noisy", Step: "forks", ForkStorm: &trial.ForkStormParams{Concurrency: 32, Hold: trial.Duration(50 * time.Millisecond)}},
+		// Each child lives 250 ms, so twelve are alive at once even when a
+		// fork takes tens of ms (TCG on a loaded host); at 50 ms the storm
+		// sometimes never had twelve and never met pids.max.
+		{Name: "forks", Kind: trial.NeighbourForkStorm, Session: "noisy", Step: "forks", ForkStorm: &trial.ForkStormParams{Concurrency: 32, Hold: trial.Duration(250 * time.Millisecond)}},
 		{Name: "hog", Kind: trial.NeighbourMemoryBlowup, Session: "noisy", Step: "hog",
 			MemoryBlowup: &trial.MemoryBlowupParams{TargetBytes: 160 << 20, RateBytesPerSec: 80 << 20}},
 	}
@@ -114,6 +117,11 @@ func TestTrialEndToEnd(t *testing.T) {
 	}
 	if m.Swap == "" {
 		t.Error("zram swap requested but none recorded")
+	}
+	// The runner (this process) is exempt from the OOM killer, so a
+	// trial that runs the guest out of memory loses workloads, not itself.
+	if b, err := os.ReadFile("/proc/self/oom_score_adj"); err != nil || strings.TrimSpace(string(b)) != "-1000" {
+		t.Errorf("runner oom_score_adj %q (%v), want -1000", b, err)
 	}
 	for _, n := range m.Neighbours {
 		t.Logf("neighbour %s: ops %d failed %d exit %d %s", n.Name, n.Count, n.Failed, n.ExitCode, n.Error)

@@ -20,6 +20,11 @@
  *   used / hweight. ops.dispatch moves the first task of the cgroup with the
  *   lowest cgroup vtime to the local DSQ: over time every active cgroup gets
  *   CPU in proportion to its hweight, i.e. the hierarchy is flattened.
+ * - Waits are bounded whatever the shares, as the sched_ext watchdog
+ *   requires: a cgroup's slice shrinks with its share and its vtime may not
+ *   lead the latest dispatch by more than max_lead_ns; a cgroup whose queued
+ *   tasks have had no turn for starve_ns goes next; within a cgroup a task
+ *   that waited max_lead_ns goes before lower task vtimes.
  *
  * Agent policy (step_policy / step_pressure maps, keyed by cgroup id)
  * - slice from the policy; weight multiplier scales the charge rate;
@@ -53,6 +58,8 @@ const volatile u64 short_slice_ns = 1ULL * 1000 * 1000;
 const volatile u64 min_slice_ns = 200ULL * 1000;
 const volatile u64 boost_ns = 5ULL * 1000 * 1000;
 const volatile u64 wake_lag_ns = 20ULL * 1000 * 1000;
+const volatile u64 max_lead_ns = 250ULL * 1000 * 1000;
+const volatile u64 starve_ns = 500ULL * 1000 * 1000;
 const volatile u64 wake_preempt_ns = 1ULL * 1000 * 1000; /* 0: never */
 const volatile u64 bw_tick_ns = 5ULL * 1000 * 1000;
 const volatile u32 thrash_threshold = AGC_PRESSURE_PENALTY;
@@ -76,6 +83,12 @@ u64 max_wait_ns, max_wait_cgid, nr_long_waits;
  * active, and cgroups that went away while still counted active.
  */
 u64 nr_acct_underflow, nr_exit_active;
+/* charges cut at max_lead_ns, and the cgroup vtime they did not add */
+u64 nr_lead_capped, lead_dropped_ns;
+/* dispatches that ran a cgroup's longest-waiting task ahead of its turn order */
+u64 nr_aged;
+/* dispatches of a cgroup that had waited starve_ns, out of vtime order */
+u64 nr_starved;
 u32 max_wait_pid;
 /* the kernel's debug dump at an error exit (ops.dump_task adds our view) */
 char exit_dump[FCG_EXIT_DUMP_LEN];
@@ -312,12 +325,22 @@ static void cg_activate(u32 slot)
 
 	if (!c)
 		return;
-	if (__sync_fetch_and_add(&c->nr_self, 1) == 0)
+	/*
+	 * cvtime is charged and compared only for the cgroup's own tasks, so
+	 * it is their first wakeup that must not bring back credit banked
+	 * while they slept. Clamping when the whole subtree first became
+	 * active instead left a cgroup whose children kept it active (the
+	 * root with its own tasks) with a vtime seconds behind everyone's:
+	 * its tasks then took every dispatch they wanted for seconds.
+	 */
+	if (__sync_fetch_and_add(&c->nr_self, 1) == 0) {
 		__sync_fetch_and_add(&c->child_wsum, FCG_SELF_WEIGHT);
+		cg_clamp_vtime(c, wake_lag_ns);
+		WRITE_ONCE(c->active_at, bpf_ktime_get_ns());
+	}
 	for (d = 0; d < FCG_MAX_DEPTH; d++) {
 		if (__sync_fetch_and_add(&c->nr_active, 1) != 0)
 			break;
-		cg_clamp_vtime(c, wake_lag_ns);
 		if (c->parent == FCG_NO_SLOT)
 			break;
 		pc = cg_at(c->parent);
@@ -423,13 +446,47 @@ static int bw_timer_fn(void *map, int *key, struct bpf_timer *timer)
 	return 0;
 }
 
-/* Slice from the policy, shortened by the thrash penalty and the quota left. */
+/* hweight scaled by the step's weight multiplier and the thrash penalty */
+static u64 cg_hweight_eff(u32 slot, struct step_policy *pol, bool penal)
+{
+	u64 hw = cg_hweight(slot);
+
+	if (pol && pol->weight_mul_q8)
+		hw = hw * pol->weight_mul_q8 / 256;
+	if (penal)
+		hw = hw * thrash_penalty_q8 / 256;
+	return hw ?: 1;
+}
+
+/*
+ * Slice from the policy, shortened by the thrash penalty, by the cgroup's
+ * share and by the quota left.
+ *
+ * A cgroup that runs for `slice` moves slice / hweight ahead in cgroup
+ * vtime and then waits until every other runnable cgroup has caught up:
+ * about slice / hweight * (sum of the others' hweights) / nr_cpus. With a
+ * full slice, a cgroup of small share (a session's driver among many busy
+ * steps, say 1/100 of the machine) would wait seconds between turns, and
+ * longer still once its charges include host steal, past the sched_ext
+ * watchdog. So the slice is cut to hweight * max_lead_ns: the lead taken
+ * per turn stays within max_lead_ns, the cgroup runs as much in total but
+ * more often. Below min_slice_ns (and below the tick, which ends slices in
+ * practice) charge() caps the lead instead.
+ */
 static u64 task_slice(u32 slot, struct fcg_cgroup *c, struct step_policy *pol, bool penal)
 {
 	u64 slice = (pol && pol->slice_ns) ? pol->slice_ns : slice_ns;
+	u64 hw;
 
 	if (penal)
 		slice = agc_min(slice, short_slice_ns);
+	hw = cg_hweight_eff(slot, pol, penal);
+	if (hw < FCG_HW_ONE) {
+		u64 share = hw * max_lead_ns / FCG_HW_ONE;
+
+		if (share < slice)
+			slice = share > min_slice_ns ? share : min_slice_ns;
+	}
 	if (c->quota_ns) {
 		s64 left = (s64)c->quota_ns - READ_ONCE(c->bw_used);
 
@@ -450,7 +507,8 @@ static void charge(struct task_struct *p, struct fcg_task *t, u64 now)
 {
 	struct step_policy *pol;
 	struct fcg_cgroup *c;
-	u64 used, hw, cgid, tw;
+	u64 used, hw, cgid, tw, cv, lim;
+	bool penal;
 
 	if (now <= t->charged_at)
 		return;
@@ -477,15 +535,28 @@ static void charge(struct task_struct *p, struct fcg_task *t, u64 now)
 
 	cgid = c->cgid;
 	pol = policy_of(cgid);
-	hw = cg_hweight(t->slot);
-	if (pol && pol->weight_mul_q8)
-		hw = hw * pol->weight_mul_q8 / 256;
-	if (thrash_penalized(cgid, pol, now)) {
-		hw = hw * thrash_penalty_q8 / 256;
+	penal = thrash_penalized(cgid, pol, now);
+	if (penal)
 		__sync_fetch_and_add(&c->stats.penalized_ns, used);
+	hw = cg_hweight_eff(t->slot, pol, penal);
+	cv = __sync_fetch_and_add(&c->cvtime, used * FCG_HW_ONE / hw) + used * FCG_HW_ONE / hw;
+	/*
+	 * Bound the lead over the latest dispatched cgroup vtime, so that the
+	 * wait for the next turn stays about max_lead_ns * (sum of the other
+	 * runnable cgroups' hweights) / nr_cpus, whatever this cgroup's share:
+	 * the sched_ext watchdog ends the scheduler if any runnable task waits
+	 * timeout_ms. task_slice() keeps per-turn leads under this for all but
+	 * the smallest shares; what still hits the cap is a turn that ran
+	 * past its slice (slices end at a tick) or a charge inflated by a
+	 * stopped vCPU. Such a cgroup gets a little more than its share, at
+	 * most a tick per max_lead_ns-bounded round.
+	 */
+	lim = READ_ONCE(cvtime_now) + max_lead_ns;
+	if ((s64)(cv - lim) > 0) {
+		WRITE_ONCE(c->cvtime, lim);
+		__sync_fetch_and_add(&nr_lead_capped, 1);
+		__sync_fetch_and_add(&lead_dropped_ns, cv - lim);
 	}
-	hw = hw ?: 1;
-	__sync_fetch_and_add(&c->cvtime, used * FCG_HW_ONE / hw);
 	__sync_fetch_and_add(&c->stats.runtime_ns, used);
 
 	if (pol && pol->class == AGC_CLASS_INTERACTIVE && pol->cpu_burst_credit_ns) {
@@ -761,10 +832,78 @@ int fcg_enqueue(unsigned long long *ctx)
 	return 0;
 }
 
+#define FCG_AGE_SCAN 16 /* queued tasks of a cgroup looked at for an aged one */
+
+/*
+ * Index, among the first FCG_AGE_SCAN tasks of the slot's DSQ that may run on
+ * this CPU, of the one that has waited longest if that is over max_lead_ns
+ * and it is not the first; -1 otherwise.
+ *
+ * Each turn of a cgroup runs one task, its lowest task vtime. A thread that
+ * wakes often and runs little (a Go runtime's sysmon, say) is placed at the
+ * cgroup's latest start vtime minus a slice on every wakeup, so it stays
+ * ahead of a busy sibling for as many turns as it takes its tiny runs to add
+ * up to one of the sibling's: in a cgroup with a small share, whose turns
+ * come every few hundred ms, that left the busy thread unrun for longer than
+ * the watchdog allows. A task aged past max_lead_ns takes the cgroup's next
+ * turn instead.
+ */
+static s32 aged_index(u32 slot, s32 cpu, u64 now)
+{
+	struct bpf_iter_scx_dsq it;
+	struct task_struct *p;
+	u64 best_wait = max_lead_ns;
+	s32 best = -1, n = 0;
+	u32 seen = 0;
+
+	bpf_iter_scx_dsq_new(&it, cg_dsq(slot), 0);
+	while ((p = bpf_iter_scx_dsq_next(&it))) {
+		struct fcg_task *t;
+
+		if (++seen > FCG_AGE_SCAN)
+			break;
+		if (!bpf_cpumask_test_cpu(cpu, p->cpus_ptr))
+			continue;
+		t = task_of(p);
+		if (t && t->queued_at && now > t->queued_at && now - t->queued_at > best_wait) {
+			best_wait = now - t->queued_at;
+			best = n;
+		}
+		n++;
+	}
+	bpf_iter_scx_dsq_destroy(&it);
+	return best > 0 ? best : -1;
+}
+
+/* Move the idx-th task of the slot's DSQ that may run on this CPU to it. */
+static bool move_nth_to_local(u32 slot, s32 cpu, s32 idx)
+{
+	struct bpf_iter_scx_dsq it;
+	struct task_struct *p;
+	bool moved = false;
+	u32 seen = 0;
+	s32 n = 0;
+
+	bpf_iter_scx_dsq_new(&it, cg_dsq(slot), 0);
+	while ((p = bpf_iter_scx_dsq_next(&it))) {
+		if (++seen > FCG_AGE_SCAN)
+			break;
+		if (!bpf_cpumask_test_cpu(cpu, p->cpus_ptr))
+			continue;
+		if (n++ == idx) {
+			moved = scx_bpf_dsq_move(&it, p, SCX_DSQ_LOCAL, 0);
+			break;
+		}
+	}
+	bpf_iter_scx_dsq_destroy(&it);
+	return moved;
+}
+
 /*
  * Move the first task of the slot's DSQ that may run on this CPU to the local
- * DSQ. Tasks ahead of it that are pinned elsewhere (per-CPU kthreads) go to
- * their own CPU's local DSQ instead, so they are not stuck behind us.
+ * DSQ, or one that has waited too long (see aged_index). Tasks ahead of it
+ * that are pinned elsewhere (per-CPU kthreads) go to their own CPU's local
+ * DSQ instead, so they are not stuck behind us.
  */
 static bool move_first_to_local(u32 slot, s32 cpu)
 {
@@ -772,7 +911,13 @@ static bool move_first_to_local(u32 slot, s32 cpu)
 	struct task_struct *p;
 	bool moved = false;
 	u32 seen = 0;
+	s32 aged;
 
+	aged = aged_index(slot, cpu, bpf_ktime_get_ns());
+	if (aged > 0 && move_nth_to_local(slot, cpu, aged)) {
+		__sync_fetch_and_add(&nr_aged, 1);
+		return true;
+	}
 	bpf_iter_scx_dsq_new(&it, cg_dsq(slot), 0);
 	while ((p = bpf_iter_scx_dsq_next(&it))) {
 		s32 tcpu;
@@ -792,22 +937,42 @@ static bool move_first_to_local(u32 slot, s32 cpu)
 	return moved;
 }
 
-/* Slot of the runnable, unthrottled cgroup with the lowest vtime. */
-static u32 pick_cgroup(void)
+/*
+ * Slot of the runnable, unthrottled cgroup with the lowest vtime, or of the
+ * one that has waited longest for a turn if that is over starve_ns (then
+ * *starving is set).
+ *
+ * Vtime order alone does not bound a wait: cvtime_now advances only when a
+ * cgroup at or past it is dispatched, and interactive wakeups are placed
+ * behind it again and again while their credit lasts (plain ones by up to
+ * wake_lag_ns), so enough of them can take every CPU and hold cvtime_now
+ * still while a cgroup just ahead of it waits indefinitely. A cgroup that
+ * has had queued tasks and no task run for starve_ns goes first; its run
+ * is charged as usual and moves cvtime_now on to it.
+ */
+static u32 pick_cgroup(bool *starving)
 {
 	struct bpf_iter_num it;
-	u32 best = FCG_NO_SLOT;
-	u64 best_v = 0;
+	u32 best = FCG_NO_SLOT, old = FCG_NO_SLOT;
+	u64 best_v = 0, now = bpf_ktime_get_ns(), old_since = now;
 	int *v;
 
 	bpf_iter_num_new(&it, 0, agc_min(READ_ONCE(slot_hwm), FCG_MAX_CGROUPS));
 	while ((v = bpf_iter_num_next(&it))) {
 		u32 slot = *v;
 		struct fcg_cgroup *c = cg_at(slot);
-		u64 cv;
+		u64 cv, since;
 
 		if (!c || !c->cgid || READ_ONCE(c->nr_self) <= 0 || c->throttled)
 			continue;
+		since = READ_ONCE(c->served_at);
+		if ((s64)(READ_ONCE(c->active_at) - since) > 0)
+			since = READ_ONCE(c->active_at);
+		if (now > since && now - since > starve_ns && (s64)(since - old_since) < 0 &&
+		    scx_bpf_dsq_nr_queued(cg_dsq(slot)) > 0) {
+			old = slot;
+			old_since = since;
+		}
 		cv = READ_ONCE(c->cvtime);
 		if (best != FCG_NO_SLOT && (s64)(cv - best_v) >= 0)
 			continue;
@@ -817,7 +982,8 @@ static u32 pick_cgroup(void)
 		best_v = cv;
 	}
 	bpf_iter_num_destroy(&it);
-	return best;
+	*starving = old != FCG_NO_SLOT;
+	return *starving ? old : best;
 }
 
 static __always_inline void note_dispatch(u32 slot)
@@ -837,7 +1003,7 @@ static __always_inline void note_dispatch(u32 slot)
  * far behind as the best queued one: ops.dispatch runs before prev is
  * re-enqueued, so without this prev's cgroup would lose every such tie.
  */
-static bool keep_prev(struct task_struct *prev, u32 best)
+static bool keep_prev(struct task_struct *prev, u32 best, bool starving)
 {
 	struct fcg_task *t;
 	struct fcg_cgroup *c, *b;
@@ -845,7 +1011,7 @@ static bool keep_prev(struct task_struct *prev, u32 best)
 	u64 cgid, now;
 	bool penal;
 
-	if (!prev || !(prev->scx.flags & SCX_TASK_QUEUED))
+	if (starving || !prev || !(prev->scx.flags & SCX_TASK_QUEUED))
 		return false;
 	t = task_of(prev);
 	if (!t)
@@ -873,6 +1039,7 @@ int fcg_dispatch(unsigned long long *ctx)
 {
 	s32 cpu = ctx[0];
 	struct task_struct *prev = (void *)ctx[1];
+	bool starving;
 	u32 slot;
 
 	if (READ_ONCE(test_error_trigger)) {
@@ -885,18 +1052,20 @@ int fcg_dispatch(unsigned long long *ctx)
 		if (t)
 			charge(prev, t, bpf_ktime_get_ns());
 	}
-	slot = pick_cgroup();
-	if (keep_prev(prev, slot))
+	slot = pick_cgroup(&starving);
+	if (keep_prev(prev, slot, starving))
 		return 0;
 	if (slot == FCG_NO_SLOT)
 		return 0;
 	if (move_first_to_local(slot, cpu)) {
 		__sync_fetch_and_add(&nr_dispatched, 1);
+		if (starving)
+			__sync_fetch_and_add(&nr_starved, 1);
 		note_dispatch(slot);
 		return 0;
 	}
 	/* another CPU drained that DSQ first: one more try */
-	slot = pick_cgroup();
+	slot = pick_cgroup(&starving);
 	if (slot != FCG_NO_SLOT && move_first_to_local(slot, cpu))
 		note_dispatch(slot);
 	return 0;
@@ -985,6 +1154,8 @@ int fcg_running(unsigned long long *ctx)
 	c = cg_at(t->slot);
 	if (c && (s64)(p->scx.dsq_vtime - c->tvtime_floor) > 0)
 		c->tvtime_floor = p->scx.dsq_vtime;
+	if (c)
+		WRITE_ONCE(c->served_at, now);
 	if (t->queued_at && c)
 		note_wait(p, c, now - t->queued_at);
 	t->queued_at = 0;

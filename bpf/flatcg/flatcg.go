@@ -62,6 +62,10 @@ type Config struct {
 	// SetSchedExt); everything else stays on the fair class.
 	Partial bool
 	// Watchdog is the kernel's stall timeout (default 5s, at most 30s).
+	// MaxLead keeps every runnable cgroup's wait for its turn around a
+	// second even on a 2-vCPU TCG guest of a loaded host, so 5s is kept:
+	// a longer timeout would hide nothing the scheduler causes, only
+	// report a real stall later.
 	Watchdog time.Duration
 	// Slice is the default time slice (default 20ms).
 	Slice time.Duration
@@ -83,6 +87,13 @@ type Config struct {
 	WakePreempt time.Duration
 	// BandwidthTick is the cpu.max refill timer period (default 5ms).
 	BandwidthTick time.Duration
+	// MaxLead bounds how far one cgroup's vtime may run ahead of the
+	// latest dispatched cgroup's (default 250ms). A cgroup's wait for its
+	// next turn is about MaxLead times the other runnable cgroups' summed
+	// effective shares over the CPU count, whatever its own share: small
+	// shares get proportionally shorter slices, and what a slice overruns
+	// is not charged past MaxLead. Range: Slice..Watchdog/2.
+	MaxLead time.Duration
 	// PolicyMap and PressureMap replace the program's own step_policy and
 	// step_pressure maps, e.g. with maps the daemon pinned.
 	PolicyMap, PressureMap *ebpf.Map
@@ -101,6 +112,7 @@ func (c *Config) withDefaults() (Config, error) {
 	def(&out.Boost, 5*time.Millisecond)
 	def(&out.BandwidthTick, 5*time.Millisecond)
 	def(&out.WakePreempt, time.Millisecond)
+	def(&out.MaxLead, max(250*time.Millisecond, out.Slice))
 	if out.ThrashThreshold == 0 {
 		out.ThrashThreshold = DefaultThrashThreshold
 	}
@@ -122,6 +134,8 @@ func (c *Config) withDefaults() (Config, error) {
 		return out, fmt.Errorf("flatcg: thrash penalty %d/256 would raise the weight: use 1..256", out.ThrashPenaltyQ8)
 	case out.WakePreempt > time.Second:
 		return out, fmt.Errorf("flatcg: wake preempt %v out of range: use up to 1s, or negative to disable", out.WakePreempt)
+	case out.MaxLead < out.Slice || out.MaxLead > out.Watchdog/2:
+		return out, fmt.Errorf("flatcg: max lead %v out of range: use slice (%v)..watchdog/2 (%v)", out.MaxLead, out.Slice, out.Watchdog/2)
 	case out.BandwidthTick < time.Millisecond || out.BandwidthTick > 100*time.Millisecond:
 		return out, fmt.Errorf("flatcg: bandwidth tick %v out of range: use 1ms..100ms", out.BandwidthTick)
 	}
@@ -195,6 +209,8 @@ func Load(cfg Config) (*Scheduler, error) {
 		"short_slice_ns":    uint64(c.ShortSlice),
 		"boost_ns":          uint64(c.Boost),
 		"wake_lag_ns":       uint64(c.Slice),
+		"max_lead_ns":       uint64(c.MaxLead),
+		"starve_ns":         uint64(2 * c.MaxLead),
 		"wake_preempt_ns":   uint64(max(c.WakePreempt, 0)),
 		"bw_tick_ns":        uint64(c.BandwidthTick),
 		"thrash_threshold":  c.ThrashThreshold,
@@ -491,6 +507,16 @@ type Counters struct {
 	// task counted; ExitActive cgroups removed while still counted
 	// active. Both should stay 0.
 	AcctUnderflows, ExitActive uint64
+	// LeadCapped counts charges cut so that their cgroup stays within
+	// MaxLead of the latest dispatched cgroup vtime; LeadDroppedNs is the
+	// cgroup vtime not added.
+	LeadCapped, LeadDroppedNs uint64
+	// Aged counts dispatches that took a cgroup's task that had waited
+	// over MaxLead ahead of lower task vtimes.
+	Aged uint64
+	// Starved counts dispatches of a cgroup that had had queued tasks
+	// and none run for 2*MaxLead, taken ahead of vtime order.
+	Starved uint64
 	// PolicyLookups counts step_policy lookups for a task's cgroup (in
 	// charge, enqueue and dispatch); PolicyHits those that found an
 	// entry. Hits prove the scheduler reads the policy map its writer
@@ -514,6 +540,8 @@ func (s *Scheduler) Counters() (Counters, error) {
 		{&c.MaxWaitNs, s.objs.MaxWaitNs}, {&c.MaxWaitCgroup, s.objs.MaxWaitCgid},
 		{&c.LongWaits, s.objs.NrLongWaits}, {&c.MaxWaitPid, s.objs.MaxWaitPid},
 		{&c.AcctUnderflows, s.objs.NrAcctUnderflow}, {&c.ExitActive, s.objs.NrExitActive},
+		{&c.LeadCapped, s.objs.NrLeadCapped}, {&c.LeadDroppedNs, s.objs.LeadDroppedNs},
+		{&c.Aged, s.objs.NrAged}, {&c.Starved, s.objs.NrStarved},
 	} {
 		if err := v.src.Get(v.dst); err != nil {
 			return c, fmt.Errorf("flatcg: read counters: %w", err)

@@ -48,6 +48,8 @@ struct fcg_cgroup {
 	__u64 period_start;
 	__s64 bw_used;       /* runtime charged in the current period */
 	__u64 throttled_at;
+	__u64 active_at;     /* when its own tasks last became runnable (0 -> 1) */
+	__u64 served_at;     /* when one of its tasks last started running */
 	struct fcg_stats stats;
 };
 

@@ -44,6 +44,8 @@ type flatcgFcgCgroup struct {
 	PeriodStart uint64
 	BwUsed      int64
 	ThrottledAt uint64
+	ActiveAt    uint64
+	ServedAt    uint64
 	Stats       flatcgFcgStats
 }
 
@@ -139,17 +141,22 @@ const (
 	flatcgVarCvtimeNow              = "cvtime_now"
 	flatcgVarExitDump               = "exit_dump"
 	flatcgVarExitInfo               = "exit_info"
+	flatcgVarLeadDroppedNs          = "lead_dropped_ns"
+	flatcgVarMaxLeadNs              = "max_lead_ns"
 	flatcgVarMaxWaitCgid            = "max_wait_cgid"
 	flatcgVarMaxWaitNs              = "max_wait_ns"
 	flatcgVarMaxWaitPid             = "max_wait_pid"
 	flatcgVarMinSliceNs             = "min_slice_ns"
 	flatcgVarNrAcctUnderflow        = "nr_acct_underflow"
+	flatcgVarNrAged                 = "nr_aged"
 	flatcgVarNrChargeCapped         = "nr_charge_capped"
 	flatcgVarNrDirect               = "nr_direct"
 	flatcgVarNrDispatched           = "nr_dispatched"
 	flatcgVarNrExitActive           = "nr_exit_active"
 	flatcgVarNrKept                 = "nr_kept"
+	flatcgVarNrLeadCapped           = "nr_lead_capped"
 	flatcgVarNrLongWaits            = "nr_long_waits"
+	flatcgVarNrStarved              = "nr_starved"
 	flatcgVarNrWakeOther            = "nr_wake_other"
 	flatcgVarNrWakePreempt          = "nr_wake_preempt"
 	flatcgVarNrWakePrev             = "nr_wake_prev"
@@ -158,6 +165,7 @@ const (
 	flatcgVarShortSliceNs           = "short_slice_ns"
 	flatcgVarSliceNs                = "slice_ns"
 	flatcgVarSlotHwm                = "slot_hwm"
+	flatcgVarStarveNs               = "starve_ns"
 	flatcgVarTestErrorTrigger       = "test_error_trigger"
 	flatcgVarThrashPenaltyQ8        = "thrash_penalty_q8"
 	flatcgVarThrashThreshold        = "thrash_threshold"
@@ -254,17 +262,22 @@ type flatcgVariableSpecs struct {
 	CvtimeNow        *ebpf.VariableSpec `ebpf:"cvtime_now"`
 	ExitDump         *ebpf.VariableSpec `ebpf:"exit_dump"`
 	ExitInfo         *ebpf.VariableSpec `ebpf:"exit_info"`
+	LeadDroppedNs    *ebpf.VariableSpec `ebpf:"lead_dropped_ns"`
+	MaxLeadNs        *ebpf.VariableSpec `ebpf:"max_lead_ns"`
 	MaxWaitCgid      *ebpf.VariableSpec `ebpf:"max_wait_cgid"`
 	MaxWaitNs        *ebpf.VariableSpec `ebpf:"max_wait_ns"`
 	MaxWaitPid       *ebpf.VariableSpec `ebpf:"max_wait_pid"`
 	MinSliceNs       *ebpf.VariableSpec `ebpf:"min_slice_ns"`
 	NrAcctUnderflow  *ebpf.VariableSpec `ebpf:"nr_acct_underflow"`
+	NrAged           *ebpf.VariableSpec `ebpf:"nr_aged"`
 	NrChargeCapped   *ebpf.VariableSpec `ebpf:"nr_charge_capped"`
 	NrDirect         *ebpf.VariableSpec `ebpf:"nr_direct"`
 	NrDispatched     *ebpf.VariableSpec `ebpf:"nr_dispatched"`
 	NrExitActive     *ebpf.VariableSpec `ebpf:"nr_exit_active"`
 	NrKept           *ebpf.VariableSpec `ebpf:"nr_kept"`
+	NrLeadCapped     *ebpf.VariableSpec `ebpf:"nr_lead_capped"`
 	NrLongWaits      *ebpf.VariableSpec `ebpf:"nr_long_waits"`
+	NrStarved        *ebpf.VariableSpec `ebpf:"nr_starved"`
 	NrWakeOther      *ebpf.VariableSpec `ebpf:"nr_wake_other"`
 	NrWakePreempt    *ebpf.VariableSpec `ebpf:"nr_wake_preempt"`
 	NrWakePrev       *ebpf.VariableSpec `ebpf:"nr_wake_prev"`
@@ -273,6 +286,7 @@ type flatcgVariableSpecs struct {
 	ShortSliceNs     *ebpf.VariableSpec `ebpf:"short_slice_ns"`
 	SliceNs          *ebpf.VariableSpec `ebpf:"slice_ns"`
 	SlotHwm          *ebpf.VariableSpec `ebpf:"slot_hwm"`
+	StarveNs         *ebpf.VariableSpec `ebpf:"starve_ns"`
 	TestErrorTrigger *ebpf.VariableSpec `ebpf:"test_error_trigger"`
 	ThrashPenaltyQ8  *ebpf.VariableSpec `ebpf:"thrash_penalty_q8"`
 	ThrashThreshold  *ebpf.VariableSpec `ebpf:"thrash_threshold"`
@@ -338,17 +352,22 @@ type flatcgVariables struct {
 	CvtimeNow        *ebpf.Variable `ebpf:"cvtime_now"`
 	ExitDump         *ebpf.Variable `ebpf:"exit_dump"`
 	ExitInfo         *ebpf.Variable `ebpf:"exit_info"`
+	LeadDroppedNs    *ebpf.Variable `ebpf:"lead_dropped_ns"`
+	MaxLeadNs        *ebpf.Variable `ebpf:"max_lead_ns"`
 	MaxWaitCgid      *ebpf.Variable `ebpf:"max_wait_cgid"`
 	MaxWaitNs        *ebpf.Variable `ebpf:"max_wait_ns"`
 	MaxWaitPid       *ebpf.Variable `ebpf:"max_wait_pid"`
 	MinSliceNs       *ebpf.Variable `ebpf:"min_slice_ns"`
 	NrAcctUnderflow  *ebpf.Variable `ebpf:"nr_acct_underflow"`
+	NrAged           *ebpf.Variable `ebpf:"nr_aged"`
 	NrChargeCapped   *ebpf.Variable `ebpf:"nr_charge_capped"`
 	NrDirect         *ebpf.Variable `ebpf:"nr_direct"`
 	NrDispatched     *ebpf.Variable `ebpf:"nr_dispatched"`
 	NrExitActive     *ebpf.Variable `ebpf:"nr_exit_active"`
 	NrKept           *ebpf.Variable `ebpf:"nr_kept"`
+	NrLeadCapped     *ebpf.Variable `ebpf:"nr_lead_capped"`
 	NrLongWaits      *ebpf.Variable `ebpf:"nr_long_waits"`
+	NrStarved        *ebpf.Variable `ebpf:"nr_starved"`
 	NrWakeOther      *ebpf.Variable `ebpf:"nr_wake_other"`
 	NrWakePreempt    *ebpf.Variable `ebpf:"nr_wake_preempt"`
 	NrWakePrev       *ebpf.Variable `ebpf:"nr_wake_prev"`
@@ -357,6 +376,7 @@ type flatcgVariables struct {
 	ShortSliceNs     *ebpf.Variable `ebpf:"short_slice_ns"`
 	SliceNs          *ebpf.Variable `ebpf:"slice_ns"`
 	SlotHwm          *ebpf.Variable `ebpf:"slot_hwm"`
+	StarveNs         *ebpf.Variable `ebpf:"starve_ns"`
 	TestErrorTrigger *ebpf.Variable `ebpf:"test_error_trigger"`
 	ThrashPenaltyQ8  *ebpf.Variable `ebpf:"thrash_penalty_q8"`
 	ThrashThreshold  *ebpf.Variable `ebpf:"thrash_threshold"`

@@ -18,7 +18,7 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Slice != 20*time.Millisecond || c.ThrashThreshold != DefaultThrashThreshold || c.ThrashPenaltyQ8 != 64 || c.Watchdog != 5*time.Second ||
-		c.WakePreempt != time.Millisecond {
+		c.WakePreempt != time.Millisecond || c.MaxLead != 250*time.Millisecond {
 		t.Errorf("unexpected defaults %+v", c)
 	}
 	for _, tc := range []struct {
@@ -32,6 +32,8 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 		{Config{Watchdog: time.Minute}, "watchdog"},
 		{Config{BandwidthTick: time.Second}, "bandwidth tick"},
 		{Config{WakePreempt: 2 * time.Second}, "wake preempt"},
+		{Config{MaxLead: 5 * time.Millisecond}, "max lead"},
+		{Config{MaxLead: 3 * time.Second}, "max lead"},
 	} {
 		_, err := tc.cfg.withDefaults()
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "use") {

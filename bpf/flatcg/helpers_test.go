@@ -37,6 +37,8 @@ func TestMain(m *testing.M) {
 		work()
 	case "pingpong":
 		pingpong()
+	case "burst":
+		burst()
 	default:
 		fmt.Fprintln(os.Stderr, "unknown FLATCG_HELPER", os.Getenv("FLATCG_HELPER"))
 		os.Exit(2)

@@ -50,6 +50,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&cfg.Boost, "boost", 5*time.Millisecond, "largest vtime boost of an interactive wakeup")
 	thr := fs.Uint("thrash-threshold", uint(flatcg.DefaultThrashThreshold), "thrash_score at or above which the CPU penalty applies to a step whose step_policy sets no penalty_score (the pressure scale of bpf/include/agentcgroup.h)")
 	pen := fs.Float64("thrash-penalty", 0.25, "weight factor of a penalized cgroup (0 < f <= 1)")
+	fs.DurationVar(&cfg.MaxLead, "max-lead", 0, "how far a cgroup's vtime may lead the latest dispatched one; bounds every cgroup's wait for its turn (0: 250ms, at least the slice)")
 	fs.DurationVar(&cfg.BandwidthTick, "bw-tick", 5*time.Millisecond, "cpu.max refill timer period")
 	fs.DurationVar(&cfg.WakePreempt, "wake-preempt", time.Millisecond, "a wakeup preempts a CPU whose running cgroup leads the woken one by more than this cgroup vtime (negative: never)")
 	fs.DurationVar(&o.interval, "interval", 2*time.Second, "stats period (0: no stats)")
@@ -184,10 +185,10 @@ func printCounters(out io.Writer, s *flatcg.Scheduler) {
 		fmt.Fprintf(out, "scx_agent_flatcg: %v\n", err)
 		return
 	}
-	fmt.Fprintf(out, "counters: wake_prev=%d wake_other=%d direct=%d sync=%d dispatched=%d kept=%d wake_preempt=%d charge_capped=%d (%v not charged) max_wait=%v (pid %d, cgroup %d) long_waits=%d acct_underflow=%d exit_active=%d\n",
+	fmt.Fprintf(out, "counters: wake_prev=%d wake_other=%d direct=%d sync=%d dispatched=%d kept=%d wake_preempt=%d charge_capped=%d (%v not charged) max_wait=%v (pid %d, cgroup %d) long_waits=%d acct_underflow=%d exit_active=%d lead_capped=%d aged=%d starved=%d\n",
 		c.WakePrev, c.WakeOther, c.Direct, c.WakeSync, c.Dispatched, c.KeptPrev, c.WakePreempt,
 		c.ChargeCapped, time.Duration(c.ChargeDroppedNs).Round(time.Millisecond),
-		time.Duration(c.MaxWaitNs).Round(time.Millisecond), c.MaxWaitPid, c.MaxWaitCgroup, c.LongWaits, c.AcctUnderflows, c.ExitActive)
+		time.Duration(c.MaxWaitNs).Round(time.Millisecond), c.MaxWaitPid, c.MaxWaitCgroup, c.LongWaits, c.AcctUnderflows, c.ExitActive, c.LeadCapped, c.Aged, c.Starved)
 }
 
 func printStats(out io.Writer, prev, cur map[uint64]flatcg.CgroupStats, iv time.Duration) {

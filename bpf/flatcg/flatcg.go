@@ -62,10 +62,13 @@ type Config struct {
 	// SetSchedExt); everything else stays on the fair class.
 	Partial bool
 	// Watchdog is the kernel's stall timeout (default 5s, at most 30s).
-	// MaxLead keeps every runnable cgroup's wait for its turn around a
-	// second even on a 2-vCPU TCG guest of a loaded host, so 5s is kept:
-	// a longer timeout would hide nothing the scheduler causes, only
-	// report a real stall later.
+	// The timeout counts wall time, so a guest whose vCPUs the host
+	// stops counts that against the scheduler too. With MaxLead the
+	// longest waits in the agents evaluation (TCG, 2 vCPUs) were
+	// 0.3-1.6 s at host load 4-6, but reached 5.0 s at load 8.4, when
+	// charges spanning stopped vCPUs dropped 33 s of a trial. 5s is kept
+	// as the default for machines whose CPUs are not stolen; a caller on
+	// an emulated guest of a loaded host may want more.
 	Watchdog time.Duration
 	// Slice is the default time slice (default 20ms).
 	Slice time.Duration

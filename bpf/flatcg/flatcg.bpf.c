@@ -379,13 +379,26 @@ static void cg_deactivate(u32 slot)
 	}
 }
 
+/*
+ * Charge delta against the cgroup's cpu.max quota. delta is the time as the
+ * kernel counts it in cpu.stat, stopped vCPU included (charge() does not cap
+ * it for bandwidth): cpu.max is a promise about that number. The debt is
+ * bounded instead, at one period's quota past the quota, so a long stop
+ * costs the cgroup at most one extra throttled period rather than a wait
+ * long enough for the sched_ext watchdog.
+ */
 static void bw_charge(struct fcg_cgroup *c, u64 delta, u64 now)
 {
-	s64 used;
+	s64 used, lim;
 
 	if (!c->quota_ns || !delta)
 		return;
 	used = __sync_fetch_and_add(&c->bw_used, (s64)delta) + (s64)delta;
+	lim = 2 * (s64)c->quota_ns;
+	if (used > lim) {
+		WRITE_ONCE(c->bw_used, lim);
+		used = lim;
+	}
 	if (used >= (s64)c->quota_ns && !c->throttled) {
 		c->throttled_at = now;
 		c->throttled = 1;
@@ -510,20 +523,21 @@ static void charge(struct task_struct *p, struct fcg_task *t, u64 now)
 {
 	struct step_policy *pol;
 	struct fcg_cgroup *c;
-	u64 used, hw, cgid, tw, cv, lim;
+	u64 used, raw, hw, cgid, tw, cv, lim;
 	bool penal;
 
 	if (now <= t->charged_at)
 		return;
-	used = now - t->charged_at;
+	used = raw = now - t->charged_at;
 	t->charged_at = now;
 	/*
 	 * A running task is charged at every tick, so on a live CPU no charge
 	 * spans more than a few ms. A longer one means the (virtual) CPU
 	 * itself was stopped, e.g. a vCPU thread preempted on the host: the
 	 * task did not get that time. Charging it would push the cgroup's
-	 * vtime and cpu.max debt so far ahead that the cgroup could starve for
-	 * seconds, long enough to trip the sched_ext watchdog.
+	 * vtime so far ahead that the cgroup could starve for seconds, long
+	 * enough to trip the sched_ext watchdog. cpu.max is charged the raw
+	 * span, with its debt bounded in bw_charge().
 	 */
 	if (used > slice_ns) {
 		__sync_fetch_and_add(&nr_charge_capped, 1);
@@ -567,7 +581,7 @@ static void charge(struct task_struct *p, struct fcg_task *t, u64 now)
 
 		c->credit_ns = credit > used ? credit - used : 0;
 	}
-	bw_charge(c, used, now);
+	bw_charge(c, raw, now);
 }
 
 extern bool scx_bpf_test_and_clear_cpu_idle(s32 cpu) __ksym;

@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"fmt"
+	pathpkg "path"
 	"sort"
 	"strings"
 
@@ -102,12 +103,7 @@ func Mechanisms(r *trial.Raw) ([]Check, Counts) {
 	case sched == nil:
 		add(MechScheduler, Missing, "no scheduler report (%s)", strings.Join(ev.Errors, "; "))
 	default:
-		var ran []string
-		for _, s := range steps {
-			if sched.Cgroups[s.path].RuntimeNs > 0 {
-				ran = append(ran, s.path)
-			}
-		}
+		ran := ranSteps(sp, steps, sched)
 		notExt := 0
 		for _, p := range ev.TaskPolicies {
 			if p != 7 {
@@ -297,6 +293,40 @@ func specSteps(sp trial.Spec) []specStep {
 		}
 	}
 	return out
+}
+
+// ranSteps are the step cgroups the scheduler charged runtime to: the
+// spec's steps, and the steps a trace replay made during the run in any of
+// the trial's sessions (the spec cannot list those; the scheduler's report
+// names them by path).
+func ranSteps(sp trial.Spec, steps []specStep, sched *trial.SchedulerEvidence) []string {
+	seen := map[string]bool{}
+	var ran []string
+	for _, s := range steps {
+		if sched.Cgroups[s.path].RuntimeNs > 0 && !seen[s.path] {
+			seen[s.path] = true
+			ran = append(ran, s.path)
+		}
+	}
+	sessions := map[string]bool{}
+	for _, se := range sp.Sessions {
+		sessions[trial.SessionPath(se.ID)] = true
+	}
+	for _, v := range sp.Victims {
+		sessions[trial.SessionPath(v.Session)] = true
+	}
+	for _, n := range sp.Neighbours {
+		sessions[trial.SessionPath(n.Session)] = true
+	}
+	for path, cg := range sched.Cgroups {
+		parent, leaf := pathpkg.Split(path)
+		if cg.RuntimeNs > 0 && !seen[path] && strings.HasPrefix(leaf, "step_") && sessions[strings.TrimSuffix(parent, "/")] {
+			seen[path] = true
+			ran = append(ran, path)
+		}
+	}
+	sort.Strings(ran)
+	return ran
 }
 
 // pressuredSteps are the spec steps whose memory.events "high" grew.

@@ -98,3 +98,23 @@ func TestMechanismsJointPenalty(t *testing.T) {
 		}
 	}
 }
+
+// A trace replay makes its step cgroups during the run, so the spec does
+// not list them: runtime charged to one of them in a session of the trial
+// shows the scheduler engaged, and a step of a session outside the trial
+// does not.
+func TestMechanismsSchedulerCountsReplaySteps(t *testing.T) {
+	r := rawFor("cpu-only", trial.Evidence{Scheduler: &trial.SchedulerEvidence{Mode: "full",
+		Cgroups: map[string]trial.SchedulerCgroup{trial.StepPath("elsewhere", "call-0001"): {RuntimeNs: 5}}}})
+	sp := &r.Manifest.Spec
+	sp.Victims = append(sp.Victims, trial.Victim{Name: "agent", Kind: trial.VictimTrace, Session: "agent"})
+	checks, _ := Mechanisms(r)
+	if c := statusOf(checks, MechScheduler); c.Status != Missing {
+		t.Errorf("runtime only outside the trial's sessions: %+v", c)
+	}
+	r.Evidence.Scheduler.Cgroups[trial.StepPath("agent", "call-0001")] = trial.SchedulerCgroup{RuntimeNs: 5}
+	checks, _ = Mechanisms(r)
+	if c := statusOf(checks, MechScheduler); c.Status != Engaged {
+		t.Errorf("runtime on a replayed step: %+v", c)
+	}
+}

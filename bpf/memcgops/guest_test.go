@@ -169,16 +169,30 @@ func guestHighDelay(t *testing.T) {
 		if !r.Complete || len(r.PauseMS) < 3 {
 			t.Fatalf("configured %d ms: want at least 3 throttle pauses over 1 MiB past high, got %+v", want, r)
 		}
+		// A pause of at least half the configured delay is one of the
+		// policy's sleeps and must match it. The helper also sees any other
+		// stall of 100 ms or more (a vCPU the host did not run, reclaim of
+		// a fresh cgroup): one such short pause is logged, not counted.
 		var sum float64
+		var sleeps int
+		var other []float64
 		for _, p := range r.PauseMS {
+			if p < float64(want)/2 {
+				other = append(other, p)
+				continue
+			}
+			sleeps++
 			sum += p
 			if math.Abs(p-float64(want)) > 0.05*float64(want) {
 				t.Errorf("configured %d ms: a throttle pause took %.1f ms, outside +-5%%", want, p)
 			}
 		}
-		t.Logf("configured %d ms: mean pause %.1f ms over %d events", want, sum/float64(len(r.PauseMS)), len(r.PauseMS))
-		if after.DelayNonzero-before.DelayNonzero < uint64(len(r.PauseMS)) {
-			t.Errorf("the policy answered %d times with a delay, fewer than the %d pauses seen", after.DelayNonzero-before.DelayNonzero, len(r.PauseMS))
+		t.Logf("configured %d ms: mean pause %.1f ms over %d sleeps; other stalls %v ms", want, sum/float64(max(sleeps, 1)), sleeps, other)
+		if sleeps < 3 || len(other) > 1 {
+			t.Errorf("configured %d ms: %d sleeps of the policy's length and %d shorter stalls %v, want at least 3 and at most 1", want, sleeps, len(other), other)
+		}
+		if after.DelayNonzero-before.DelayNonzero < uint64(sleeps) {
+			t.Errorf("the policy answered %d times with a delay, fewer than the %d sleeps seen", after.DelayNonzero-before.DelayNonzero, sleeps)
 		}
 	}
 

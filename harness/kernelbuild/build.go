@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
 )
 
 // Root is the build directory under a cache root.
@@ -34,7 +36,7 @@ func resolveKey(ctx context.Context, in Inputs) (string, keyInputs, error) {
 	src := in.SourceSHA256
 	if src == "" {
 		var err error
-		if src, err = fileSHA256(in.SourceDeb); err != nil {
+		if src, err = fsutil.FileSHA256(in.SourceDeb); err != nil {
 			return "", keyInputs{}, fmt.Errorf("source package: %w", err)
 		}
 	}
@@ -42,7 +44,7 @@ func resolveKey(ctx context.Context, in Inputs) (string, keyInputs, error) {
 	if err != nil {
 		return "", keyInputs{}, err
 	}
-	frag, err := fileSHA256(in.ConfigFragment)
+	frag, err := fsutil.FileSHA256(in.ConfigFragment)
 	if err != nil {
 		return "", keyInputs{}, fmt.Errorf("config fragment: %w", err)
 	}
@@ -77,7 +79,7 @@ func Build(ctx context.Context, in Inputs, progress io.Writer) (Output, error) {
 	if out, err := readEntry(outDir, key); err == nil {
 		return out, nil
 	}
-	unlock, err := lockFile(filepath.Join(b.root, "build.lock"))
+	unlock, err := fsutil.Lock(filepath.Join(b.root, "build.lock"))
 	if err != nil {
 		return Output{}, err
 	}
@@ -336,16 +338,3 @@ func diskHint(err error) error {
 type resetError struct{ cause error }
 
 func (e *resetError) Error() string { return e.cause.Error() }
-
-// lockFile takes an exclusive flock, waiting for another build to finish.
-func lockFile(path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("locking %s: %w", path, err)
-	}
-	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
-}

@@ -9,9 +9,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/agentcgroup/agentcgroup/internal/fsutil"
 )
 
 // recipeVersion changes when the build steps change in a way that alters
@@ -74,7 +75,7 @@ func deriveKey(sourceSHA string, patches []patchID, fragmentSHA string, toolchai
 func hashPatches(paths []string) ([]patchID, error) {
 	out := make([]patchID, 0, len(paths))
 	for _, p := range paths {
-		sum, err := fileSHA256(p)
+		sum, err := fsutil.FileSHA256(p)
 		if err != nil {
 			return nil, fmt.Errorf("patch %s: %w", p, err)
 		}
@@ -96,17 +97,4 @@ func PatchSeries(dir string) ([]string, error) {
 		}
 	}
 	return m, nil // Glob sorts
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

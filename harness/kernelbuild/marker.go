@@ -39,7 +39,7 @@ func readEntry(dir, key string) (Output, error) {
 		return Output{}, fmt.Errorf("%s: marker key %.12s does not match %.12s", dir, m.Key, key)
 	}
 	out := Output{BzImage: filepath.Join(dir, "bzImage"), Vmlinux: filepath.Join(dir, "vmlinux"), Key: key}
-	sum, err := fileSHA256(out.BzImage)
+	sum, err := fsutil.FileSHA256(out.BzImage)
 	if err != nil {
 		return Output{}, fmt.Errorf("%s: %w", dir, err)
 	}
@@ -71,7 +71,7 @@ func writeEntry(tmp, dir string, m marker, bzImage, vmlinux string, strip func(s
 	if err := strip(vmlinux, filepath.Join(tmp, "vmlinux")); err != nil {
 		return err
 	}
-	sum, err := fileSHA256(filepath.Join(tmp, "bzImage"))
+	sum, err := fsutil.FileSHA256(filepath.Join(tmp, "bzImage"))
 	if err != nil {
 		return err
 	}

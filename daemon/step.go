@@ -228,15 +228,12 @@ func (d *Daemon) startStep(s *step) {
 
 func mono() time.Duration { return time.Duration(eventlog.Mono()) }
 
-// loop evaluates the step when the kernel or the probe signals it, and on
-// a timer only while a timed transition is pending (see schedule): a step
+// loop evaluates the step when the kernel or the probe signals it, and
+// at the times its pending transitions could fire (see schedule): a step
 // with nothing pending sleeps until the kernel reports something.
 func (s *step) loop() {
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	defer s.d.ticker.set(s, false)
-	s.schedule(timer)
+	defer s.d.ticker.set(s, 0, false)
+	s.schedule()
 	for {
 		var w wakeup
 		select {
@@ -245,45 +242,43 @@ func (s *step) loop() {
 		case <-s.d.ctx.Done():
 			return
 		case w = <-s.wake:
-		case <-timer.C:
-			w = wakeup{"timer", eventlog.Mono()}
 		}
 		if gone := s.evaluate(w); gone {
 			return
 		}
-		s.schedule(timer)
+		s.schedule()
 	}
 }
 
-// schedule puts the step on the daemon's tick or takes it off, arms its
-// own timer for a one-off look, and sets what the watcher listens to for
-// it. A step is looked at every daemon.tick while a transition depends on
-// time passing: THROTTLED (freeze_after, clear_after), SOFT_PAUSED with a
-// thaw_after; and once when its burst credit expires. Those looks read
-// memory.events, so only a RUNNING step keeps its memory.events watch,
-// which a throttled step's kernel would otherwise fire up to a hundred
-// times a second. Without inotify every step is on the tick.
-func (s *step) schedule(timer *time.Timer) {
+// schedule asks the daemon's ticker for the step's next look, or for none,
+// and sets what the watcher listens to for it. The state machine says when
+// a time-based transition could next fire (escalate.Machine.NextLook:
+// clear_after, freeze_after, thaw_after); a burst credit's end is another
+// such time. Only a RUNNING step keeps its memory.events watch, which a
+// throttled step's kernel would fire up to a hundred times a second: the
+// timed looks read memory.events anyway. Without inotify, and for a
+// RUNNING step whose watch could not be set, every tick is a look.
+func (s *step) schedule() {
+	now, tick := mono(), s.d.tick()
 	s.mu.Lock()
 	st, p := s.m.State, s.m.P
+	at, timed := s.m.NextLook(now, tick)
 	burstOn, until := s.burstOn, s.burstUntil
 	s.mu.Unlock()
-	timed := s.d.watch.polling() || st == escalate.Throttled || (st == escalate.SoftPaused && p.ThawAfter > 0)
 	running := st == escalate.Running
 	watched, added := s.d.watch.setMemoryEvents(s, running)
-	if running && !watched {
-		timed = true // no watch to wake it: fall back to the tick
+	if s.d.watch.polling() || (running && !watched) {
+		at, timed = now+tick, true
+	}
+	if burstOn && (!timed || until < at) {
+		at, timed = max(until, now), true
 	}
 	s.d.watch.setAvgUser(s, usesOthersPSI(st, p))
-	s.d.ticker.set(s, timed)
-	timer.Stop()
-	switch {
-	case added:
+	s.d.ticker.set(s, at, timed)
+	if added {
 		// Events between the last read and the new watch raised no
 		// notification: look once more now.
-		timer.Reset(0)
-	case burstOn && !timed:
-		timer.Reset(max(until-mono(), 0))
+		s.kick("memory.events watch added")
 	}
 }
 
@@ -366,7 +361,13 @@ func (s *step) evaluate(woken wakeup) bool {
 	// the score.
 	// max, oom and oom_kill are the step at its hard limit, the evidence
 	// for a kill besides harm to other steps.
-	in := escalate.Input{Now: now, Score: score, Probe: d.probe != nil || d.fullMode(), HighDelta: grew("high"),
+	// With the score stale, memory.events "high" growth since the last
+	// look dates from the in-kernel writer's last update at the latest.
+	var pressureAt time.Duration
+	if ok && score == 0 && sp.LastUpdateNs != 0 && sp.LastUpdateNs <= uint64(now) {
+		pressureAt = time.Duration(sp.LastUpdateNs)
+	}
+	in := escalate.Input{Now: now, Score: score, Probe: d.probe != nil || d.fullMode(), HighDelta: grew("high"), PressureAt: pressureAt,
 		MaxDelta: grew("max"), OOMDelta: grew("oom"), OOMKillDelta: grew("oom_kill"),
 		PSIFired: s.psiFired.Swap(false), OthersPSIAvg10: others}
 	tr := s.m.Step(in)

@@ -178,9 +178,9 @@ func (w *watcher) rmWatchLocked(wd int) {
 }
 
 // setMemoryEvents watches memory.events of a step, or stops. A step that
-// is not RUNNING is evaluated every tick, which reads memory.events
-// anyway: a throttled step's notifications (up to a hundred a second)
-// would only wake the daemon for nothing. watched reports whether the
+// is not RUNNING is looked at by time (see step.schedule), and each look
+// reads memory.events: a throttled step's notifications (up to a hundred
+// a second) would only wake the daemon for nothing. watched reports whether the
 // watch is in place afterwards, added whether this call put it there.
 func (w *watcher) setMemoryEvents(s *step, on bool) (watched, added bool) {
 	w.mu.Lock()

@@ -68,10 +68,12 @@ type Daemon struct {
 	// multiplier twice); "off" leaves CPU entirely to others. Default:
 	// "scheduler" with daemon.scheduler = true, else "cgroup".
 	CPUPolicy string `toml:"cpu_policy"`
-	// Tick is how often a step is re-evaluated while a transition of it
-	// depends on time passing (THROTTLED: freeze_after, clear_after;
-	// SOFT_PAUSED with thaw_after). Kernel signals wake a step at once; a
-	// step with nothing pending is never woken by the tick.
+	// Tick is the resolution of the looks a step gets while a transition
+	// of it depends on time passing (THROTTLED: clear_after, freeze_after;
+	// SOFT_PAUSED with thaw_after): a look falls on the tick grid at the
+	// time the transition could fire, and a step whose pressure is severe
+	// is looked at every tick until its freeze. Kernel signals wake a
+	// step at once; a step with nothing pending is never woken by a timer.
 	Tick Duration `toml:"tick"`
 	// KeepEnded is how long a step whose processes all exited (or were
 	// killed) keeps its cgroup, state and final counters before the
@@ -218,9 +220,8 @@ func Defaults() Config {
 		Probe:       "auto",
 		MemoryMode:  "auto",
 		// Kernel signals (inotify on memory.events, PSI triggers, the
-		// probe's onsets) wake a step at once; the tick only paces
-		// time-based transitions of the steps that have one pending, so
-		// its cost grows with throttled steps, not with idle ones.
+		// probe's onsets) wake a step at once; timed looks fall on this
+		// grid, only for steps with a time-based transition pending.
 		Tick: Duration(100e6),
 	}}
 }

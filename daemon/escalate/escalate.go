@@ -95,6 +95,12 @@ type Input struct {
 	MaxDelta, OOMDelta, OOMKillDelta uint64
 	PSIFired                         bool    // the step's PSI trigger fired since the last input
 	OthersPSIAvg10                   float64 // highest memory.pressure some avg10 among other steps
+	// PressureAt, when not 0, is when the kernel last handled the step
+	// over memory.high (the in-kernel writer's timestamp, on the clock of
+	// Now): the latest moment the pressure in this input can date from.
+	// It lets memory.events growth found by a late look count from when
+	// it happened instead of from the look.
+	PressureAt time.Duration
 }
 
 // KillCause is the rule that allowed a kill.
@@ -130,6 +136,7 @@ type Machine struct {
 	Freezes int
 
 	lastPressure time.Duration
+	lastLook     time.Duration // Now of the previous input
 	severeSince  time.Duration // 0: not severe
 	// memory.events growth at the hard limit since the step was last
 	// frozen, thawed or back in RUNNING: the evidence for a "max"/"oom" kill.
@@ -197,8 +204,15 @@ func (m *Machine) Step(in Input) *Transition {
 	}
 	pressured := cause != ""
 	severe := in.Score >= freezeScore || (!in.Probe && in.HighDelta > 0) || atLimit
+	defer func() { m.lastLook = in.Now }()
 	if pressured {
-		m.lastPressure = in.Now
+		at := in.Now
+		if in.PressureAt > m.lastLook && in.PressureAt < at && in.Score < throttleScore && !atLimit && !in.PSIFired {
+			// Only memory.events "high" growth, and the kernel handled
+			// the step over high since the last look: date it from then.
+			at = in.PressureAt
+		}
+		m.lastPressure = max(m.lastPressure, at)
 	}
 
 	switch m.State {
@@ -238,6 +252,49 @@ func (m *Machine) Step(in Input) *Transition {
 	case Killed:
 	}
 	return nil
+}
+
+// NextLook is when the step must be observed next if no kernel signal
+// wakes it first, and false when only a kernel signal can change its
+// state. Looks cost a wakeup each, so a step waits for the time its
+// pending transition could fire rather than looking every tick:
+//
+//   - THROTTLED, clearing: at lastPressure + clear_after. A step that is
+//     still pressured then pushes its deadline on by clear_after, so a
+//     step throttled for a long time is looked at once per clear_after.
+//   - THROTTLED, freeze possible (not exempt, freeze_after set): severity
+//     that began since the last look is found within a quarter of
+//     freeze_after (never more often than tick), and once severe the step
+//     is looked at every tick, since the freeze needs severity held for
+//     all of freeze_after.
+//   - SOFT_PAUSED with thaw_after: at the thaw, then every tick while
+//     other steps' pressure keeps it frozen.
+//
+// The result is never before now.
+func (m *Machine) NextLook(now, tick time.Duration) (time.Duration, bool) {
+	p := m.P
+	switch m.State {
+	case Throttled:
+		at := m.lastPressure + p.ClearAfter.D()
+		if !p.Exempt && p.FreezeAfter > 0 {
+			if m.severeSince != 0 {
+				at = min(at, now+tick)
+			} else {
+				at = min(at, now+max(tick, p.FreezeAfter.D()/4))
+			}
+		}
+		return max(at, now), true
+	case SoftPaused:
+		if p.ThawAfter == 0 {
+			return 0, false
+		}
+		at := m.Since + p.ThawAfter.D()
+		if at <= now {
+			at = now + tick
+		}
+		return at, true
+	}
+	return 0, false
 }
 
 // escalate decides, once severe pressure has lasted freeze_after, between a

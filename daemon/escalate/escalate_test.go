@@ -241,3 +241,116 @@ func TestWithoutProbeHighEventsDrive(t *testing.T) {
 		t.Fatalf("%+v", tr)
 	}
 }
+
+// looks runs the machine the way the daemon does without kernel signals:
+// it observes only at the times NextLook asks for, until end, and returns
+// the number of looks and the transitions with their times.
+func looks(m *Machine, now *time.Duration, end, tick time.Duration, at func(time.Duration) Input) (int, []Transition, []time.Duration) {
+	var tr []Transition
+	var when []time.Duration
+	n := 0
+	for {
+		next, ok := m.NextLook(*now, tick)
+		if !ok || next > end {
+			return n, tr, when
+		}
+		if next < *now {
+			panic("NextLook went back in time")
+		}
+		*now = next
+		in := at(*now)
+		in.Now = *now
+		n++
+		if t := m.Step(in); t != nil {
+			tr, when = append(tr, *t), append(when, *now)
+		}
+	}
+}
+
+func TestNextLookThrottledExemptStepLooksOncePerClearAfter(t *testing.T) {
+	p := esc()
+	p.Exempt, p.ClearAfter = true, config.Duration(time.Second)
+	now := time.Second
+	m := New(p, now)
+	// Pressure until 31 s: a fresh score at every look.
+	stop := 31 * time.Second
+	pressure := func(at time.Duration) Input {
+		if at < stop {
+			return Input{Probe: true, Score: 300}
+		}
+		return Input{Probe: true}
+	}
+	if tr := m.Step(Input{Now: now, Probe: true, Score: 300}); tr == nil || tr.To != Throttled {
+		t.Fatalf("no throttle: %+v", tr)
+	}
+	n, tr, when := looks(m, &now, 40*time.Second, 100*ms, pressure)
+	if len(tr) != 1 || tr[0].To != Running {
+		t.Fatalf("transitions %+v", tr)
+	}
+	// 30 s of pressure at one look per clear_after, then the clearing look.
+	if n > 32 {
+		t.Errorf("%d looks in 30 s of pressure: want one per clear_after (about 31)", n)
+	}
+	if when[0] < stop || when[0] > stop+time.Second+100*ms {
+		t.Errorf("cleared at %v, pressure ended at %v: want within clear_after and a tick", when[0], stop)
+	}
+}
+
+func TestNextLookHighGrowthDatedByTheKernelClearsOnTime(t *testing.T) {
+	p := esc()
+	p.Exempt, p.ClearAfter = true, config.Duration(time.Second)
+	now := time.Second
+	m := New(p, now)
+	m.Step(Input{Now: now, Probe: true, Score: 300})
+	// The last throttle happened 10 ms after that look; the next look finds
+	// the score stale but memory.events high grown, dated by the kernel.
+	last := now + 10*ms
+	n, tr, when := looks(m, &now, 5*time.Second, 100*ms, func(at time.Duration) Input {
+		if at < last+time.Second {
+			return Input{Probe: true, HighDelta: 3, PressureAt: last}
+		}
+		return Input{Probe: true}
+	})
+	if len(tr) != 1 || tr[0].To != Running || when[0] > last+time.Second+100*ms {
+		t.Fatalf("after %d looks: %+v at %v; want RUNNING by %v", n, tr, when, last+time.Second+100*ms)
+	}
+}
+
+func TestNextLookFreezeWithinAQuarterOfFreezeAfter(t *testing.T) {
+	p := esc()
+	p.FreezeAfter, p.ClearAfter = config.Duration(2*time.Second), config.Duration(time.Second)
+	now := time.Second
+	m := New(p, now)
+	m.Step(Input{Now: now, Probe: true, Score: 20}) // mild: throttled only
+	severeFrom := 7*time.Second + 3*ms
+	n, tr, when := looks(m, &now, severeFrom+p.FreezeAfter.D()+p.FreezeAfter.D()/4+100*ms, 100*ms, func(at time.Duration) Input {
+		if at >= severeFrom {
+			return Input{Probe: true, Score: 300}
+		}
+		return Input{Probe: true, Score: 20}
+	})
+	if len(tr) == 0 || tr[0].To != SoftPaused {
+		t.Fatalf("no freeze: %+v", tr)
+	}
+	late := when[0] - (severeFrom + p.FreezeAfter.D())
+	if late < 0 || late > p.FreezeAfter.D()/4+100*ms {
+		t.Errorf("frozen %v after severity held freeze_after: want at most freeze_after/4 + tick", late)
+	}
+	// Mild pressure for 6 s sampled at freeze_after/4 = 500 ms, severe
+	// for 2 s at the tick.
+	if n > 6*2+2*10+4 {
+		t.Errorf("%d looks: mild pressure should be sampled at freeze_after/4", n)
+	}
+}
+
+func TestNextLookThawAtThawAfter(t *testing.T) {
+	now := time.Second
+	m := Restore(esc(), SoftPaused, 1, now)
+	at, ok := m.NextLook(now, 100*ms)
+	if !ok || at != now+time.Second {
+		t.Fatalf("frozen step's next look %v %v, want the thaw at %v", at, ok, now+time.Second)
+	}
+	if _, ok := New(esc(), now).NextLook(now, 100*ms); ok {
+		t.Fatal("a RUNNING step waits for kernel signals only")
+	}
+}

@@ -11,7 +11,7 @@ pkgs="qemu-system-x86 busybox-static debian-archive-keyring apt cpio xz-utils"
 for arg in "$@"; do
 	case "$arg" in
 	--bpf) pkgs="$pkgs clang-19 llvm-19 bpftool" ;;
-	--kernel) pkgs="$pkgs build-essential bc bison flex libelf-dev libssl-dev pahole ccache patch" ;;
+	--kernel) pkgs="$pkgs build-essential bc bison flex libelf-dev libssl-dev pahole ccache patch python3" ;;
 	*) echo "setup-host: unknown option $arg (want --bpf or --kernel)" >&2; exit 2 ;;
 	esac
 done

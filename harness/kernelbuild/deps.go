@@ -14,7 +14,7 @@ import (
 
 // aptInstall is the one command that brings a Debian host every tool the
 // build needs.
-const aptInstall = "sudo apt-get install -y make gcc binutils bc bison flex libelf-dev libssl-dev pahole ccache patch xz-utils"
+const aptInstall = "sudo apt-get install -y make gcc binutils bc bison flex libelf-dev libssl-dev pahole ccache patch xz-utils python3"
 
 // tools maps each required program to the Debian package providing it.
 var tools = []struct{ bin, pkg string }{
@@ -22,6 +22,9 @@ var tools = []struct{ bin, pkg string }{
 	{"bc", "bc"}, {"bison", "bison"}, {"flex", "flex"}, {"pahole", "pahole"},
 	{"ccache", "ccache"}, {"patch", "patch"}, {"tar", "tar"}, {"xz", "xz-utils"},
 	{"dpkg-deb", "dpkg"},
+	// The BTF build generates libbpf's helper definitions with a Python
+	// script (scripts/bpf_doc.py).
+	{"python3", "python3"},
 }
 
 // headers are needed by host programs the kernel build compiles (objtool,

@@ -3,7 +3,9 @@ package main
 import (
 	"flag"
 	"fmt"
+	"strings"
 
+	"github.com/agentcgroup/agentcgroup/cgroupfs"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 )
 
@@ -43,8 +45,8 @@ func cmdInspect(args []string) error {
 		fmt.Printf("  %s started=%v exit=%d sched_ext=%q %s\n", p.Name, p.Started, p.ExitCode, p.SchedExt, p.Error)
 	}
 	for _, cg := range m.Cgroups {
-		ev, _ := trial.ParseFlatKeyed(r.After.Cgroups[cg]["memory.events"])
-		cs, _ := trial.ParseFlatKeyed(r.After.Cgroups[cg]["cpu.stat"])
+		ev, _ := cgroupfs.ParseFlatKeyed("memory.events", strings.NewReader(r.After.Cgroups[cg]["memory.events"]))
+		cs, _ := cgroupfs.ParseFlatKeyed("cpu.stat", strings.NewReader(r.After.Cgroups[cg]["cpu.stat"]))
 		fmt.Printf("  %-40s usage %6dms throttled %5dms high %d max %d oom_kill %d\n", cg, cs["usage_usec"]/1000, cs["throttled_usec"]/1000, ev["high"], ev["max"], ev["oom_kill"])
 	}
 	fmt.Printf("  timeline: %d samples\n", len(r.Timeline))

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/agentcgroup/agentcgroup/cgroupfs"
 	"github.com/agentcgroup/agentcgroup/harness/stack"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 )
@@ -333,8 +334,8 @@ func ranSteps(sp trial.Spec, steps []specStep, sched *trial.SchedulerEvidence) [
 func pressuredSteps(r *trial.Raw) []string {
 	var out []string
 	for _, s := range specSteps(r.Manifest.Spec) {
-		a, err1 := trial.ParseFlatKeyed(r.After.Cgroups[s.path]["memory.events"])
-		b, err2 := trial.ParseFlatKeyed(r.Before.Cgroups[s.path]["memory.events"])
+		a, err1 := cgroupfs.ParseFlatKeyed(s.path, strings.NewReader(r.After.Cgroups[s.path]["memory.events"]))
+		b, err2 := cgroupfs.ParseFlatKeyed(s.path, strings.NewReader(r.Before.Cgroups[s.path]["memory.events"]))
 		if err1 == nil && err2 == nil && a["high"] > b["high"] {
 			out = append(out, s.path)
 		}

@@ -5,9 +5,11 @@ import (
 	"math"
 	"sort"
 	"strings"
+	"time"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 
+	"github.com/agentcgroup/agentcgroup/cgroupfs"
 	"github.com/agentcgroup/agentcgroup/harness/stack"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 )
@@ -149,14 +151,14 @@ func fromRaw(r *trial.Raw) (*TrialResult, error) {
 		if before == "" || after == "" {
 			continue
 		}
-		b, err1 := trial.ParsePressure(before)
-		a, err2 := trial.ParsePressure(after)
+		b, err1 := cgroupfs.ParsePressure("/proc/pressure/"+res, strings.NewReader(before))
+		a, err2 := cgroupfs.ParsePressure("/proc/pressure/"+res, strings.NewReader(after))
 		if err1 != nil || err2 != nil {
 			return nil, fmt.Errorf("trial %s: system %s pressure: %v %v", sp.ID, res, err1, err2)
 		}
 		short := map[string]string{"cpu": "cpu", "memory": "mem"}[res]
-		tr.Metrics["system.psi_"+short+"_some_pct"] = pct(a.Some.TotalUS-b.Some.TotalUS, wall)
-		tr.Metrics["system.psi_"+short+"_full_pct"] = pct(a.Full.TotalUS-b.Full.TotalUS, wall)
+		tr.Metrics["system.psi_"+short+"_some_pct"] = pct(a.Some.Total-b.Some.Total, wall)
+		tr.Metrics["system.psi_"+short+"_full_pct"] = pct(a.Full.Total-b.Full.Total, wall)
 	}
 	tr.Stack = sp.Stack
 	tr.Checks, tr.Counts = Mechanisms(r)
@@ -270,17 +272,17 @@ func groupMetrics(tr *TrialResult, r *trial.Raw, role string, cgroups []string, 
 		}
 		before := r.Before.Cgroups[cg] // absent: created after the snapshot, counters start at 0
 		delta := func(file string) (map[string]int64, error) {
-			a, err := trial.ParseFlatKeyed(after[file])
+			a, err := cgroupfs.ParseFlatKeyed(cg+"/"+file, strings.NewReader(after[file]))
 			if err != nil {
-				return nil, fmt.Errorf("%s/%s: %v", cg, file, err)
+				return nil, err
 			}
-			b, err := trial.ParseFlatKeyed(before[file])
+			b, err := cgroupfs.ParseFlatKeyed(cg+"/"+file+" (before)", strings.NewReader(before[file]))
 			if err != nil {
-				return nil, fmt.Errorf("%s/%s (before): %v", cg, file, err)
+				return nil, err
 			}
 			d := map[string]int64{}
 			for k, v := range a {
-				d[k] = v - b[k]
+				d[k] = int64(v) - int64(b[k])
 			}
 			return d, nil
 		}
@@ -308,18 +310,18 @@ func groupMetrics(tr *TrialResult, r *trial.Raw, role string, cgroups []string, 
 			if after[res.file] == "" {
 				continue
 			}
-			a, err := trial.ParsePressure(after[res.file])
+			a, err := cgroupfs.ParsePressure(cg+"/"+res.file, strings.NewReader(after[res.file]))
 			if err != nil {
-				return fmt.Errorf("%s/%s: %v", cg, res.file, err)
+				return err
 			}
-			var b trial.Pressure
+			var b cgroupfs.Pressure
 			if before[res.file] != "" {
-				if b, err = trial.ParsePressure(before[res.file]); err != nil {
-					return fmt.Errorf("%s/%s (before): %v", cg, res.file, err)
+				if b, err = cgroupfs.ParsePressure(cg+"/"+res.file+" (before)", strings.NewReader(before[res.file])); err != nil {
+					return err
 				}
 			}
 			// Several cgroups: report the worst, since stall time does not add up.
-			some, full := pct(a.Some.TotalUS-b.Some.TotalUS, wall), pct(a.Full.TotalUS-b.Full.TotalUS, wall)
+			some, full := pct(a.Some.Total-b.Some.Total, wall), pct(a.Full.Total-b.Full.Total, wall)
 			k1, k2 := GroupMetric(role, "psi_"+res.short+"_some_pct"), GroupMetric(role, "psi_"+res.short+"_full_pct")
 			tr.Metrics[k1] = math.Max(tr.Metrics[k1], some)
 			tr.Metrics[k2] = math.Max(tr.Metrics[k2], full)
@@ -328,8 +330,9 @@ func groupMetrics(tr *TrialResult, r *trial.Raw, role string, cgroups []string, 
 	return nil
 }
 
-func pct(us int64, wallSec float64) float64 {
-	return float64(us) / 1e6 / wallSec * 100
+// pct is stall time as a share of wall seconds.
+func pct(stall time.Duration, wallSec float64) float64 {
+	return stall.Seconds() / wallSec * 100
 }
 
 // systemPressure finds /proc/pressure/<res> in a snapshot's system map,

@@ -140,20 +140,6 @@ func TestParseBytes(t *testing.T) {
 	}
 }
 
-func TestParsers(t *testing.T) {
-	kv, err := ParseFlatKeyed("low 0\nhigh 102\nmax 3\noom 0\noom_kill 0\n")
-	if err != nil || kv["high"] != 102 || kv["max"] != 3 {
-		t.Fatalf("ParseFlatKeyed: %v %v", kv, err)
-	}
-	if _, err := ParseFlatKeyed("high x\n"); err == nil {
-		t.Error("bad value accepted")
-	}
-	p, err := ParsePressure("some avg10=1.50 avg60=0.20 avg300=0.00 total=12345\nfull avg10=0.75 avg60=0.00 avg300=0.00 total=99\n")
-	if err != nil || p.Some.Avg10 != 1.5 || p.Full.TotalUS != 99 {
-		t.Fatalf("ParsePressure: %+v %v", p, err)
-	}
-}
-
 func TestValidateMemoryWorkloadParams(t *testing.T) {
 	s := ExampleSpec()
 	s.Victims[0].Interactive.Idle = Duration(time.Second)

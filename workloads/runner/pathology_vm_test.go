@@ -155,7 +155,7 @@ func TestOOMKilledVictimIsAnOutcome(t *testing.T) {
 	if !d.OOMKilled || d.Signal != "killed" || d.Histogram != "" || d.Count != 0 {
 		t.Errorf("doomed victim result %+v, want oom_killed, signal killed, no histogram", d)
 	}
-	ev, err := trial.ParseFlatKeyed(r.After.Cgroups[trial.StepPath("victim", "doomed")]["memory.events"])
+	ev, err := cgroupfs.ParseFlatKeyed("memory.events", strings.NewReader(r.After.Cgroups[trial.StepPath("victim", "doomed")]["memory.events"]))
 	if err != nil || ev["oom_kill"] < 1 {
 		t.Errorf("doomed step's memory.events oom_kill = %d (%v), want >= 1", ev["oom_kill"], err)
 	}

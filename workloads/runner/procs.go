@@ -58,7 +58,8 @@ func (w *workload) oomKilled() bool {
 }
 
 func oomKills(cg string) int64 {
-	return readKV(filepath.Join(cg, "memory.events.local"))["oom_kill"]
+	ev, _ := cgroupfs.Cgroup{Path: cg}.FlatKeyed("memory.events.local")
+	return int64(ev["oom_kill"])
 }
 
 func (t *trialRun) spawn(w *workload, args []string, pipes bool) {

@@ -5,12 +5,11 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/agentcgroup/agentcgroup/cgroupfs"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 )
 
@@ -69,41 +68,21 @@ func (s *sampler) stop() {
 
 func sampleCgroup(dir string) trial.Sample {
 	var smp trial.Sample
-	smp.MemoryCurrent = readInt(filepath.Join(dir, "memory.current"))
-	ev := readKV(filepath.Join(dir, "memory.events"))
-	smp.MemoryHigh, smp.MemoryMax, smp.OOMKill = ev["high"], ev["max"], ev["oom_kill"]
-	cs := readKV(filepath.Join(dir, "cpu.stat"))
-	smp.ThrottledUS, smp.UsageUS, smp.SystemUS = cs["throttled_usec"], cs["usage_usec"], cs["system_usec"]
-	smp.HighLimit = readInt(filepath.Join(dir, "memory.high")) // "max" reads as 0
-	if b, err := os.ReadFile(filepath.Join(dir, "memory.pressure")); err == nil {
-		if p, err := trial.ParsePressure(string(b)); err == nil {
-			smp.MemSomeAvg10, smp.MemFullAvg10 = p.Some.Avg10, p.Full.Avg10
-		}
+	cg := cgroupfs.Cgroup{Path: dir}
+	cur, _ := cg.ReadUint("memory.current")
+	high, _ := cg.ReadUint("memory.high") // "max" is no number: 0
+	smp.MemoryCurrent, smp.HighLimit = int64(cur), int64(high)
+	ev, _ := cg.FlatKeyed("memory.events")
+	smp.MemoryHigh, smp.MemoryMax, smp.OOMKill = int64(ev["high"]), int64(ev["max"]), int64(ev["oom_kill"])
+	cs, _ := cg.FlatKeyed("cpu.stat")
+	smp.ThrottledUS, smp.UsageUS, smp.SystemUS = int64(cs["throttled_usec"]), int64(cs["usage_usec"]), int64(cs["system_usec"])
+	if p, err := cg.Pressure("memory.pressure"); err == nil {
+		smp.MemSomeAvg10, smp.MemFullAvg10 = p.Some.Avg10, p.Full.Avg10
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, "cpu.pressure")); err == nil {
-		if p, err := trial.ParsePressure(string(b)); err == nil {
-			smp.CPUSomeAvg10 = p.Some.Avg10
-		}
+	if p, err := cg.Pressure("cpu.pressure"); err == nil {
+		smp.CPUSomeAvg10 = p.Some.Avg10
 	}
 	return smp
-}
-
-func readInt(p string) int64 {
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return 0
-	}
-	v, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-	return v
-}
-
-func readKV(p string) map[string]int64 {
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return nil
-	}
-	m, _ := trial.ParseFlatKeyed(string(b))
-	return m
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

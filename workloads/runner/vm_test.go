@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentcgroup/agentcgroup/cgroupfs"
 	"github.com/agentcgroup/agentcgroup/harness/stack"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 	"github.com/agentcgroup/agentcgroup/harness/vmtest"
@@ -49,11 +50,15 @@ func guestTrial(t *testing.T, spec *trial.Spec, out string) trial.Raw {
 
 func afterKV(t *testing.T, r trial.Raw, cg, file string) map[string]int64 {
 	t.Helper()
-	kv, err := trial.ParseFlatKeyed(r.After.Cgroups[cg][file])
+	kv, err := cgroupfs.ParseFlatKeyed(cg+"/"+file, strings.NewReader(r.After.Cgroups[cg][file]))
 	if err != nil {
-		t.Fatalf("%s %s: %v", cg, file, err)
+		t.Fatal(err)
 	}
-	return kv
+	out := make(map[string]int64, len(kv))
+	for k, v := range kv {
+		out[k] = int64(v)
+	}
+	return out
 }
 
 // Every victim and neighbour kind in one short trial, with zram swap: the

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/agentcgroup/agentcgroup/internal/tomlval"
 )
 
 // The field types below accept any TOML value and remember what was wrong
@@ -30,7 +32,7 @@ func (x *Int) UnmarshalTOML(v any) error {
 	x.set = true
 	n, ok := v.(int64)
 	if !ok {
-		x.bad = fmt.Sprintf("want an integer, got %s", describe(v))
+		x.bad = fmt.Sprintf("want an integer, got %s", tomlval.Describe(v))
 	}
 	x.V = n
 	return nil
@@ -50,7 +52,7 @@ func (x *Float) UnmarshalTOML(v any) error {
 	case float64:
 		x.V = n
 	default:
-		x.bad = fmt.Sprintf("want a number, got %s", describe(v))
+		x.bad = fmt.Sprintf("want a number, got %s", tomlval.Describe(v))
 	}
 	return nil
 }
@@ -65,7 +67,7 @@ func (x *Bool) UnmarshalTOML(v any) error {
 	x.set = true
 	b, ok := v.(bool)
 	if !ok {
-		x.bad = fmt.Sprintf("want true or false, got %s", describe(v))
+		x.bad = fmt.Sprintf("want true or false, got %s", tomlval.Describe(v))
 	}
 	x.V = b
 	return nil
@@ -81,7 +83,7 @@ func (x *Str) UnmarshalTOML(v any) error {
 	x.set = true
 	s, ok := v.(string)
 	if !ok {
-		x.bad = fmt.Sprintf("want a string, got %s", describe(v))
+		x.bad = fmt.Sprintf("want a string, got %s", tomlval.Describe(v))
 	}
 	x.V = s
 	return nil
@@ -97,13 +99,13 @@ func (x *StrList) UnmarshalTOML(v any) error {
 	x.set = true
 	arr, ok := v.([]any)
 	if !ok {
-		x.bad = fmt.Sprintf("want an array of strings, got %s", describe(v))
+		x.bad = fmt.Sprintf("want an array of strings, got %s", tomlval.Describe(v))
 		return nil
 	}
 	for _, e := range arr {
 		s, ok := e.(string)
 		if !ok {
-			x.bad = fmt.Sprintf("want an array of strings, found element %s", describe(e))
+			x.bad = fmt.Sprintf("want an array of strings, found element %s", tomlval.Describe(e))
 			return nil
 		}
 		x.V = append(x.V, s)
@@ -138,7 +140,7 @@ func (x *Size) UnmarshalTOML(v any) error {
 		}
 		x.V = n
 	default:
-		x.bad = fmt.Sprintf(`want a size such as "256M" or a byte count, got %s`, describe(v))
+		x.bad = fmt.Sprintf(`want a size such as "256M" or a byte count, got %s`, tomlval.Describe(v))
 	}
 	return nil
 }
@@ -186,7 +188,7 @@ func (x *Dur) UnmarshalTOML(v any) error {
 	x.set = true
 	s, ok := v.(string)
 	if !ok {
-		x.bad = fmt.Sprintf(`want a duration string such as "10s", got %s`, describe(v))
+		x.bad = fmt.Sprintf(`want a duration string such as "10s", got %s`, tomlval.Describe(v))
 		return nil
 	}
 	d, err := time.ParseDuration(s)
@@ -198,23 +200,4 @@ func (x *Dur) UnmarshalTOML(v any) error {
 	}
 	x.V = d
 	return nil
-}
-
-func describe(v any) string {
-	switch t := v.(type) {
-	case string:
-		return fmt.Sprintf("string %q", t)
-	case int64:
-		return fmt.Sprintf("integer %d", t)
-	case float64:
-		return fmt.Sprintf("float %g", t)
-	case bool:
-		return fmt.Sprintf("boolean %t", t)
-	case []any:
-		return "an array"
-	case map[string]any:
-		return "a table"
-	default:
-		return fmt.Sprintf("%T", v)
-	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/agentcgroup/agentcgroup/harness/stack"
 	"github.com/agentcgroup/agentcgroup/harness/sweep"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
+	"github.com/agentcgroup/agentcgroup/internal/tomlval"
 )
 
 // rawSweep is the [sweep] table as written: parameter names to value
@@ -26,7 +27,7 @@ func (x *rawSweep) UnmarshalTOML(v any) error {
 	x.set = true
 	m, ok := v.(map[string]any)
 	if !ok {
-		x.bad = fmt.Sprintf(`want a table of parameter = [values], e.g. [sweep] "delay.a" = ["100ms", "2s"]; got %s`, describe(v))
+		x.bad = fmt.Sprintf(`want a table of parameter = [values], e.g. [sweep] "delay.a" = ["100ms", "2s"]; got %s`, tomlval.Describe(v))
 		return nil
 	}
 	x.entries = map[string]any{}
@@ -122,7 +123,7 @@ func (v *validator) sweepProfiles(field string, raw any) []string {
 		n, ok := e.(string)
 		switch {
 		case !ok:
-			v.add(field, "value %d: want a profile name, got %s", i+1, describe(e))
+			v.add(field, "value %d: want a profile name, got %s", i+1, tomlval.Describe(e))
 		case slices.Contains(out, n):
 			v.add(field, "%q listed twice", n)
 		default:

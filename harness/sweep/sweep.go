@@ -22,6 +22,7 @@ import (
 	"github.com/agentcgroup/agentcgroup/daemon/config"
 	"github.com/agentcgroup/agentcgroup/harness/stack"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
+	"github.com/agentcgroup/agentcgroup/internal/tomlval"
 )
 
 // Kind is how a parameter's values are written and stored.
@@ -229,7 +230,7 @@ func (p Param) value(e any) (float64, string) {
 	case Integer:
 		n, ok := e.(int64)
 		if !ok {
-			return 0, fmt.Sprintf("want an integer, got %s, e.g. %s", describe(e), p.Example)
+			return 0, fmt.Sprintf("want an integer, got %s, e.g. %s", tomlval.Describe(e), p.Example)
 		}
 		return float64(n), ""
 	case Number:
@@ -239,11 +240,11 @@ func (p Param) value(e any) (float64, string) {
 		case float64:
 			return n, ""
 		}
-		return 0, fmt.Sprintf("want a number, got %s, e.g. %s", describe(e), p.Example)
+		return 0, fmt.Sprintf("want a number, got %s, e.g. %s", tomlval.Describe(e), p.Example)
 	}
 	s, ok := e.(string)
 	if !ok {
-		return 0, fmt.Sprintf("want a duration string, got %s, e.g. %s", describe(e), p.Example)
+		return 0, fmt.Sprintf("want a duration string, got %s, e.g. %s", tomlval.Describe(e), p.Example)
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
@@ -253,24 +254,6 @@ func (p Param) value(e any) (float64, string) {
 		return 0, fmt.Sprintf("%q: the policy keeps this in whole milliseconds", s)
 	}
 	return float64(d / time.Millisecond), ""
-}
-
-func describe(v any) string {
-	switch t := v.(type) {
-	case string:
-		return fmt.Sprintf("string %q", t)
-	case int64:
-		return fmt.Sprintf("integer %d", t)
-	case float64:
-		return fmt.Sprintf("float %g", t)
-	case bool:
-		return fmt.Sprintf("boolean %t", t)
-	case []any:
-		return "an array"
-	case map[string]any:
-		return "a table"
-	}
-	return fmt.Sprintf("%T", v)
 }
 
 // Axis is one swept parameter with its values in the order written.

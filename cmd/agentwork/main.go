@@ -21,7 +21,6 @@ type command struct {
 
 var commands = map[string]command{
 	"trial":         {summary: "run one trial from a spec: trial --spec FILE --out DIR", run: cmdTrial},
-	"trace":         {summary: "victim: replay a converted agent trace", run: cmdTrace},
 	"trace-convert": {summary: "convert a recorded task dir (tool_calls.json, resources.json) to a trace JSON", run: cmdTraceConvert},
 	"traces":        {summary: "list embedded traces", run: cmdTraces},
 	"inspect":       {summary: "check and summarise a trial output directory", run: cmdInspect},

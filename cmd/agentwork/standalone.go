@@ -96,22 +96,6 @@ func report(res trial.WorkloadResult, hlog string) error {
 	return nil
 }
 
-func cmdTrace(args []string) error {
-	fs := flag.NewFlagSet("trace", flag.ExitOnError)
-	p := trial.TraceParams{}
-	fs.StringVar(&p.Trace, "trace", "", "embedded trace name (see 'agentwork traces') or a .json path")
-	fs.Float64Var(&p.Compress, "compress", 20, "divide recorded time by this")
-	fs.Float64Var(&p.MemScale, "mem-scale", 0.25, "multiply recorded memory by this")
-	fs.IntVar(&p.MaxSteps, "max-steps", 0, "replay at most this many tool calls (0: all)")
-	vf := addVictimFlags(fs)
-	fs.Parse(args)
-	if p.Trace == "" {
-		return fmt.Errorf("--trace is required; embedded traces: %v", traces.Names())
-	}
-	v := trial.Victim{Name: "trace", Kind: trial.VictimTrace, Trace: &p}
-	return runStandaloneVictim(v, vf)
-}
-
 func runStandaloneNeighbour(n trial.Neighbour, dur time.Duration, seed uint64) error {
 	ctx, cancel := signalContext()
 	defer cancel()

@@ -10,12 +10,14 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 
 	"github.com/agentcgroup/agentcgroup/harness/scenario"
 	"github.com/agentcgroup/agentcgroup/harness/stack"
 	"github.com/agentcgroup/agentcgroup/harness/sweep"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
+	"github.com/agentcgroup/agentcgroup/workloads/kinds"
 )
 
 // Solo is the neighbour label of a trial that runs the victims alone.
@@ -247,7 +249,8 @@ func trialFor(s *scenario.Scenario, c cell, set string, rep int) Trial {
 	var own []trial.Session
 	for _, v := range s.Victims {
 		v := cloneVictim(v)
-		if v.Kind != trial.VictimTrace {
+		if !kinds.SessionShaped(v.Kind) {
+			// a session-shaped victim makes its steps itself
 			victim.Steps = append(victim.Steps, trial.Step{ID: v.Step, Class: s.Classes[v.Name], Budget: s.VictimBudget})
 		}
 		if v.Session != scenario.VictimSession {
@@ -284,19 +287,16 @@ func cloneProcess(p trial.Process) *trial.Process {
 	return &p
 }
 
-// cloneVictim copies the parameter pointers so specs never share state.
+// cloneVictim copies what the parameter pointers (one per kind with a
+// typed field) point to, so specs never share state.
 func cloneVictim(v trial.Victim) trial.Victim {
-	if v.Interactive != nil {
-		x := *v.Interactive
-		v.Interactive = &x
-	}
-	if v.ToolBurst != nil {
-		x := *v.ToolBurst
-		v.ToolBurst = &x
-	}
-	if v.Trace != nil {
-		x := *v.Trace
-		v.Trace = &x
+	rv := reflect.ValueOf(&v).Elem()
+	for i := range rv.NumField() {
+		if f := rv.Field(i); f.Kind() == reflect.Pointer && !f.IsNil() {
+			x := reflect.New(f.Type().Elem())
+			x.Elem().Set(f.Elem())
+			f.Set(x)
+		}
 	}
 	v.Params = slices.Clone(v.Params)
 	return v

@@ -3,41 +3,87 @@ package scenario
 import (
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/agentcgroup/agentcgroup/harness/trial"
+	"github.com/agentcgroup/agentcgroup/workloads/kinds"
 	"github.com/agentcgroup/agentcgroup/workloads/load"
 	"github.com/agentcgroup/agentcgroup/workloads/traces"
 )
 
 // KindAgents is a scenario workload kind that stands for several recorded
-// agent sessions replayed at once: as victims, each becomes a trace victim
-// in a session of its own; as neighbours, each a trace neighbour replaying
-// its session over and over. Their starts are staggered by seeded delays.
+// agent sessions replayed at once: a macro expanding into the registered
+// trace kind. As victims, each agent becomes a trace victim in a session of
+// its own; as neighbours, a trace neighbour replaying its session over and
+// over. Their starts are staggered by seeded delays.
 const KindAgents = "agents"
+
+// agentsKeys are the keys an agents entry takes: its own, then how the
+// sessions are replayed.
+var agentsKeys = append([]string{"traces", "count", "stagger"}, kinds.ReplayKeys...)
+
+// replayKind is the registered kind an agents entry expands into.
+func replayKind() *kinds.Kind { return kinds.Lookup(trial.VictimTrace) }
 
 // agent is one session of an agents entry.
 type agent struct {
 	name  string
 	trace string
 	delay time.Duration
-	base  trial.TraceParams // compress, mem_scale, max_steps
 }
 
-func (a agent) params(b trial.Budget, class string) *trial.TraceParams {
-	p := a.base
-	p.Trace, p.Delay, p.StepBudget, p.StepClass = a.trace, trial.Duration(a.delay), b, class
+// params are the agent's replay parameters: base (compress, mem_scale,
+// max_steps) with the agent's own trace and delay.
+func (a agent) params(base trial.TraceParams) *trial.TraceParams {
+	p := base
+	p.Trace, p.Delay = a.trace, trial.Duration(a.delay)
 	return &p
+}
+
+// agentVictims expands an agents entry of victims of the given class: each
+// agent is a victim of the replay kind in a session of its own, its steps
+// given the victim budget and the class.
+func (v *validator) agentVictims(p string, w *rawWorkload, entry map[string]any, s *Scenario, name string, names map[string]string, class string) []trial.Victim {
+	k := replayKind()
+	base, agents := v.agents(p, w, entry, s, name, names)
+	var out []trial.Victim
+	for _, a := range agents {
+		params := a.params(base)
+		k.Session.Place(params, s.VictimBudget, class)
+		vic := trial.Victim{Name: a.name, Kind: k.Name, Session: a.name}
+		if err := k.Put(&vic, params); err != nil {
+			v.add(p+".kind", "kind %s: parameters do not encode: %v", k.Name, err)
+		}
+		out = append(out, vic)
+	}
+	return out
+}
+
+// agentNeighbours expands an agents entry of neighbours: each agent is a
+// neighbour of the replay kind in a step of the neighbour session.
+func (v *validator) agentNeighbours(p string, w *rawWorkload, entry map[string]any, s *Scenario, name string, names map[string]string) []trial.Neighbour {
+	k := replayKind()
+	base, agents := v.agents(p, w, entry, s, name, names)
+	var out []trial.Neighbour
+	for _, a := range agents {
+		nb := trial.Neighbour{Name: a.name, Kind: k.Name, Session: NeighbourSession, Step: a.name}
+		if err := k.Put(&nb, a.params(base)); err != nil {
+			v.add(p+".kind", "kind %s: parameters do not encode: %v", k.Name, err)
+		}
+		out = append(out, nb)
+	}
+	return out
 }
 
 // agents expands an agents entry named name into its sessions, named
 // <name>-1 .. <name>-<count>. With traces listed, agent k replays the k-th
 // (cycling when count exceeds the list); without, every shipped trace is a
 // candidate and a seeded shuffle of them is cycled. Agent k starts a seeded
-// uniform delay in [0, stagger) after the others' common start.
-func (v *validator) agents(p string, w *rawWorkload, s *Scenario, name string, names map[string]string) []agent {
-	base := *v.replay(p, w)
+// uniform delay in [0, stagger) after the others' common start. It also
+// returns the replay parameters every agent shares.
+func (v *validator) agents(p string, w *rawWorkload, entry map[string]any, s *Scenario, name string, names map[string]string) (trial.TraceParams, []agent) {
+	in := entryInput{v: v, p: p, entry: entry}
+	base := *kinds.ParseReplay(in)
 	pool := traces.Names()
 	shuffle := true
 	if v.ok(p+".traces", &w.Traces) {
@@ -45,7 +91,7 @@ func (v *validator) agents(p string, w *rawWorkload, s *Scenario, name string, n
 			v.add(p+".traces", "empty: list shipped traces (workloads/traces/<name>.json), or leave traces out to draw from all of them")
 		}
 		for _, t := range w.Traces.V {
-			v.traceName(p+".traces", t)
+			kinds.CheckTraceName(in, "traces", t)
 		}
 		pool, shuffle = w.Traces.V, false
 	}
@@ -65,7 +111,7 @@ func (v *validator) agents(p string, w *rawWorkload, s *Scenario, name string, n
 		}
 	}
 	if len(pool) == 0 || name == "" || count == 0 {
-		return nil
+		return base, nil
 	}
 	rng := load.Rand(s.Seed, "agents/"+name)
 	if shuffle {
@@ -74,14 +120,14 @@ func (v *validator) agents(p string, w *rawWorkload, s *Scenario, name string, n
 	}
 	var out []agent
 	for k := range count {
-		a := agent{name: fmt.Sprintf("%s-%d", name, k+1), trace: pool[k%len(pool)], base: base}
+		a := agent{name: fmt.Sprintf("%s-%d", name, k+1), trace: pool[k%len(pool)]}
 		if stagger > 0 {
 			a.delay = time.Duration(rng.Int64N(int64(stagger)))
 		}
 		switch {
 		case !nameRe.MatchString(a.name):
 			v.add(p+".name", "%q makes session names like %q: keep the name to at most %d characters", name, a.name, 48-len(a.name)+len(name))
-			return nil
+			return base, nil
 		case names[a.name] != "":
 			v.add(p+".name", "its session %q is already the name of %s; workload names must be unique", a.name, names[a.name])
 		default:
@@ -89,40 +135,5 @@ func (v *validator) agents(p string, w *rawWorkload, s *Scenario, name string, n
 		}
 		out = append(out, a)
 	}
-	return out
-}
-
-// replay reads the parameters a recorded session is replayed with.
-func (v *validator) replay(p string, w *rawWorkload) *trial.TraceParams {
-	tp := &trial.TraceParams{Compress: 1, MemScale: 1}
-	if v.ok(p+".compress", &w.Compress) {
-		tp.Compress = w.Compress.V
-		if tp.Compress < 1 {
-			v.add(p+".compress", "%g, want >= 1 (recorded time is divided by it)", tp.Compress)
-		}
-	}
-	if v.ok(p+".mem_scale", &w.MemScale) {
-		tp.MemScale = w.MemScale.V
-		if tp.MemScale <= 0 || tp.MemScale > 4 {
-			v.add(p+".mem_scale", "%g, want 0 < mem_scale <= 4", tp.MemScale)
-		}
-	}
-	if v.ok(p+".max_steps", &w.MaxSteps) {
-		tp.MaxSteps = int(w.MaxSteps.V)
-		if tp.MaxSteps < 0 {
-			v.add(p+".max_steps", "must be >= 0 (0 = all)")
-		}
-	}
-	return tp
-}
-
-// traceName checks that a trace named without a path is shipped; a .json
-// path names a file inside the guest, which only the guest can check.
-func (v *validator) traceName(field, name string) {
-	if strings.Contains(name, "/") || strings.HasSuffix(name, ".json") {
-		return
-	}
-	if !slices.Contains(traces.Names(), name) {
-		v.add(field, "unknown trace %q; shipped traces: %s", name, strings.Join(traces.Names(), ", "))
-	}
+	return base, out
 }

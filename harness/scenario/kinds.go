@@ -12,26 +12,23 @@ import (
 	"github.com/agentcgroup/agentcgroup/workloads/kinds"
 )
 
-// params lists, per built-in workload kind, the parameters it takes (TOML
-// names); a kind registered in workloads/kinds lists its own.
-var params = map[string][]string{
-	trial.VictimTrace: {"trace", "compress", "mem_scale", "max_steps"},
-	KindAgents:        {"traces", "count", "stagger", "compress", "mem_scale", "max_steps"},
-}
-
 var (
-	victimKinds    = []string{trial.VictimTrace, KindAgents}
+	// scenario-level kinds, besides those registered in workloads/kinds
+	victimKinds    = []string{KindAgents}
 	neighbourKinds = []string{KindAgents}
 	commonKeys     = []string{"name", "kind", "set", "class"}
 )
 
-// kindParams is what a kind takes: its params entry, or a registered
-// kind's keys.
+// kindParams is what a kind takes (TOML names): a registered kind's keys,
+// or the agents entry's.
 func kindParams(kind string) []string {
-	if k := kinds.Lookup(kind); k != nil && params[kind] == nil {
+	if kind == KindAgents {
+		return agentsKeys
+	}
+	if k := kinds.Lookup(kind); k != nil {
 		return k.Keys
 	}
-	return params[kind]
+	return nil
 }
 
 // reserved names cannot label a neighbour set: they mark solo trials.
@@ -52,13 +49,9 @@ func (v *validator) workloads(r *rawFile, s *Scenario) {
 		}
 		entry := entryAt(v.entries.Victims, i)
 		v.strayRegistered(p, kind, entry, kindParams(kind))
-		vic := trial.Victim{Name: name, Kind: kind, Session: VictimSession, Step: name}
-		defClass := map[string]string{
-			trial.VictimTrace: trial.ClassToolBurst,
-			KindAgents:        trial.ClassToolBurst,
-		}[kind]
+		defClass := trial.ClassToolBurst // an agents entry's
 		reg := kinds.Lookup(kind)
-		if reg != nil && params[kind] == nil {
+		if kind != KindAgents {
 			defClass = cmp.Or(reg.VictimClass, trial.ClassDefault)
 		}
 		class := v.class(p, w, defClass)
@@ -66,25 +59,17 @@ func (v *validator) workloads(r *rawFile, s *Scenario) {
 			v.add(p+".set", "only neighbours belong to sets; victims run in every trial")
 		}
 		if kind == KindAgents {
-			for _, a := range v.agents(p, w, s, name, names) {
-				s.Classes[a.name] = class
-				s.Victims = append(s.Victims, trial.Victim{Name: a.name, Kind: trial.VictimTrace, Session: a.name, Trace: a.params(s.VictimBudget, class)})
+			for _, vic := range v.agentVictims(p, w, entry, s, name, names, class) {
+				s.Classes[vic.Name] = class
+				s.Victims = append(s.Victims, vic)
 			}
 			continue
 		}
-		switch kind {
-		default:
-			v.registered(p, reg, trial.RoleVictim, entry, s, &vic)
-		case trial.VictimTrace:
-			tp := v.replay(p, w)
-			tp.StepBudget, tp.StepClass = s.VictimBudget, class
-			if v.required(p+".trace", &w.Trace) {
-				tp.Trace = w.Trace.V
-				v.traceName(p+".trace", tp.Trace)
-			}
-			vic.Step = ""
-			vic.Trace = tp
+		vic := trial.Victim{Name: name, Kind: kind, Session: VictimSession, Step: name}
+		if reg.Session != nil {
+			vic.Step = "" // it makes its own steps under the session
 		}
+		v.registered(p, reg, trial.RoleVictim, entry, s, &vic, class)
 		s.Classes[name] = class
 		s.Victims = append(s.Victims, vic)
 	}
@@ -122,14 +107,14 @@ func (v *validator) workloads(r *rawFile, s *Scenario) {
 			class := s.Classes[name]
 			delete(s.Classes, name)
 			delete(s.SetOf, name)
-			for _, a := range v.agents(p, w, s, name, names) {
-				s.Classes[a.name], s.SetOf[a.name] = class, set
-				s.Neighbours = append(s.Neighbours, trial.Neighbour{Name: a.name, Kind: trial.NeighbourTrace, Session: NeighbourSession, Step: a.name, Trace: a.params(trial.Budget{}, "")})
+			for _, nb := range v.agentNeighbours(p, w, entry, s, name, names) {
+				s.Classes[nb.Name], s.SetOf[nb.Name] = class, set
+				s.Neighbours = append(s.Neighbours, nb)
 			}
 			continue
 		}
 		nb := trial.Neighbour{Name: name, Kind: kind, Session: NeighbourSession, Step: name}
-		v.registered(p, kinds.Lookup(kind), trial.RoleNeighbour, entry, s, &nb)
+		v.registered(p, kinds.Lookup(kind), trial.RoleNeighbour, entry, s, &nb, s.Classes[name])
 		s.Neighbours = append(s.Neighbours, nb)
 	}
 	if len(r.Neighbours) == 0 && !s.Solo {

@@ -105,9 +105,11 @@ func (in entryInput) Warn(key, format string, a ...any) {
 }
 
 // registered parses an entry of a registered kind into the parameters of
-// w, a *trial.Victim or *trial.Neighbour; the parameters are left unset
-// when the entry has problems (already reported).
-func (v *validator) registered(p string, k *kinds.Kind, role trial.Role, entry map[string]any, s *Scenario, w any) {
+// w, a *trial.Victim or *trial.Neighbour of the given class; the
+// parameters are left unset when the entry has problems (already
+// reported). A session-shaped victim's own steps get the budget and class
+// its step would have had.
+func (v *validator) registered(p string, k *kinds.Kind, role trial.Role, entry map[string]any, s *Scenario, w any, class string) {
 	before := len(v.probs)
 	params := k.Parse(entryInput{v: v, p: p, entry: entry}, role, kinds.Env{
 		GuestCPUs: s.Guest.CPUs, GuestMemBytes: int64(s.Guest.MemMB+s.Guest.ZramMB) << 20,
@@ -116,6 +118,9 @@ func (v *validator) registered(p string, k *kinds.Kind, role trial.Role, entry m
 	})
 	if len(v.probs) > before {
 		return
+	}
+	if role == trial.RoleVictim && k.Session != nil && k.Session.Place != nil {
+		k.Session.Place(params, s.VictimBudget, class)
 	}
 	if err := k.Put(w, params); err != nil {
 		v.add(p+".kind", "kind %s: parameters do not encode: %v", k.Name, err)

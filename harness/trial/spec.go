@@ -141,9 +141,10 @@ type Victim struct {
 	Name    string `json:"name"` // unique; names its histogram log
 	Kind    string `json:"kind"`
 	Session string `json:"session"`
-	// Step is the step cgroup for interactive and tool_burst. A trace
+	// Step is the step cgroup the victim runs in. A victim of a kind that
+	// makes its own steps (RegisteredKind.OwnSteps) has none: a trace
 	// victim makes one step cgroup per tool call under Session (named
-	// step_<Name>-<n>) with the budget StepBudget; Step is unused.
+	// step_<Name>-<n>) with the budget StepBudget.
 	Step string `json:"step,omitempty"`
 
 	Interactive *InteractiveParams `json:"interactive,omitempty"`

@@ -69,7 +69,7 @@ func (s *Spec) Validate() error {
 			add("%s.id %q: duplicate session", p, se.ID)
 		}
 		sessions[se.ID] = true
-		errs = append(errs, se.Budget.check(p+".budget")...)
+		errs = append(errs, se.Budget.Check(p+".budget")...)
 		for j, st := range se.Steps {
 			q := fmt.Sprintf("%s.steps[%d]", p, j)
 			if err := checkID(q+".id", st.ID); err != nil {
@@ -80,10 +80,10 @@ func (s *Spec) Validate() error {
 				add("%s.id %q: duplicate step in session %q", q, st.ID, se.ID)
 			}
 			steps[key] = true
-			if err := checkClass(q+".class", st.Class); err != nil {
+			if err := CheckClass(q+".class", st.Class); err != nil {
 				errs = append(errs, err)
 			}
-			errs = append(errs, st.Budget.check(q+".budget")...)
+			errs = append(errs, st.Budget.Check(q+".budget")...)
 		}
 	}
 
@@ -113,14 +113,8 @@ func (s *Spec) Validate() error {
 	for i, v := range s.Victims {
 		p := fmt.Sprintf("victims[%d]", i)
 		checkName(p, v.Name)
-		set := 0
-		for _, b := range []bool{v.Interactive != nil, v.ToolBurst != nil, v.Trace != nil, v.Params != nil} {
-			if b {
-				set++
-			}
-		}
-		if set != 1 {
-			add("%s: set exactly one of interactive, tool_burst, trace, params (the one matching kind %q)", p, v.Kind)
+		if set, fields := paramFields(v); set != 1 {
+			add("%s: set exactly one of %s (the one matching kind %q)", p, fields, v.Kind)
 		}
 		switch v.Kind {
 		case VictimInteractive:
@@ -140,26 +134,20 @@ func (s *Spec) Validate() error {
 			} else {
 				errs = append(errs, v.ToolBurst.check(p+".tool_burst")...)
 			}
-		case VictimTrace:
-			if !sessions[v.Session] {
-				add("%s.session %q: no such session in sessions[]", p, v.Session)
-			}
-			if v.Trace == nil {
-				add("%s.trace: missing parameters for kind trace", p)
-			} else {
-				errs = append(errs, v.Trace.check(p+".trace")...)
-				if v.Trace.Delay > 0 && v.Trace.Delay >= s.Duration {
-					add("%s.trace.delay: %v is not shorter than the measured phase %v: no step would run", p, v.Trace.Delay, s.Duration)
-				}
-			}
 		default:
-			check := registered[RoleVictim][v.Kind]
-			if check == nil {
-				add("%s.kind %q: want interactive, tool_burst, trace or a registered kind (%s)", p, v.Kind, strings.Join(RegisteredKinds(RoleVictim), ", "))
+			k, ok := registered[RoleVictim][v.Kind]
+			if !ok {
+				add("%s.kind %q: want %s or a registered kind (%s)", p, v.Kind, strings.Join(typedKinds(RoleVictim), ", "), strings.Join(RegisteredKinds(RoleVictim), ", "))
 				break
 			}
-			needStep(p, v.Session, v.Step)
-			errs = append(errs, check(p+".params", v.Params, s)...)
+			if k.OwnSteps {
+				if !sessions[v.Session] {
+					add("%s.session %q: no such session in sessions[]", p, v.Session)
+				}
+			} else {
+				needStep(p, v.Session, v.Step)
+			}
+			errs = append(errs, k.Check(p+"."+k.Field, &v, s)...)
 		}
 	}
 
@@ -170,14 +158,8 @@ func (s *Spec) Validate() error {
 		p := fmt.Sprintf("neighbours[%d]", i)
 		checkName(p, n.Name)
 		needStep(p, n.Session, n.Step)
-		set := 0
-		for _, b := range []bool{n.CPUSpin != nil, n.ForkStorm != nil, n.MemoryBlowup != nil, n.Trace != nil, n.Params != nil} {
-			if b {
-				set++
-			}
-		}
-		if set != 1 {
-			add("%s: set exactly one of cpu_spin, fork_storm, memory_blowup, trace, params (the one matching kind %q)", p, n.Kind)
+		if set, fields := paramFields(n); set != 1 {
+			add("%s: set exactly one of %s (the one matching kind %q)", p, fields, n.Kind)
 		}
 		switch n.Kind {
 		case NeighbourCPUSpin:
@@ -223,19 +205,13 @@ func (s *Spec) Validate() error {
 					add("%s.memory_blowup.threads: %d, want 0..256 (0 = one thread)", p, m.Threads)
 				}
 			}
-		case NeighbourTrace:
-			if n.Trace == nil {
-				add("%s.trace: missing parameters", p)
-			} else {
-				errs = append(errs, n.Trace.check(p+".trace")...)
-			}
 		default:
-			check := registered[RoleNeighbour][n.Kind]
-			if check == nil {
-				add("%s.kind %q: want cpu_spin, fork_storm, memory_blowup, trace or a registered kind (%s)", p, n.Kind, strings.Join(RegisteredKinds(RoleNeighbour), ", "))
+			k, ok := registered[RoleNeighbour][n.Kind]
+			if !ok {
+				add("%s.kind %q: want %s or a registered kind (%s)", p, n.Kind, strings.Join(typedKinds(RoleNeighbour), ", "), strings.Join(RegisteredKinds(RoleNeighbour), ", "))
 				break
 			}
-			errs = append(errs, check(p+".params", n.Params, s)...)
+			errs = append(errs, k.Check(p+"."+k.Field, &n, s)...)
 		}
 	}
 
@@ -256,7 +232,8 @@ func (s *Spec) Validate() error {
 	return errors.Join(errs...)
 }
 
-func checkClass(field, c string) error {
+// CheckClass checks a step class; field names it in the error.
+func CheckClass(field, c string) error {
 	switch c {
 	case "", ClassDefault, ClassInteractive, ClassToolBurst, ClassBackground:
 		return nil
@@ -264,7 +241,9 @@ func checkClass(field, c string) error {
 	return fmt.Errorf("%s %q: want default, interactive, tool_burst or background", field, c)
 }
 
-func (b Budget) check(p string) []error {
+// Check reports every problem with the budget, each error naming the
+// knob under p ("sessions[0].budget.cpu_weight: ...").
+func (b Budget) Check(p string) []error {
 	var errs []error
 	if b.CPUWeight != 0 && (b.CPUWeight < 1 || b.CPUWeight > 10000) {
 		errs = append(errs, fmt.Errorf("%s.cpu_weight: %d, want 1..10000 (0 = default 100)", p, b.CPUWeight))
@@ -338,29 +317,5 @@ func (p *ToolBurstParams) check(f string) []error {
 	if p.CPULoops < 0 || p.AllocBytes < 0 || p.Period < 0 {
 		errs = append(errs, fmt.Errorf("%s: cpu_loops, alloc_bytes and period must be >= 0", f))
 	}
-	return errs
-}
-
-func (p *TraceParams) check(f string) []error {
-	var errs []error
-	if p.Trace == "" {
-		errs = append(errs, fmt.Errorf("%s.trace: name a converted trace (workloads/traces/<name>.json)", f))
-	}
-	if p.Compress < 1 {
-		errs = append(errs, fmt.Errorf("%s.compress: %g, want >= 1 (recorded time divided by this)", f, p.Compress))
-	}
-	if p.MemScale <= 0 || p.MemScale > 4 {
-		errs = append(errs, fmt.Errorf("%s.mem_scale: %g, want 0 < mem_scale <= 4", f, p.MemScale))
-	}
-	if p.MaxSteps < 0 {
-		errs = append(errs, fmt.Errorf("%s.max_steps: must be >= 0 (0 = all)", f))
-	}
-	if p.Delay < 0 {
-		errs = append(errs, fmt.Errorf("%s.delay: must be >= 0 (0 = start with the measured phase)", f))
-	}
-	if err := checkClass(f+".step_class", p.StepClass); err != nil {
-		errs = append(errs, err)
-	}
-	errs = append(errs, p.StepBudget.check(f+".step_budget")...)
 	return errs
 }

@@ -8,7 +8,14 @@
 // A registered kind's parameters travel in the spec's Params field as the
 // JSON of the value its Parse returns, or, for the kinds older than the
 // registry, in their own typed field of trial.Victim or trial.Neighbour
-// (Typed), so specs read as they always have; trial checks those itself.
+// (Typed), so specs read as they always have; trial checks those itself
+// unless the kind has a Check.
+//
+// Most victims run in one step cgroup the plan makes for them. A
+// session-shaped victim (Session) is one workload that makes step cgroups
+// of its own under its session while it runs, several at once, and logs
+// them in a steps log; the runner gives it a driver step to run in and the
+// means to make its steps the way the trial's configuration wants them.
 package kinds
 
 import (
@@ -18,10 +25,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/agentcgroup/agentcgroup/cgroupfs"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 	"github.com/agentcgroup/agentcgroup/workloads/latency"
 )
@@ -31,8 +41,13 @@ type Kind struct {
 	Name    string
 	Summary string // one line, for agentwork's command list
 	// Victim and Neighbour say in which roles the kind runs; each role
-	// it takes needs the matching Run function.
+	// it takes needs the matching Run function (Session.Run for a
+	// session-shaped victim).
 	Victim, Neighbour bool
+	// MacroRoles are roles the kind takes in a spec only as what a
+	// scenario macro expands into: a scenario entry cannot name the kind
+	// in them.
+	MacroRoles []trial.Role
 	// Keys are the scenario (TOML) keys the kind takes besides name,
 	// kind, set and class.
 	Keys []string
@@ -46,12 +61,14 @@ type Kind struct {
 	// points to, or the pointer itself), reporting problems through in.
 	Parse func(in Input, role trial.Role, env Env) any
 	// Check validates decoded parameters in a spec; each message starts
-	// with the field it is about ("command: empty"). A Typed kind's
-	// parameters are checked by trial.Spec.Validate instead.
+	// with the field it is about ("command: empty"). A Typed kind without
+	// one is checked by trial.Spec.Validate instead.
 	Check func(params any, role trial.Role, s *trial.Spec) []string
 	// Typed, when set, keeps the parameters in the kind's own field of
 	// the spec instead of Params.
 	Typed *Typed
+	// Session, when set, makes the kind's victims session-shaped.
+	Session *Session
 	// RunVictim runs the measured phase: from r.Start for r.Dur, every
 	// latency into r.Rec. RunNeighbour runs until ctx ends.
 	RunVictim func(ctx context.Context, r VictimRun) error
@@ -73,10 +90,49 @@ type Kind struct {
 // Typed puts a kind's parameters into its field of the spec and gets
 // them back; a role the kind does not take leaves its pair nil.
 type Typed struct {
+	// Field is the field's JSON name, where a Check's messages are
+	// placed ("victims[0].trace.compress: ..."); a kind with a Check
+	// needs it.
+	Field        string
 	PutVictim    func(v *trial.Victim, params any)
 	GetVictim    func(v trial.Victim) any
 	PutNeighbour func(n *trial.Neighbour, params any)
 	GetNeighbour func(n trial.Neighbour) any
+}
+
+// Session is what makes a victim kind session-shaped: the victim makes its
+// own step cgroups under its session while it runs (one per unit of work,
+// several at once), writes a steps log (trial.TraceStep lines, then one
+// trial.TraceSession line) and may begin after a delay. The plan gives it
+// no step of its own; the runner runs its driver in a step of the session
+// (a cgroup holding other cgroups cannot hold processes) and reports the
+// session, its steps log and its delayed start in the victim's result.
+type Session struct {
+	// Place hands the parameters the budget and class that a scenario
+	// gives a victim's step: here they are for the steps the kind makes.
+	Place func(params any, budget trial.Budget, class string)
+	// Delay is how long after the measured phase's start the session
+	// begins; the victim's elapsed time counts from then. Nil: none.
+	Delay func(params any) time.Duration
+	// Run runs the session in place of RunVictim: from r.Start (waiting
+	// out its delay itself) until its work is done or r.Start+r.Dur,
+	// each step's latency into r.Rec. It returns the nominal duration of
+	// the work it started (the victim's nominal, 0 for none).
+	Run func(ctx context.Context, r SessionRun) (nominal time.Duration, err error)
+}
+
+// SessionRun is one session-shaped victim's run.
+type SessionRun struct {
+	VictimRun
+	// MakeStep creates the step cgroup id under the victim's session for
+	// a process running argv, with the class and the budget given, as
+	// the trial's configuration makes steps (through the daemon, which
+	// then knows its class; only the budget the configuration does not
+	// manage; a static policy's entry). Nil outside a trial: the steps
+	// then run as plain child processes, without cgroups of their own.
+	MakeStep func(id, class string, budget trial.Budget, argv []string) (cgroupfs.Cgroup, error)
+	// StepsLog is where the steps log goes ("" : nowhere).
+	StepsLog string
 }
 
 // Input is a scenario entry's parameters as the scenario parser hands them
@@ -144,43 +200,92 @@ func Register(k *Kind) {
 		panic("kinds: " + k.Name + ": Name, Parse and Flags are required")
 	case k.Typed == nil && (k.New == nil || k.Check == nil):
 		panic("kinds: " + k.Name + ": a kind without a typed field needs New and Check")
-	case k.Victim && k.RunVictim == nil, k.Neighbour && k.RunNeighbour == nil, !k.Victim && !k.Neighbour:
+	case k.Typed != nil && k.Check != nil && k.Typed.Field == "":
+		panic("kinds: " + k.Name + ": a typed kind with a Check needs Typed.Field")
+	case k.Session != nil && (!k.Victim || k.Session.Run == nil || k.RunVictim != nil):
+		panic("kinds: " + k.Name + ": a session-shaped kind is a victim with Session.Run instead of RunVictim")
+	case k.Victim && k.RunVictim == nil && k.Session == nil, k.Neighbour && k.RunNeighbour == nil, !k.Victim && !k.Neighbour:
 		panic("kinds: " + k.Name + ": each role the kind takes needs its Run function")
 	case registry[k.Name] != nil:
 		panic("kinds: " + k.Name + " registered twice")
 	}
 	registry[k.Name] = k
-	if k.Typed != nil {
+	if k.Check == nil {
 		return // trial checks its typed fields
 	}
+	field := trial.ParamsField
+	if k.Typed != nil {
+		field = k.Typed.Field
+	}
 	for _, role := range k.Roles() {
-		trial.RegisterKind(role, k.Name, func(field string, raw json.RawMessage, s *trial.Spec) []error {
-			p, err := k.Decode(raw)
-			if err != nil {
-				return []error{fmt.Errorf("%s: %v", field, err)}
-			}
-			var errs []error
-			for _, m := range k.Check(p, role, s) {
-				errs = append(errs, fmt.Errorf("%s.%s", field, m))
-			}
-			return errs
+		trial.RegisterKind(role, k.Name, trial.RegisteredKind{
+			Field:    field,
+			OwnSteps: role == trial.RoleVictim && k.Session != nil,
+			Check: func(field string, w any, s *trial.Spec) []error {
+				return k.check(field, role, w, s)
+			},
 		})
 	}
+}
+
+// check validates the parameters of w, a *trial.Victim or *trial.Neighbour
+// of the kind in role, for trial.Spec.Validate.
+func (k *Kind) check(field string, role trial.Role, w any, s *trial.Spec) []error {
+	var p any
+	var err error
+	switch w := w.(type) {
+	case *trial.Victim:
+		p, err = k.VictimParams(*w)
+	case *trial.Neighbour:
+		p, err = k.NeighbourParams(*w)
+	}
+	if err != nil {
+		return []error{fmt.Errorf("%s: %v", field, err)}
+	}
+	if unset(p) {
+		// a typed field left out, said as trial says it of its own
+		if role == trial.RoleVictim {
+			return []error{fmt.Errorf("%s: missing parameters for kind %s", field, k.Name)}
+		}
+		return []error{fmt.Errorf("%s: missing parameters", field)}
+	}
+	var errs []error
+	for _, m := range k.Check(p, role, s) {
+		errs = append(errs, fmt.Errorf("%s.%s", field, m))
+	}
+	return errs
+}
+
+// unset says whether parameters are absent: nil, or a nil pointer from a
+// typed field.
+func unset(p any) bool {
+	if p == nil {
+		return true
+	}
+	v := reflect.ValueOf(p)
+	return v.Kind() == reflect.Pointer && v.IsNil()
 }
 
 // Lookup returns the kind registered under name, or nil.
 func Lookup(name string) *Kind { return registry[name] }
 
-// Names lists the kinds taking role, sorted.
+// Names lists the kinds a scenario entry can name in role, sorted.
 func Names(role trial.Role) []string {
 	var out []string
 	for n, k := range registry {
-		if k.Takes(role) {
+		if k.Takes(role) && !slices.Contains(k.MacroRoles, role) {
 			out = append(out, n)
 		}
 	}
 	sort.Strings(out)
 	return out
+}
+
+// SessionShaped says whether a victim of the named kind is session-shaped
+// (Kind.Session): it makes its own steps instead of running in one.
+func SessionShaped(name string) bool {
+	k := registry[name]
+	return k != nil && k.Session != nil
 }
 
 // All lists every registered kind, sorted by name.

@@ -67,12 +67,22 @@ func parseToolBurst(in Input, role trial.Role, env Env) any {
 }
 
 func runToolBurst(ctx context.Context, r VictimRun) error {
-	self, err := os.Executable()
+	exe, err := self()
 	if err != nil {
-		return fmt.Errorf("cannot find own executable to spawn children: %w", err)
+		return err
 	}
 	sched := victim.Schedule{Start: r.Start, Duration: r.Dur}
-	return victim.RunToolBurst(ctx, *r.Params.(*trial.ToolBurstParams), r.Seed, sched, victim.RealClock{}, r.Rec, execChild(self))
+	return victim.RunToolBurst(ctx, *r.Params.(*trial.ToolBurstParams), r.Seed, sched, victim.RealClock{}, r.Rec, execChild(exe))
+}
+
+// self is the agentwork binary, which kinds re-execute for their child
+// processes (tool_burst children, trace steps).
+func self() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("cannot find own executable to spawn children: %w", err)
+	}
+	return exe, nil
 }
 
 // execChild runs a tool-burst child as a new process (fork+exec of

@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentcgroup/agentcgroup/cgroupfs"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
+	"github.com/agentcgroup/agentcgroup/workloads/kinds"
 )
 
 // workload is one running workload process.
@@ -151,7 +152,7 @@ func (t *trialRun) startVictims(ctx context.Context) []*workload {
 	var out []*workload
 	for _, v := range t.spec.Victims {
 		cg := trial.StepPath(v.Session, v.Step)
-		if v.Kind == trial.VictimTrace {
+		if kinds.SessionShaped(v.Kind) {
 			cg = trial.StepPath(v.Session, TraceDriverStep(v.Name))
 		}
 		w := &workload{name: v.Name, kind: v.Kind, cgroup: cg, isVictim: true,
@@ -246,10 +247,10 @@ func (w *workload) stop() {
 // result merges what the process reported with how it ended.
 func (w *workload) result(t *trialRun) trial.WorkloadResult {
 	res := trial.WorkloadResult{Name: w.name, Kind: w.kind, Cgroup: w.cgroup, ExitCode: -1}
-	if w.isVictim {
-		if w.kind == trial.VictimTrace {
-			res.Cgroup = filepath.Dir(w.cgroup)
-		}
+	if w.isVictim && kinds.SessionShaped(w.kind) {
+		// the session is the victim's cgroup: the driver's step is one
+		// of its steps
+		res.Cgroup = filepath.Dir(w.cgroup)
 	}
 	if w.startErr != nil {
 		res.Error = w.startErr.Error()
@@ -277,7 +278,7 @@ func (w *workload) result(t *trialRun) trial.WorkloadResult {
 				res.AllocHistogram = trial.AllocHistogramPath(w.name)
 			}
 		}
-		if w.kind == trial.VictimTrace && exists(filepath.Join(t.tmp, trial.TraceStepsPath(w.name))) {
+		if kinds.SessionShaped(w.kind) && exists(filepath.Join(t.tmp, trial.TraceStepsPath(w.name))) {
 			res.Steps = trial.TraceStepsPath(w.name)
 		}
 		switch {

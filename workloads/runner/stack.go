@@ -161,8 +161,8 @@ func putStaticPolicy(pol *config.Config, m *ebpf.Map, class string, id uint64) e
 	return nil
 }
 
-// staticPolicy lets a workload process (a trace victim making a step per
-// tool call) write step policy for the cgroups it creates.
+// staticPolicy lets a workload process (a session-shaped victim making its
+// own steps) write step policy for the cgroups it creates.
 type staticPolicy struct {
 	pol  *config.Config
 	maps *sharedMaps

@@ -11,6 +11,7 @@ import (
 	"github.com/agentcgroup/agentcgroup/daemon/api"
 	"github.com/agentcgroup/agentcgroup/harness/stack"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
+	"github.com/agentcgroup/agentcgroup/workloads/kinds"
 )
 
 // DaemonClass maps a spec class to one the daemon accepts.
@@ -73,7 +74,7 @@ func (t *trialRun) buildTree() error {
 		}
 	}
 	for _, v := range t.spec.Victims {
-		if v.Kind != trial.VictimTrace {
+		if !kinds.SessionShaped(v.Kind) {
 			continue
 		}
 		rel := trial.StepPath(v.Session, TraceDriverStep(v.Name))
@@ -123,8 +124,9 @@ func (t *trialRun) sampledCgroups() []string {
 	return out
 }
 
-// snapshot reads every cgroup under the tree (including trace steps made
-// during the run) plus the root and system-wide files.
+// snapshot reads every cgroup under the tree (including the steps that
+// session-shaped victims made during the run) plus the root and
+// system-wide files.
 func (t *trialRun) snapshot() trial.Snapshot {
 	s := trial.Snapshot{Time: time.Now(), Cgroups: map[string]map[string]string{}, System: map[string]string{}}
 	var walk func(rel string)

@@ -172,6 +172,10 @@ func fromRaw(r *trial.Raw) (*TrialResult, error) {
 			cpus := float64(max(r.Manifest.GuestCPUs, 1))
 			tr.Metrics[GroupMetric(p.Name, "startup_cpu_ms")] = p.StartupCPUMs
 			tr.Metrics[GroupMetric(p.Name, "steady_cpu_pct")] = 100 * p.SteadyCPUMs / (p.SteadyMs * cpus)
+			if p.MeasureMs > 0 { // 0: recorded before the runner split the steady span
+				tr.Metrics[GroupMetric(p.Name, "setup_cpu_ms")] = p.SetupCPUMs
+				tr.Metrics[GroupMetric(p.Name, "measure_cpu_pct")] = 100 * p.MeasureCPUMs / (p.MeasureMs * cpus)
+			}
 		}
 		switch {
 		case !p.Started:

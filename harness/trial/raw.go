@@ -138,6 +138,16 @@ type ProcessResult struct {
 	StartupCPUMs float64 `json:"startup_cpu_ms,omitempty"`
 	SteadyCPUMs  float64 `json:"steady_cpu_ms,omitempty"`
 	SteadyMs     float64 `json:"steady_ms,omitempty"`
+	// The steady span in two parts. SetupCPUMs is its CPU time from
+	// readiness to the start of the measured phase: creating the trial's
+	// sessions and steps (cgroup mkdir, limits, PSI triggers), which the
+	// runner does itself in configurations without the daemon, and the
+	// warmup. MeasureCPUMs is its CPU time over the measured phase and
+	// MeasureMs that phase's wall time: what it took from the guest while
+	// the victims were measured, steps made during the run included.
+	SetupCPUMs   float64 `json:"setup_cpu_ms,omitempty"`
+	MeasureCPUMs float64 `json:"measure_cpu_ms,omitempty"`
+	MeasureMs    float64 `json:"measure_ms,omitempty"`
 }
 
 // Snapshot holds raw cgroup interface files at one moment.

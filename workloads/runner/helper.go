@@ -24,6 +24,9 @@ type helper struct {
 	// readyAt and readyCPU mark the end of start-up.
 	readyAt  time.Time
 	readyCPU float64
+	// measureAt and measureCPU mark the start of the measured phase.
+	measureAt  time.Time
+	measureCPU float64
 }
 
 // startHelper starts the scheduler or the daemon with the flags its
@@ -179,8 +182,22 @@ func (h *helper) stop(t *trialRun) {
 	h.res.CPUMs = cpuMs(h.cmd.ProcessState)
 }
 
-// markSteady records each running helper's CPU time since it was ready:
-// called at the end of the measured phase.
+// markMeasureStart records each running helper's CPU time when the
+// measured phase starts.
+func (t *trialRun) markMeasureStart() {
+	for _, h := range t.procs {
+		if h.cmd == nil || h.cmd.Process == nil || h.readyAt.IsZero() {
+			continue
+		}
+		if c, err := procCPUMs(h.cmd.Process.Pid); err == nil {
+			h.measureAt, h.measureCPU = time.Now(), c
+			h.res.SetupCPUMs = c - h.readyCPU
+		}
+	}
+}
+
+// markSteady records each running helper's CPU time since it was ready
+// and over the measured phase: called at the end of the measured phase.
 func (t *trialRun) markSteady() {
 	for _, h := range t.procs {
 		if h.cmd == nil || h.cmd.Process == nil || h.readyAt.IsZero() {
@@ -189,6 +206,10 @@ func (t *trialRun) markSteady() {
 		if c, err := procCPUMs(h.cmd.Process.Pid); err == nil {
 			h.res.SteadyCPUMs = c - h.readyCPU
 			h.res.SteadyMs = float64(time.Since(h.readyAt).Microseconds()) / 1000
+			if !h.measureAt.IsZero() {
+				h.res.MeasureCPUMs = c - h.measureCPU
+				h.res.MeasureMs = float64(time.Since(h.measureAt).Microseconds()) / 1000
+			}
 		}
 	}
 }

@@ -175,6 +175,13 @@ func (t *trialRun) run(ctx context.Context) {
 		start = now
 	}
 	sampler.setBase(start)
+	// The helpers' CPU is read again when the measured phase starts; the
+	// phase's end waits for that reading.
+	measuring := make(chan struct{})
+	time.AfterFunc(time.Until(start), func() {
+		t.markMeasureStart()
+		close(measuring)
+	})
 	for _, v := range victims {
 		v.go_(start)
 	}
@@ -200,6 +207,7 @@ func (t *trialRun) run(ctx context.Context) {
 	} else if st == "enabled" {
 		t.errorf("configuration %q runs on the fair class but a sched_ext scheduler is attached", s.Stack.Name)
 	}
+	<-measuring
 	t.markSteady()
 	t.collectEvidence(append(victims, neighbours...), pw)
 	after := t.snapshot()

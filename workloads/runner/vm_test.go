@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -263,6 +264,13 @@ func TestTrialWithDaemon(t *testing.T) {
 	p := r.Manifest.Processes
 	if len(p) != 1 || p[0].Name != "daemon" || !p[0].Started || p[0].CPUMs <= 0 {
 		t.Fatalf("processes %+v (want the daemon, started, with its CPU time)", p)
+	}
+	// The span after readiness splits at the measured phase's start; each
+	// reading has 10 ms resolution.
+	if d := p[0]; d.MeasureMs < spec.Duration.D().Seconds()*1000*0.9 || d.MeasureMs > d.SteadyMs ||
+		math.Abs(d.SetupCPUMs+d.MeasureCPUMs-d.SteadyCPUMs) > 20 {
+		t.Errorf("daemon CPU split: setup %.0f + measured %.0f ms over %.0f ms, steady %.0f ms over %.0f ms",
+			d.SetupCPUMs, d.MeasureCPUMs, d.MeasureMs, d.SteadyCPUMs, d.SteadyMs)
 	}
 	log, err := os.ReadFile(filepath.Join("/out/trial", p[0].Log))
 	if err != nil {

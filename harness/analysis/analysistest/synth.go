@@ -249,7 +249,7 @@ func WriteTrial(dir string, t plan.Trial, m Model, start time.Time) error {
 	}
 	if sp.Daemon != nil {
 		man.Processes = append(man.Processes, trial.ProcessResult{Name: "daemon", Binary: trial.DaemonBinary, Started: true, Log: trial.DaemonLog, CPUMs: 80,
-			StartupCPUMs: 60, SteadyCPUMs: 20, SteadyMs: 5000})
+			StartupCPUMs: 60, SteadyCPUMs: 20, SteadyMs: 5000, SetupCPUMs: 15, MeasureCPUMs: 5, MeasureMs: 2500})
 		if err := fsutil.WriteFile(filepath.Join(dir, trial.DaemonLog), []byte("ok\n")); err != nil {
 			return err
 		}

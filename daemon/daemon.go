@@ -322,6 +322,8 @@ func (d *Daemon) Reload() error {
 	d.cfg = cfg
 	for _, s := range d.steps {
 		s.reprofile(cfg, d.sessions[s.sid])
+		// Its next look was timed by the old escalation settings.
+		s.kick("policy reloaded")
 	}
 	d.lastReload = "ok"
 	d.log.Emit(eventlog.Event{Kind: "config_loaded", Detail: cfg.Path + " " + note})
@@ -351,5 +353,5 @@ func (d *Daemon) cpuPolicyLocked() string {
 	return p
 }
 
-// tick is the re-evaluation period.
+// tick is the grid timed looks fall on.
 func (d *Daemon) tick() time.Duration { return d.Config().Daemon.Tick.D() }

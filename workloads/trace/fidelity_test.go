@@ -98,7 +98,10 @@ func TestSpendCPU(t *testing.T) {
 		if after < until || after > until+10*time.Millisecond {
 			t.Errorf("%d threads: used %v for a 100ms budget", threads, after-before)
 		}
-		if spun < after-before-time.Millisecond || spun > after-before {
+		// The process's CPU time also counts the Go runtime's own
+		// threads (GC workers, sysmon), a few milliseconds on a loaded
+		// host; the spinners' share is the rest.
+		if spun < after-before-5*time.Millisecond || spun > after-before {
 			t.Errorf("%d threads: reported %v spun of the %v used", threads, spun, after-before)
 		}
 	}

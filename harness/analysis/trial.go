@@ -79,7 +79,7 @@ func fromRaw(r *trial.Raw) (*TrialResult, error) {
 	}
 	survived := 0
 	for _, v := range r.Manifest.Victims {
-		if v.OOMKilled {
+		if v.OOMKilled || v.Stalled {
 			// A failed session: it counts against survival, and it has
 			// no latencies to contribute.
 			tr.Metrics[LatencyMetric(v.Name, "survived")] = 0

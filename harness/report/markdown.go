@@ -142,7 +142,7 @@ func pathologies(b *bytes.Buffer, s *analysis.Summary) {
 		}
 	}
 	p("## Memory pathologies: survival, faults, reclaim\n\n")
-	p("Per cell, mean over repetitions. *Survived* is the fraction of victim sessions the OOM killer did not end (a killed victim is a failed session; its trial stays usable, and it has no latencies, so the p99 columns cover the surviving repetitions only and must be read with survival). Major faults and memory stall (PSI some/full, %% of wall time) are the victims' session cgroup's. *Neighbour sys ms over high* is the neighbours' cpu.stat system time summed over the timeline intervals in which a neighbour was over its memory.high (memory.current above it at either end, or memory.events high grew) during the measured phase: the kernel time charged to the throttled step, which is direct reclaim, zram compression and the refaults of what reclaim took, plus any other kernel work it did in those intervals; *s over high* is how long that was. Allocation latency is the victims' probe: wall time to map and fault in a fixed size per request.\n\n")
+	p("Per cell, mean over repetitions. *Survived* is the fraction of victim sessions that finished: neither ended by the OOM killer nor stalled past the deadline without a result (either is a failed session; its trial stays usable, and it has no latencies, so the p99 columns cover the surviving repetitions only and must be read with survival). Major faults and memory stall (PSI some/full, %% of wall time) are the victims' session cgroup's. *Neighbour sys ms over high* is the neighbours' cpu.stat system time summed over the timeline intervals in which a neighbour was over its memory.high (memory.current above it at either end, or memory.events high grew) during the measured phase: the kernel time charged to the throttled step, which is direct reclaim, zram compression and the refaults of what reclaim took, plus any other kernel work it did in those intervals; *s over high* is how long that was. Allocation latency is the victims' probe: wall time to map and fault in a fixed size per request.\n\n")
 	p("| neighbours | configuration | n | survived |")
 	for _, v := range s.Victims {
 		p(" `%s` p99 ms |", v)
@@ -217,16 +217,22 @@ func provenance(b *bytes.Buffer, s *analysis.Summary) {
 func trials(b *bytes.Buffer, s *analysis.Summary) {
 	fmt.Fprintf(b, "## Trials\n\n%d planned, %d usable, %d failed, %d skipped, %d not run.\n\n",
 		s.Planned, len(s.Trials), len(s.Failed), len(s.Skipped), len(s.Missing))
-	var killed []string
+	var killed, stalled []string
 	for _, tr := range s.Trials {
 		for _, v := range tr.Raw.Manifest.Victims {
-			if v.OOMKilled {
+			switch {
+			case v.OOMKilled:
 				killed = append(killed, fmt.Sprintf("`%s` (%s)", tr.ID, v.Name))
+			case v.Stalled:
+				stalled = append(stalled, fmt.Sprintf("`%s` (%s)", tr.ID, v.Name))
 			}
 		}
 	}
 	if len(killed) > 0 {
 		fmt.Fprintf(b, "The OOM killer ended %d victim session(s), counted as failed sessions in usable trials (see survival under Memory pathologies): %s.\n\n", len(killed), strings.Join(killed, ", "))
+	}
+	if len(stalled) > 0 {
+		fmt.Fprintf(b, "%d victim session(s) had not finished their measured phase by the deadline (the phase plus a grace) and were killed without a result, counted as failed sessions in usable trials: %s.\n\n", len(stalled), strings.Join(stalled, ", "))
 	}
 	notes(b, "failed", s.Failed)
 	notes(b, "skipped", s.Skipped)

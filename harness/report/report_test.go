@@ -324,6 +324,36 @@ func TestReportGroupsFailures(t *testing.T) {
 	}
 }
 
+// A victim stalled past the deadline is a failed session: named in Trials,
+// counted against survival, its trial usable.
+func TestReportStalledVictim(t *testing.T) {
+	m := analysistest.Default()
+	m.Stalled = func(tr plan.Trial) bool { return tr.ID == "baseline.mem.r01" }
+	dir, err := analysistest.WriteRun(t.TempDir(), 2, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := analysis.Analyze(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Failed) != 0 || len(s.Trials) != s.Planned {
+		t.Fatalf("%d of %d trials usable, failed %v: a stalled victim must not fail its trial", len(s.Trials), s.Planned, s.Failed)
+	}
+	md := string(report.Markdown(s, nil))
+	for _, want := range []string{
+		"1 victim session(s) had not finished their measured phase by the deadline (the phase plus a grace) and were killed without a result, counted as failed sessions in usable trials: `baseline.mem.r01` (chat).",
+		"| mem | baseline | 2 | 0.5 (range 0–1.00) |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(md)
+	}
+}
+
 // The pathology table puts survival, faults, stalls, the neighbours'
 // reclaim CPU and the allocation probe beside the victims' p99, and the
 // Trials section names the sessions the OOM killer ended.

@@ -18,7 +18,7 @@ import (
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 )
 
-// survivedMetric is the share of victim sessions the OOM killer did not end.
+// survivedMetric is the share of victim sessions that finished (not OOM-killed, not stalled).
 var survivedMetric = analysis.GroupMetric(analysis.RoleVictim, "survived")
 
 // sweepFigureName names the figure of one swept parameter and neighbour set.

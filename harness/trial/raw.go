@@ -107,6 +107,11 @@ type WorkloadResult struct {
 	// grew). For a victim this is an outcome, a failed session, not a
 	// broken trial: the trial stays usable, the victim has no latencies.
 	OOMKilled bool `json:"oom_killed,omitempty"`
+	// Stalled: a victim that had not finished its measured phase when the
+	// runner's deadline (the phase plus a grace) passed, in a trial with
+	// neighbours, and was killed without a result. Like OOMKilled it is
+	// an outcome, a failed session with no latencies.
+	Stalled bool `json:"stalled,omitempty"`
 	// AllocHistogram is the allocation-latency interval log's relative
 	// path and AllocCount the probes in it (victims with an alloc probe).
 	AllocHistogram string `json:"alloc_histogram,omitempty"`
@@ -281,8 +286,9 @@ func Load(dir string) (Raw, error) {
 			}
 		}
 		if v.Histogram == "" {
-			// An OOM-killed victim left no result: that is its outcome.
-			if m.OK && !v.OOMKilled {
+			// An OOM-killed or stalled victim left no result: that is
+			// its outcome.
+			if m.OK && !v.OOMKilled && !v.Stalled {
 				errs = append(errs, fmt.Errorf("victim %q: no histogram in a trial marked ok", v.Name))
 			}
 			continue

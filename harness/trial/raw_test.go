@@ -145,7 +145,12 @@ func TestLoadOOMKilledVictim(t *testing.T) {
 	if r.Merged("chat") != nil {
 		t.Error("a killed victim has latencies")
 	}
-	m.Victims[0].OOMKilled = false
+	m.Victims[0].OOMKilled, m.Victims[0].Stalled = false, true
+	fsutil.WriteJSON(filepath.Join(dir, ManifestFile), m)
+	if _, err := Load(dir); err != nil {
+		t.Fatalf("a victim stalled past the deadline broke the trial: %v", err)
+	}
+	m.Victims[0].Stalled = false
 	fsutil.WriteJSON(filepath.Join(dir, ManifestFile), m)
 	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "no histogram in a trial marked ok") {
 		t.Fatalf("a victim without histogram or OOM kill loaded: %v", err)

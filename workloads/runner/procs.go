@@ -34,6 +34,9 @@ type workload struct {
 	// when the process started and when it died of SIGKILL (read at once:
 	// a daemon may remove an emptied step cgroup).
 	oomBase, oomExit int64
+	// stalled: the runner killed the victim at the measured phase's
+	// deadline, before it reported a result.
+	stalled bool
 }
 
 // signal names the signal that ended the process ("" if none did).
@@ -207,6 +210,7 @@ func (w *workload) wait(deadline time.Time) {
 	case <-time.After(time.Until(deadline)):
 		w.cmd.Process.Kill()
 		<-w.done
+		w.stalled = true
 	}
 }
 
@@ -288,6 +292,16 @@ func (w *workload) result(t *trialRun) trial.WorkloadResult {
 			// died with it.
 			res.Count, res.Failed, res.AllocCount, res.Histogram, res.AllocHistogram = 0, 0, 0, "", ""
 			t.logf("victim %s was ended by the OOM killer: recorded as a failed session", w.name)
+		case repErr != nil && w.stalled && len(t.spec.Neighbours) > 0:
+			// The neighbours left it no progress to report before the
+			// deadline (a session stuck in reclaim and refaults on an
+			// overcommitted guest): that is the contention's outcome, a
+			// failed session, like one the OOM killer ends. Without
+			// neighbours nothing explains a stall but a fault of the
+			// trial, which stays an error below.
+			res.Stalled = true
+			res.Count, res.Failed, res.AllocCount, res.Histogram, res.AllocHistogram = 0, 0, 0, "", ""
+			t.logf("victim %s had not finished its measured phase at the deadline and was killed: recorded as a failed session", w.name)
 		case repErr != nil:
 			t.errorf("victim %s: no result (%s; %v); see %s", w.name, orExit(how, res.ExitCode), repErr, trial.WorkloadsLog)
 		case res.Error != "":

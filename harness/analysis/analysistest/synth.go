@@ -82,6 +82,10 @@ type Model struct {
 	// victim: it then has no latencies and its result carries the marker,
 	// as the guest runner writes it.
 	OOMKilled func(t plan.Trial) bool
+	// Stalled, when set, says in which trials the victim had not finished
+	// by the deadline and was killed without a result, as the guest
+	// runner records it.
+	Stalled func(t plan.Trial) bool
 	// AllocUS, when set, gives the victim an allocation probe whose
 	// latencies (us) are drawn around this median for the cell.
 	AllocUS func(config, neighbour string) float64
@@ -213,9 +217,12 @@ func WriteTrial(dir string, t plan.Trial, m Model, start time.Time) error {
 	vcg := trial.StepPath("victim", "chat")
 	chat := trial.WorkloadResult{Name: "chat", Kind: trial.VictimInteractive, Cgroup: vcg,
 		Elapsed: trial.Duration(5 * time.Second), Nominal: trial.Duration(4 * time.Second)}
-	if m.OOMKilled != nil && m.OOMKilled(t) {
+	switch {
+	case m.OOMKilled != nil && m.OOMKilled(t):
 		chat = trial.WorkloadResult{Name: "chat", Kind: trial.VictimInteractive, Cgroup: vcg, ExitCode: -1, Signal: "killed", OOMKilled: true}
-	} else {
+	case m.Stalled != nil && m.Stalled(t):
+		chat = trial.WorkloadResult{Name: "chat", Kind: trial.VictimInteractive, Cgroup: vcg, ExitCode: -1, Signal: "killed", Stalled: true}
+	default:
 		count, err := writeLog(trial.HistogramPath("chat"), "victim chat", med, tail)
 		if err != nil {
 			return err

@@ -17,29 +17,9 @@ import (
 	"github.com/agentcgroup/agentcgroup/workloads/traces"
 )
 
-func bytesFlag(fs *flag.FlagSet, name string, def trial.Bytes, usage string) *trial.Bytes {
-	v := def
-	fs.Func(name, usage+fmt.Sprintf(" (bytes, K/M/G suffix; default %d)", def), func(s string) error {
-		b, err := trial.ParseBytes(s)
-		if err != nil {
-			return err
-		}
-		v = b
-		return nil
-	})
-	return &v
-}
-
 func durFlag(fs *flag.FlagSet, name string, def time.Duration, usage string) *trial.Duration {
 	v := trial.Duration(def)
-	fs.Func(name, usage+fmt.Sprintf(" (default %v)", def), func(s string) error {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			return fmt.Errorf("want e.g. 250ms or 5s: %v", err)
-		}
-		v = trial.Duration(d)
-		return nil
-	})
+	fs.Var(&v, name, usage)
 	return &v
 }
 

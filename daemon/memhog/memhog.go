@@ -28,6 +28,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/agentcgroup/agentcgroup/internal/units"
 )
 
 // EnvVar carries the spec to the re-executed binary.
@@ -64,21 +66,14 @@ func Mono() uint64 {
 	return uint64(ts.Nano())
 }
 
+// parseSize reads a size as internal/units does; "max" is no amount to
+// touch.
 func parseSize(s string) (int, error) {
-	mul := 1
-	switch {
-	case strings.HasSuffix(s, "K"):
-		mul, s = 1<<10, strings.TrimSuffix(s, "K")
-	case strings.HasSuffix(s, "M"):
-		mul, s = 1<<20, strings.TrimSuffix(s, "M")
-	case strings.HasSuffix(s, "G"):
-		mul, s = 1<<30, strings.TrimSuffix(s, "G")
+	b, err := units.ParseBytes(s)
+	if err == nil && b == units.Max {
+		err = fmt.Errorf(`size "max": want an amount, e.g. "64M"`)
 	}
-	v, err := strconv.Atoi(s)
-	if err != nil {
-		return 0, fmt.Errorf("size %q: want N, NK, NM or NG", s)
-	}
-	return v * mul, nil
+	return int(b), err
 }
 
 func alloc(n int) ([]byte, error) {
@@ -118,7 +113,8 @@ func run(spec string) error {
 		if kv[k] == "" {
 			return 0, nil
 		}
-		return time.ParseDuration(kv[k])
+		d, err := units.ParseDuration(kv[k])
+		return d.D(), err
 	}
 	hold, err := dur("hold")
 	if err != nil {

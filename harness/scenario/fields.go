@@ -3,10 +3,10 @@ package scenario
 import (
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/agentcgroup/agentcgroup/internal/tomlval"
+	"github.com/agentcgroup/agentcgroup/internal/units"
 )
 
 // The field types below accept any TOML value and remember what was wrong
@@ -113,8 +113,9 @@ func (x *StrList) UnmarshalTOML(v any) error {
 	return nil
 }
 
-// Size is a byte count: an integer number of bytes or a string with a binary
-// suffix ("512K", "64M", "1G", "1GiB"). Max is true for the string "max".
+// Size is a byte count: an integer number of bytes or a string in any form
+// internal/units reads ("512K", "64M", "1.5G", "1GiB"). Max is true for the
+// string "max", and V is then 0.
 type Size struct {
 	field
 	V   int64
@@ -123,62 +124,30 @@ type Size struct {
 
 func (x *Size) UnmarshalTOML(v any) error {
 	x.set = true
+	var text string
 	switch s := v.(type) {
 	case int64:
-		if s < 0 {
-			x.bad = fmt.Sprintf("size %d is negative", s)
-		}
-		x.V = s
+		text = strconv.FormatInt(s, 10)
 	case string:
-		if s == "max" {
-			x.Max = true
-			return nil
-		}
-		n, err := ParseSize(s)
-		if err != nil {
-			x.bad = err.Error()
-		}
-		x.V = n
+		text = s
 	default:
 		x.bad = fmt.Sprintf(`want a size such as "256M" or a byte count, got %s`, tomlval.Describe(v))
+		return nil
+	}
+	b, err := units.ParseBytes(text)
+	switch {
+	case err != nil:
+		x.bad = err.Error()
+	case b == units.Max:
+		x.Max = true
+	default:
+		x.V = int64(b)
 	}
 	return nil
 }
 
-// ParseSize reads "123", "64K", "256M", "1G", "2T" (binary units; an optional
-// "i", "iB" or "B" after the letter is accepted).
-func ParseSize(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	for _, suf := range []string{"iB", "B", "i"} {
-		if len(t) > len(suf)+1 && strings.HasSuffix(t, suf) {
-			t = strings.TrimSuffix(t, suf)
-			break
-		}
-	}
-	mul := int64(1)
-	if t != "" {
-		switch t[len(t)-1] {
-		case 'k', 'K':
-			mul = 1 << 10
-		case 'm', 'M':
-			mul = 1 << 20
-		case 'g', 'G':
-			mul = 1 << 30
-		case 't', 'T':
-			mul = 1 << 40
-		}
-		if mul != 1 {
-			t = t[:len(t)-1]
-		}
-	}
-	f, err := strconv.ParseFloat(strings.TrimSpace(t), 64)
-	if err != nil || f < 0 {
-		return 0, fmt.Errorf(`bad size %q: write a byte count or a number with K, M, G or T, e.g. "256M"`, s)
-	}
-	return int64(f * float64(mul)), nil
-}
-
-// Dur is a Go duration string ("500ms", "20s", "2m").
+// Dur is a duration string ("500ms", "20s", "2m") as internal/units reads
+// it; never negative.
 type Dur struct {
 	field
 	V time.Duration
@@ -191,13 +160,10 @@ func (x *Dur) UnmarshalTOML(v any) error {
 		x.bad = fmt.Sprintf(`want a duration string such as "10s", got %s`, tomlval.Describe(v))
 		return nil
 	}
-	d, err := time.ParseDuration(s)
-	switch {
-	case err != nil:
-		x.bad = fmt.Sprintf(`bad duration %q: write a number with a unit, e.g. "500ms", "10s", "2m"`, s)
-	case d < 0:
-		x.bad = fmt.Sprintf("duration %q is negative", s)
+	d, err := units.ParseDuration(s)
+	if err != nil {
+		x.bad = err.Error()
 	}
-	x.V = d
+	x.V = d.D()
 	return nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/agentcgroup/agentcgroup/harness/stack"
 	"github.com/agentcgroup/agentcgroup/harness/sweep"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
+	"github.com/agentcgroup/agentcgroup/internal/units"
 )
 
 // Scenario is a validated scenario file.
@@ -406,10 +407,12 @@ func (v *validator) guest(r *rawFile, s *Scenario) {
 		switch {
 		case sw == "none":
 		case strings.HasPrefix(sw, "zram:"):
-			n, err := ParseSize(strings.TrimPrefix(sw, "zram:"))
+			n, err := units.ParseBytes(strings.TrimPrefix(sw, "zram:"))
 			switch {
 			case err != nil:
 				v.add("guest.swap", `%q: %v`, sw, err)
+			case n == units.Max:
+				v.add("guest.swap", `%q: "max" is not a zram size; write e.g. "zram:256M"`, sw)
 			case n < 1<<20:
 				v.add("guest.swap", `%q: zram size must be at least 1M`, sw)
 			default:

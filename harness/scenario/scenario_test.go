@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/agentcgroup/agentcgroup/harness/kernel"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
@@ -180,17 +181,52 @@ kernel = "patched"`, 1)), kernels)
 	want(t, ps, 26, "neighbours[1].set", "reserved")
 }
 
+// Size and Dur read what internal/units does and keep its refusals as
+// the field's problem, so one pass reports every bad value.
 func TestSizes(t *testing.T) {
-	for in, want := range map[string]int64{"1": 1, "4K": 4096, "64M": 64 << 20, "1G": 1 << 30, "1GiB": 1 << 30, "2MB": 2 << 20, "1.5G": 3 << 29} {
-		got, err := ParseSize(in)
-		if err != nil || got != want {
-			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+	for in, want := range map[any]int64{int64(1): 1, "4K": 4096, "64M": 64 << 20, "1G": 1 << 30, "1GiB": 1 << 30, "2MB": 2 << 20, "1.5G": 3 << 29, int64(4096): 4096, " 512 MiB ": 512 << 20} {
+		var f Size
+		f.UnmarshalTOML(in)
+		if f.problem() != "" || f.V != want || f.Max {
+			t.Errorf("%#v: V %d, max %v, problem %q; want %d", in, f.V, f.Max, f.problem(), want)
 		}
 	}
-	for _, in := range []string{"", "M", "-1M", "12X", "one"} {
-		if _, err := ParseSize(in); err == nil {
-			t.Errorf("ParseSize(%q) accepted", in)
+	var f Size
+	if f.UnmarshalTOML("max"); f.problem() != "" || !f.Max || f.V != 0 {
+		t.Errorf(`"max": V %d, max %v, problem %q`, f.V, f.Max, f.problem())
+	}
+	for in, msg := range map[any]string{
+		"":         `bad size ""`,
+		"M":        `bad size "M"`,
+		"-1M":      `bad size "-1M": negative`,
+		int64(-1):  `bad size "-1": negative`,
+		"12X":      `bad size "12X": want a number of bytes`,
+		"one":      `bad size "one"`,
+		1.5:        `want a size such as "256M" or a byte count, got float 1.5`,
+		true:       `want a size such as "256M" or a byte count, got boolean true`,
+		"9999999T": `bad size "9999999T": above 8 EiB`,
+	} {
+		var f Size
+		f.UnmarshalTOML(in)
+		if !f.isSet() || !strings.Contains(f.problem(), msg) {
+			t.Errorf("%#v: problem %q, want it to contain %q", in, f.problem(), msg)
 		}
+	}
+	for in, msg := range map[any]string{
+		"soon":   `bad duration "soon": want a number with a unit`,
+		"-1s":    `bad duration "-1s": negative`,
+		"100":    `bad duration "100"`,
+		int64(5): `want a duration string such as "10s", got integer 5`,
+	} {
+		var d Dur
+		d.UnmarshalTOML(in)
+		if !d.isSet() || !strings.Contains(d.problem(), msg) {
+			t.Errorf("%#v: problem %q, want it to contain %q", in, d.problem(), msg)
+		}
+	}
+	var d Dur
+	if d.UnmarshalTOML("1m30s"); d.problem() != "" || d.V != 90*time.Second {
+		t.Errorf(`"1m30s": %v, problem %q`, d.V, d.problem())
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/agentcgroup/agentcgroup/harness/stack"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 	"github.com/agentcgroup/agentcgroup/internal/tomlval"
+	"github.com/agentcgroup/agentcgroup/internal/units"
 )
 
 // Kind is how a parameter's values are written and stored.
@@ -246,10 +247,11 @@ func (p Param) value(e any) (float64, string) {
 	if !ok {
 		return 0, fmt.Sprintf("want a duration string, got %s, e.g. %s", tomlval.Describe(e), p.Example)
 	}
-	d, err := time.ParseDuration(s)
+	v, err := units.ParseDuration(s)
 	if err != nil {
-		return 0, fmt.Sprintf("bad duration %q: write a number with a unit, e.g. %s", s, p.Example)
+		return 0, err.Error()
 	}
+	d := v.D()
 	if d%time.Millisecond != 0 {
 		return 0, fmt.Sprintf("%q: the policy keeps this in whole milliseconds", s)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/agentcgroup/agentcgroup/harness/stack"
+	"github.com/agentcgroup/agentcgroup/internal/units"
 )
 
 // SpecVersion changes when a Spec written by an older host can no longer be
@@ -279,86 +280,13 @@ type Process struct {
 	ReadyWait Duration `json:"ready_wait,omitempty"` // 0: 10s for Ready, 500ms otherwise
 }
 
-// Duration is a time.Duration that reads and writes JSON as "1.5s".
-type Duration time.Duration
-
-// D returns the time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
-
-func (d Duration) String() string { return time.Duration(d).String() }
-
-// MarshalJSON writes the Go duration string.
-func (d Duration) MarshalJSON() ([]byte, error) {
-	return json.Marshal(time.Duration(d).String())
-}
-
-// UnmarshalJSON accepts "1.5s" style strings or integer nanoseconds.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err == nil {
-		v, err := time.ParseDuration(s)
-		if err != nil {
-			return fmt.Errorf("duration %q: %v (write e.g. \"250ms\" or \"2s\")", s, err)
-		}
-		*d = Duration(v)
-		return nil
-	}
-	var n int64
-	if err := json.Unmarshal(b, &n); err != nil {
-		return fmt.Errorf("duration %s: want a string like \"2s\" or integer nanoseconds", b)
-	}
-	*d = Duration(n)
-	return nil
-}
-
-// Bytes is a byte count; JSON accepts an integer or "64M"-style string
-// (K, M, G are powers of 1024) and writes an integer.
-type Bytes int64
-
-// UnmarshalJSON accepts 1048576 or "1M".
-func (b *Bytes) UnmarshalJSON(data []byte) error {
-	var n int64
-	if err := json.Unmarshal(data, &n); err == nil {
-		*b = Bytes(n)
-		return nil
-	}
-	var s string
-	if err := json.Unmarshal(data, &s); err != nil {
-		return fmt.Errorf("byte count %s: want an integer or a string like \"64M\"", data)
-	}
-	v, err := ParseBytes(s)
-	if err != nil {
-		return err
-	}
-	*b = v
-	return nil
-}
-
-// ParseBytes reads "123", "64K", "64M", "1G" (powers of 1024, optional
-// trailing "B"/"iB").
-func ParseBytes(s string) (Bytes, error) {
-	t := strings.TrimSpace(s)
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "B"), "i")
-	mul := int64(1)
-	if t != "" {
-		switch t[len(t)-1] {
-		case 'k', 'K':
-			mul = 1 << 10
-		case 'm', 'M':
-			mul = 1 << 20
-		case 'g', 'G':
-			mul = 1 << 30
-		}
-		if mul != 1 {
-			t = t[:len(t)-1]
-		}
-	}
-	var n int64
-	if _, err := fmt.Sscan(t, &n); err != nil || t == "" || n < 0 || fmt.Sprint(n) != t {
-		return 0, fmt.Errorf("byte count %q: want a non-negative integer with optional K, M or G suffix, e.g. \"64M\"", s)
-	}
-	return Bytes(n * mul), nil
-}
+// Duration and Bytes are the project's units (internal/units). In JSON a
+// duration reads "1.5s" or integer nanoseconds and writes "1.5s"; a byte
+// count reads an integer or a string such as "64M" and writes an integer.
+type (
+	Duration = units.Duration
+	Bytes    = units.Bytes
+)
 
 var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 

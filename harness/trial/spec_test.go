@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/agentcgroup/agentcgroup/harness/stack"
+	"github.com/agentcgroup/agentcgroup/internal/units"
 )
 
 func TestExampleSpecRoundTrip(t *testing.T) {
@@ -50,6 +51,27 @@ func TestDecodeAcceptsHumanUnits(t *testing.T) {
 	}
 	if got.Duration.D() != 2*time.Second {
 		t.Errorf("duration = %v", got.Duration)
+	}
+}
+
+// "max" is a budget's "no limit" but refused as a workload's size, which
+// the workload would try to allocate.
+func TestSpecMaxSizes(t *testing.T) {
+	b, _ := ExampleSpec().Encode()
+	b = []byte(strings.Replace(string(b), `"memory_max": 134217728`, `"memory_max": "max"`, 1))
+	got, err := DecodeSpec(b)
+	if err != nil {
+		t.Fatalf("memory_max \"max\" refused: %v", err)
+	}
+	if m := got.Sessions[0].Steps[0].Budget.MemoryMax; m != units.Max {
+		t.Errorf("memory_max = %d, want units.Max", m)
+	}
+	if out, _ := got.Encode(); !strings.Contains(string(out), `"memory_max": "max"`) {
+		t.Errorf("max does not encode as \"max\":\n%s", out)
+	}
+	b = []byte(strings.Replace(string(b), `"touch_bytes": 262144`, `"touch_bytes": "max"`, 1))
+	if _, err := DecodeSpec(b); err == nil || !strings.Contains(err.Error(), `victims[0].interactive.touch_bytes: "max" is not a size here`) {
+		t.Errorf("touch_bytes \"max\": %v", err)
 	}
 }
 
@@ -123,20 +145,6 @@ func TestValidateSoloHasNoNeighbours(t *testing.T) {
 	s.Neighbours = nil
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func TestParseBytes(t *testing.T) {
-	for in, want := range map[string]Bytes{"0": 0, "4096": 4096, "64K": 64 << 10, "64M": 64 << 20, "1G": 1 << 30, "2GiB": 2 << 30, "3MB": 3 << 20} {
-		got, err := ParseBytes(in)
-		if err != nil || got != want {
-			t.Errorf("ParseBytes(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"", "M", "-1", "1.5G", "12X", "1 M"} {
-		if _, err := ParseBytes(bad); err == nil {
-			t.Errorf("ParseBytes(%q) accepted", bad)
-		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/agentcgroup/agentcgroup/harness/stack"
+	"github.com/agentcgroup/agentcgroup/internal/units"
 )
 
 // Validate reports every problem in the spec, each naming the field and
@@ -196,6 +197,7 @@ func (s *Spec) Validate() error {
 				if m.ChunkBytes < 0 || (m.ChunkBytes > 0 && m.ChunkBytes < 4096) {
 					add("%s.memory_blowup.chunk_bytes: want 0 (default 1M) or >= 4096", p)
 				}
+				errs = append(errs, finite(p+".memory_blowup", size{"target_bytes", m.TargetBytes}, size{"rate_bytes_per_sec", m.RateBytesPerSec}, size{"chunk_bytes", m.ChunkBytes})...)
 				switch m.Fill {
 				case "", FillSparse, FillRandom:
 				default:
@@ -303,7 +305,7 @@ func (p *InteractiveParams) check(f string) []error {
 	if p.AllocProbeBytes < 0 || (p.AllocProbeBytes > 0 && p.AllocProbeBytes < 4096) {
 		errs = append(errs, fmt.Errorf("%s.alloc_probe_bytes: want 0 (no probe) or >= 4096 (at least a page)", f))
 	}
-	return errs
+	return append(errs, finite(f, size{"touch_bytes", p.TouchBytes}, size{"working_set_bytes", p.WorkingSetBytes}, size{"alloc_probe_bytes", p.AllocProbeBytes})...)
 }
 
 func (p *ToolBurstParams) check(f string) []error {
@@ -316,6 +318,24 @@ func (p *ToolBurstParams) check(f string) []error {
 	}
 	if p.CPULoops < 0 || p.AllocBytes < 0 || p.Period < 0 {
 		errs = append(errs, fmt.Errorf("%s: cpu_loops, alloc_bytes and period must be >= 0", f))
+	}
+	return append(errs, finite(f, size{"alloc_bytes", p.AllocBytes})...)
+}
+
+// size is a byte count of a spec field, for finite.
+type size struct {
+	field string
+	v     Bytes
+}
+
+// finite refuses "max" in a workload's sizes: they are amounts it
+// allocates or touches, where no limit means nothing.
+func finite(p string, sizes ...size) []error {
+	var errs []error
+	for _, s := range sizes {
+		if s.v == units.Max {
+			errs = append(errs, fmt.Errorf(`%s.%s: "max" is not a size here; write e.g. "64M"`, p, s.field))
+		}
 	}
 	return errs
 }

@@ -66,7 +66,7 @@ const (
 	ParserLines = "lines"
 )
 
-var units = map[string]time.Duration{"ns": time.Nanosecond, "us": time.Microsecond, "µs": time.Microsecond, "ms": time.Millisecond, "s": time.Second}
+var latencyUnits = map[string]time.Duration{"ns": time.Nanosecond, "us": time.Microsecond, "µs": time.Microsecond, "ms": time.Millisecond, "s": time.Second}
 
 func parseCommand(in Input, role trial.Role, env Env) any {
 	p := &CommandParams{}
@@ -109,7 +109,7 @@ func parseCommand(in Input, role trial.Role, env Env) any {
 		if hasUnit {
 			p.Unit = unit
 			switch {
-			case units[unit] == 0:
+			case latencyUnits[unit] == 0:
 				in.Problem("unit", "%q, want ns, us, ms or s", unit)
 			case hasParser && parser != ParserLines:
 				in.Problem("unit", "only the %q parser takes a unit", ParserLines)
@@ -140,7 +140,7 @@ func checkCommand(params any, role trial.Role, s *trial.Spec) []string {
 		if m := checkParser(p.Parser, p.Unit); m != "" {
 			out = append(out, "parser: "+m)
 		}
-		if p.Unit != "" && (units[p.Unit] == 0 || p.Parser != ParserLines) {
+		if p.Unit != "" && (latencyUnits[p.Unit] == 0 || p.Parser != ParserLines) {
 			out = append(out, fmt.Sprintf("unit: %q, want ns, us, ms or s, with parser %q", p.Unit, ParserLines))
 		}
 	}
@@ -317,7 +317,7 @@ func newLatencyParser(name, unit string) (latencyParser, error) {
 	case ParserCyclictest:
 		return &cyclictestParser{}, nil
 	case ParserLines:
-		return &linesParser{unit: units[unit]}, nil
+		return &linesParser{unit: latencyUnits[unit]}, nil
 	}
 	return nil, errors.New(checkParser(name, unit))
 }
@@ -334,7 +334,7 @@ func (p *linesParser) line(s string) ([]sample, bool) {
 	}
 	unit := p.unit
 	if m[2] != "" {
-		unit = units[m[2]]
+		unit = latencyUnits[m[2]]
 	}
 	if unit == 0 {
 		return nil, false

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 	"github.com/agentcgroup/agentcgroup/workloads/neighbour"
@@ -56,11 +55,7 @@ func init() {
 			fs.Float64Var(&p.Rate, "rate", 0, "children per second (0: as fast as possible)")
 			fs.IntVar(&p.Concurrency, "concurrency", 8, "children alive at once")
 			fs.StringVar(&p.Exec, "exec", "", "program each child executes (default: exit right after fork)")
-			fs.Func("hold", "how long each forked child lives (default 0s)", func(s string) error {
-				d, err := time.ParseDuration(s)
-				p.Hold = trial.Duration(d)
-				return err
-			})
+			fs.Var(&p.Hold, "hold", "how long each forked child lives")
 			return func([]string) (any, error) { return p, nil }
 		},
 	})

@@ -92,25 +92,11 @@ func parseInteractive(in Input, role trial.Role, env Env) any {
 
 func interactiveFlags(fs *flag.FlagSet, role trial.Role) func([]string) (any, error) {
 	p := &trial.InteractiveParams{Period: trial.Duration(20 * time.Millisecond), TouchBytes: 256 << 10, WorkingSetBytes: 16 << 20}
-	dur := func(name string, v *trial.Duration, usage string) {
-		fs.Func(name, usage+" (default "+v.String()+")", func(s string) error {
-			d, err := time.ParseDuration(s)
-			*v = trial.Duration(d)
-			return err
-		})
-	}
-	size := func(name string, v *trial.Bytes, usage string) {
-		fs.Func(name, usage+" (bytes, K/M/G suffix; default "+itoa(int64(*v))+")", func(s string) error {
-			b, err := trial.ParseBytes(s)
-			*v = b
-			return err
-		})
-	}
-	dur("period", &p.Period, "request interval")
+	fs.Var(&p.Period, "period", "request interval")
 	fs.Int64Var(&p.CPULoops, "cpu-loops", 200_000, "CPU loop iterations per request (~2 ns each)")
-	size("touch", &p.TouchBytes, "bytes written per request")
-	size("working-set", &p.WorkingSetBytes, "working set the touches land in")
-	dur("idle", &p.Idle, "wait this long before the first request, leaving the working set untouched")
-	size("alloc-probe", &p.AllocProbeBytes, "also map and touch this much fresh memory per request, timed on its own (0: off)")
+	sizeFlag(fs, &p.TouchBytes, "touch", "bytes written per request")
+	sizeFlag(fs, &p.WorkingSetBytes, "working-set", "working set the touches land in")
+	fs.Var(&p.Idle, "idle", "wait this long before the first request, leaving the working set untouched")
+	sizeFlag(fs, &p.AllocProbeBytes, "alloc-probe", "also map and touch this much fresh memory per request, timed on its own (0: off)")
 	return func([]string) (any, error) { return p, nil }
 }

@@ -77,16 +77,9 @@ func runMemoryBlowup(ctx context.Context, r NeighbourRun) (Stats, error) {
 
 func memoryBlowupFlags(fs *flag.FlagSet, role trial.Role) func([]string) (any, error) {
 	p := &trial.MemoryBlowupParams{TargetBytes: 256 << 20, RateBytesPerSec: 64 << 20, ChunkBytes: 1 << 20}
-	bytes := func(name string, v *trial.Bytes, usage string) {
-		fs.Func(name, usage+" (bytes, K/M/G suffix; default "+itoa(int64(*v))+")", func(s string) error {
-			b, err := trial.ParseBytes(s)
-			*v = b
-			return err
-		})
-	}
-	bytes("target", &p.TargetBytes, "bytes to reach")
-	bytes("rate", &p.RateBytesPerSec, "bytes per second (0: as fast as possible)")
-	bytes("chunk", &p.ChunkBytes, "allocation granule")
+	sizeFlag(fs, &p.TargetBytes, "target", "bytes to reach")
+	sizeFlag(fs, &p.RateBytesPerSec, "rate", "bytes per second (0: as fast as possible)")
+	sizeFlag(fs, &p.ChunkBytes, "chunk", "allocation granule")
 	fs.StringVar(&p.Fill, "fill", trial.FillSparse, "page contents: sparse (one word per 512 bytes) or random (incompressible)")
 	fs.IntVar(&p.Threads, "threads", 1, "threads growing and re-touching their shares in parallel")
 	return func([]string) (any, error) { return p, nil }

@@ -22,6 +22,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -33,6 +34,7 @@ import (
 
 	"github.com/agentcgroup/agentcgroup/cgroupfs"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
+	"github.com/agentcgroup/agentcgroup/internal/units"
 	"github.com/agentcgroup/agentcgroup/workloads/latency"
 )
 
@@ -402,4 +404,18 @@ func (k *Kind) Usage() string {
 	return strings.Join(k.Keys, ", ")
 }
 
-func itoa(n int64) string { return fmt.Sprint(n) }
+// sizeFlag declares a workload's byte-count flag. It reads every form
+// internal/units does except "max": a workload's sizes are amounts it
+// allocates or touches, where no limit means nothing.
+func sizeFlag(fs *flag.FlagSet, v *trial.Bytes, name, usage string) {
+	fs.Func(name, usage+" (bytes, e.g. 64M or 1.5G; default "+v.String()+")", func(s string) error {
+		b, err := units.ParseBytes(s)
+		if err == nil && b == units.Max {
+			err = errors.New(`"max" is not a size here; write e.g. "64M"`)
+		}
+		if err == nil {
+			*v = b
+		}
+		return err
+	})
+}

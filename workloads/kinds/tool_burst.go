@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"time"
 
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 	"github.com/agentcgroup/agentcgroup/workloads/victim"
@@ -106,15 +105,7 @@ func toolBurstFlags(fs *flag.FlagSet, role trial.Role) func([]string) (any, erro
 	fs.IntVar(&p.Children, "children", 4, "child processes per step")
 	fs.IntVar(&p.Parallel, "parallel", 2, "children alive at once")
 	fs.Int64Var(&p.CPULoops, "cpu-loops", 2_000_000, "mean CPU loop iterations per child")
-	fs.Func("alloc", "mean bytes each child allocates and touches (bytes, K/M/G suffix; default 4194304)", func(s string) error {
-		b, err := trial.ParseBytes(s)
-		p.AllocBytes = b
-		return err
-	})
-	fs.Func("period", "step interval (0: back to back) (default 0s)", func(s string) error {
-		d, err := time.ParseDuration(s)
-		p.Period = trial.Duration(d)
-		return err
-	})
+	sizeFlag(fs, &p.AllocBytes, "alloc", "mean bytes each child allocates and touches")
+	fs.Var(&p.Period, "period", "step interval (0: back to back)")
 	return func([]string) (any, error) { return p, nil }
 }

@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/agentcgroup/agentcgroup/cgroupfs"
+	"github.com/agentcgroup/agentcgroup/internal/units"
 	"golang.org/x/sys/unix"
 )
 
@@ -117,7 +118,10 @@ func run(spec string) error {
 		kv[k] = v
 	}
 	size := func(k string) (int64, error) { return parseSize(kv[k]) }
-	dur := func(k string) (time.Duration, error) { return time.ParseDuration(kv[k]) }
+	dur := func(k string) (time.Duration, error) {
+		d, err := units.ParseDuration(kv[k])
+		return d.D(), err
+	}
 	switch kv["kind"] {
 	case "blowup":
 		target, err := size("target")
@@ -159,21 +163,14 @@ func run(spec string) error {
 	return fmt.Errorf("unknown kind %q", kv["kind"])
 }
 
+// parseSize reads a size as internal/units does; "max" is no amount to
+// map.
 func parseSize(s string) (int64, error) {
-	mul := int64(1)
-	switch {
-	case strings.HasSuffix(s, "K"):
-		mul, s = 1<<10, strings.TrimSuffix(s, "K")
-	case strings.HasSuffix(s, "M"):
-		mul, s = 1<<20, strings.TrimSuffix(s, "M")
-	case strings.HasSuffix(s, "G"):
-		mul, s = 1<<30, strings.TrimSuffix(s, "G")
+	b, err := units.ParseBytes(s)
+	if err == nil && b == units.Max {
+		err = fmt.Errorf(`size "max": want an amount, e.g. "64M"`)
 	}
-	v, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("size %q: want N, NK, NM or NG", s)
-	}
-	return v * mul, nil
+	return int64(b), err
 }
 
 func mapAnon(n int64) ([]byte, error) {

@@ -335,7 +335,9 @@ func TestPartialModeLeavesOthersOnFair(t *testing.T) {
 	in := mkCgroup(t, root, "agent", 0, false)
 	o := startSpinner(t, out, 1)
 	a := startSpinner(t, in, 1)
-	if err := SetSchedExt(a.Process.Pid); err != nil {
+	// Every thread: the spinning happens on a goroutine's thread, and the
+	// main thread alone may not run at all in the second below.
+	if err := SetSchedExtProcess(a.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second)

@@ -4,7 +4,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/agentcgroup/agentcgroup/harness/analysis"
 	"github.com/agentcgroup/agentcgroup/harness/analysis/analysistest"
 	"github.com/agentcgroup/agentcgroup/harness/plan"
 	"github.com/agentcgroup/agentcgroup/harness/report"
@@ -27,14 +26,7 @@ func TestReportMechanisms(t *testing.T) {
 		}
 		return ev
 	}
-	dir, err := analysistest.WriteRun(t.TempDir(), 2, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := analysis.Analyze(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := analyzed(t, 2, m)
 	md := string(report.Markdown(s, nil))
 	for _, want := range []string{
 		"- cpu-only: scx_agent_flatcg (all tasks); step policy written once from the profiles; static memory budgets. as named",

@@ -5,25 +5,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/agentcgroup/agentcgroup/harness/analysis"
 	"github.com/agentcgroup/agentcgroup/harness/analysis/analysistest"
 )
 
-func analyse(t *testing.T, reps int, m analysistest.Model) *analysis.Summary {
-	t.Helper()
-	dir, err := analysistest.WriteRun(t.TempDir(), reps, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := analysis.Analyze(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 func TestNoRegressionAgainstItself(t *testing.T) {
-	s := analyse(t, 5, analysistest.Default())
+	s := analysistest.Analyzed(t, 5, analysistest.Default())
 	r := Compare(s, s, DefaultOptions)
 	if len(r.Regressions) != 0 {
 		t.Errorf("a run regresses against itself: %+v", r.Regressions)
@@ -36,7 +22,7 @@ func TestNoRegressionAgainstItself(t *testing.T) {
 }
 
 func TestDetectsWorseTail(t *testing.T) {
-	old := analyse(t, 5, analysistest.Default())
+	old := analysistest.Analyzed(t, 5, analysistest.Default())
 	m := analysistest.Default()
 	base := m.LatencyUS
 	m.LatencyUS = func(cfg, set string) (float64, float64) {
@@ -46,7 +32,7 @@ func TestDetectsWorseTail(t *testing.T) {
 		}
 		return med, tail
 	}
-	new := analyse(t, 5, m)
+	new := analysistest.Analyzed(t, 5, m)
 	r := Compare(old, new, DefaultOptions)
 	if len(r.Regressions) != 1 || r.Regressions[0].Config != "joint" || r.Regressions[0].Neighbour != "cpu" ||
 		r.Regressions[0].Metric != "chat.p99_ms" {

@@ -26,7 +26,7 @@ func TestReportMechanisms(t *testing.T) {
 		}
 		return ev
 	}
-	s := analyzed(t, 2, m)
+	s := analysistest.Analyzed(t, 2, m)
 	md := string(report.Markdown(s, nil))
 	for _, want := range []string{
 		"- cpu-only: scx_agent_flatcg (all tasks); step policy written once from the profiles; static memory budgets. as named",

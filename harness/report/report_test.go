@@ -258,7 +258,7 @@ func TestReportSaysWhenJointDoesNotWin(t *testing.T) {
 		return 3000, 10 // every configuration equally hurt
 	}
 	m.TrialNoise = 0.05
-	s := analyzed(t, 6, m)
+	s := analysistest.Analyzed(t, 6, m)
 	md := string(report.Markdown(s, nil))
 	all := strings.Join(findings(md), "\n")
 	for _, want := range []string{
@@ -303,7 +303,7 @@ func TestReportLabelsUnavailable(t *testing.T) {
 func TestReportGroupsFailures(t *testing.T) {
 	m := analysistest.Default()
 	m.Fail = map[string]bool{"joint.mem.r00": true, "joint.mem.r01": true}
-	s := analyzed(t, 2, m)
+	s := analysistest.Analyzed(t, 2, m)
 	md := string(report.Markdown(s, nil))
 	if !strings.Contains(md, "- failed `joint.mem.r00`, `joint.mem.r01`: synthetic failure\n") {
 		t.Errorf("failures not grouped:\n%s", md)
@@ -315,7 +315,7 @@ func TestReportGroupsFailures(t *testing.T) {
 func TestReportStalledVictim(t *testing.T) {
 	m := analysistest.Default()
 	m.Stalled = func(tr plan.Trial) bool { return tr.ID == "baseline.mem.r01" }
-	s := analyzed(t, 2, m)
+	s := analysistest.Analyzed(t, 2, m)
 	if len(s.Failed) != 0 || len(s.Trials) != s.Planned {
 		t.Fatalf("%d of %d trials usable, failed %v: a stalled victim must not fail its trial", len(s.Trials), s.Planned, s.Failed)
 	}
@@ -340,7 +340,7 @@ func TestReportMemoryPathologies(t *testing.T) {
 	m := analysistest.Default()
 	m.OOMKilled = func(tr plan.Trial) bool { return tr.ID == "baseline.mem.r01" }
 	m.AllocUS = func(cfg, set string) float64 { return 2000 }
-	s := analyzed(t, 2, m)
+	s := analysistest.Analyzed(t, 2, m)
 	md := string(report.Markdown(s, nil))
 	for _, want := range []string{
 		"The OOM killer ended 1 victim session(s), counted as failed sessions in usable trials (see survival under Memory pathologies): `baseline.mem.r01` (chat).",
@@ -361,18 +361,4 @@ func TestReportMemoryPathologies(t *testing.T) {
 		i := strings.Index(md, "## Memory pathologies")
 		t.Log(md[i : i+3000])
 	}
-}
-
-// analyzed writes a synthetic run of reps repetitions from m and analyses it.
-func analyzed(t *testing.T, reps int, m analysistest.Model) *analysis.Summary {
-	t.Helper()
-	dir, err := analysistest.WriteRun(t.TempDir(), reps, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := analysis.Analyze(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }

@@ -12,8 +12,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"testing"
 	"time"
 
+	"github.com/agentcgroup/agentcgroup/harness/analysis"
 	"github.com/agentcgroup/agentcgroup/harness/plan"
 	"github.com/agentcgroup/agentcgroup/harness/results"
 	"github.com/agentcgroup/agentcgroup/harness/scenario"
@@ -407,4 +409,19 @@ func FullEvidence(t plan.Trial, high int64) trial.Evidence {
 
 func psi(someUS, fullUS int64) string {
 	return fmt.Sprintf("some avg10=0.00 avg60=0.00 avg300=0.00 total=%d\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=%d\n", someUS, fullUS)
+}
+
+// Analyzed writes a run of reps repetitions from m under a test's
+// temporary directory and analyses it, failing the test on any error.
+func Analyzed(t testing.TB, reps int, m Model) *analysis.Summary {
+	t.Helper()
+	dir, err := WriteRun(t.TempDir(), reps, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := analysis.Analyze(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

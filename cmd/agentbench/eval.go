@@ -133,7 +133,8 @@ func runEval(ctx context.Context, args []string) error {
 		if prov, err = run.ReadProvenance(); err != nil {
 			return err
 		}
-		prov.Resumed = append(prov.Resumed, time.Now().UTC())
+		commit, dirty := results.GitState(ctx, root)
+		prov.Resumed = append(prov.Resumed, results.Resumption{At: time.Now().UTC(), GitCommit: commit, GitDirty: dirty})
 	} else {
 		data, err := os.ReadFile(s.Path)
 		if err != nil {

@@ -51,6 +51,11 @@ type Summary struct {
 	// HostLoads are the host's 1-minute load averages at the start of
 	// every attempt, in trial id order: how contended the host was.
 	HostLoads []float64
+	// TrialCommits counts the finished trials per commit that ran their
+	// last attempt ("" when the run predates recording it; a "+dirty"
+	// suffix marks uncommitted changes). More than one key means a resumed
+	// run mixes code.
+	TrialCommits map[string]int
 	// Fidelity says, per trace victim, how closely its replayed steps
 	// used the memory and CPU time of their scaled recording.
 	Fidelity []VictimFidelity
@@ -90,7 +95,7 @@ func Analyze(dir string) (*Summary, error) {
 	s := &Summary{
 		Dir: dir, Scenario: p.Scenario, Description: p.Description,
 		Configs: p.Configs, Sweep: p.Sweep, Sets: p.Sets, Victims: p.Victims, Planned: len(p.Trials),
-		Unavailable: map[string][]string{}, Pooled: map[CellKey]*hdrhistogram.Histogram{},
+		Unavailable: map[string][]string{}, TrialCommits: map[string]int{}, Pooled: map[CellKey]*hdrhistogram.Histogram{},
 	}
 	if prov, err := run.ReadProvenance(); err == nil {
 		s.Provenance = prov
@@ -117,6 +122,14 @@ func Analyze(dir string) (*Summary, error) {
 			if a.HostLoad1 > 0 {
 				s.HostLoads = append(s.HostLoads, a.HostLoad1)
 			}
+		}
+		if n := len(o.Attempts); n > 0 {
+			last := o.Attempts[n-1]
+			c := last.GitCommit
+			if last.GitDirty {
+				c += "+dirty"
+			}
+			s.TrialCommits[c]++
 		}
 		switch {
 		case o.Status == results.StatusSkipped:

@@ -188,6 +188,19 @@ func provenance(b *bytes.Buffer, s *analysis.Summary) {
 	fmt.Fprintf(b, "| | |\n|---|---|\n")
 	fmt.Fprintf(b, "| started | %s |\n", pv.Started.UTC().Format("2006-01-02 15:04:05 UTC"))
 	fmt.Fprintf(b, "| commit | `%s`%s |\n", pv.GitCommit, dirty)
+	for _, r := range pv.Resumed {
+		c := "commit unrecorded"
+		if r.GitCommit != "" {
+			c = "`" + r.GitCommit + "`"
+			if r.GitDirty {
+				c += " (uncommitted changes)"
+			}
+		}
+		fmt.Fprintf(b, "| resumed | %s at %s |\n", r.At.UTC().Format("2006-01-02 15:04:05 UTC"), c)
+	}
+	if len(s.TrialCommits) > 1 {
+		fmt.Fprintf(b, "| trials per commit | %s |\n", trialCommits(s.TrialCommits))
+	}
 	fmt.Fprintf(b, "| scenario sha256 | `%s` |\n", short(pv.ScenarioSHA256))
 	fmt.Fprintf(b, "| guest kernel | %s %s (pin `%s`) |\n", pv.Kernel.Name, pv.Kernel.Release, short(pv.Kernel.PinSHA256))
 	fmt.Fprintf(b, "| qemu | %s |\n", pv.Qemu)
@@ -207,11 +220,40 @@ func provenance(b *bytes.Buffer, s *analysis.Summary) {
 			fmt.Fprintf(b, "**The host was oversubscribed** (median load %.1f on %d CPUs): guests lost CPU time to other work, which adds stalls to every configuration, solo runs included. Treat absolute latencies as noisy and look at differences within this run.\n\n", med, pv.HostCPUs)
 		}
 	}
+	if len(s.TrialCommits) > 1 {
+		fmt.Fprintf(b, "**The trials ran on %d versions of the code** (the run was resumed after it moved on): a difference between configurations is the configurations' only where the changes in between leave the guest's behaviour alone. `outcome.json` of each trial names its commit.\n\n", len(s.TrialCommits))
+	}
 	for _, a := range pv.Accelerators {
 		if a == "tcg" {
 			fmt.Fprintf(b, "Guests ran under TCG (software emulation): CPU-bound work is near native, kernel-heavy work (faults, fork, reclaim) is several times slower. Compare configurations within this run, not absolute times across accelerators.\n\n")
 		}
 	}
+}
+
+// trialCommits lists the commits that ran trials, most trials first.
+func trialCommits(m map[string]int) string {
+	cs := make([]string, 0, len(m))
+	for c := range m {
+		cs = append(cs, c)
+	}
+	sort.Slice(cs, func(i, j int) bool {
+		if m[cs[i]] != m[cs[j]] {
+			return m[cs[i]] > m[cs[j]]
+		}
+		return cs[i] < cs[j]
+	})
+	parts := make([]string, len(cs))
+	for i, c := range cs {
+		name := "`" + short(strings.TrimSuffix(c, "+dirty")) + "`"
+		switch {
+		case c == "":
+			name = "unrecorded"
+		case strings.HasSuffix(c, "+dirty"):
+			name += " (uncommitted changes)"
+		}
+		parts[i] = fmt.Sprintf("%s: %d", name, m[c])
+	}
+	return strings.Join(parts, ", ")
 }
 
 func trials(b *bytes.Buffer, s *analysis.Summary) {

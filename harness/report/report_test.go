@@ -299,6 +299,28 @@ func TestReportLabelsUnavailable(t *testing.T) {
 	}
 }
 
+// A run resumed on newer code names both commits, counts the trials each
+// ran, and warns that the configurations' differences may be the code's.
+func TestReportMixedCommits(t *testing.T) {
+	m := analysistest.Default()
+	m.Resumed = func(tr plan.Trial) bool { return !strings.HasSuffix(tr.ID, ".r00") }
+	s := analysistest.Analyzed(t, 2, m)
+	md := string(report.Markdown(s, nil))
+	for _, want := range []string{
+		"| resumed | 2026-11-27 02:00:00 UTC at `resumed` |",
+		"| trials per commit | `resumed`: 12, `synthetic`: 12 |",
+		"**The trials ran on 2 versions of the code**",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md[:min(len(md), 2000)])
+		}
+	}
+	one := analysistest.Analyzed(t, 2, analysistest.Default())
+	if md := string(report.Markdown(one, nil)); strings.Contains(md, "trials per commit") || strings.Contains(md, "versions of the code") {
+		t.Errorf("a run on one commit reported as mixed:\n%s", md[:min(len(md), 2000)])
+	}
+}
+
 // Failures with the same cause are listed once with every trial id.
 func TestReportGroupsFailures(t *testing.T) {
 	m := analysistest.Default()

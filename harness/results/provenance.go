@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -39,7 +40,36 @@ type Provenance struct {
 	Seed           uint64            `json:"seed"`
 	TrialSeeds     map[string]uint64 `json:"trial_seeds"`
 	Unavailable    map[string]string `json:"unavailable,omitempty"` // configuration -> why it could not run
-	Resumed        []time.Time       `json:"resumed,omitempty"`
+	Resumed        []Resumption      `json:"resumed,omitempty"`
+}
+
+// Resumption is one `agentbench eval --resume` of a run: when, and which
+// code ran the trials it finished. A run resumed after the code moved on
+// mixes commits, and only its resumptions say so.
+type Resumption struct {
+	At        time.Time `json:"at"`
+	GitCommit string    `json:"git_commit"`
+	GitDirty  bool      `json:"git_dirty"`
+}
+
+// UnmarshalJSON also accepts the bare timestamp earlier runs recorded for
+// a resumption (its commit is then unknown).
+func (r *Resumption) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		*r = Resumption{}
+		return json.Unmarshal(b, &r.At)
+	}
+	type plain Resumption
+	return json.Unmarshal(b, (*plain)(r))
+}
+
+// Commit is the code that runs trials from now on: the last resumption's,
+// or the run's own when it was never resumed.
+func (p *Provenance) Commit() (commit string, dirty bool) {
+	if n := len(p.Resumed); n > 0 {
+		return p.Resumed[n-1].GitCommit, p.Resumed[n-1].GitDirty
+	}
+	return p.GitCommit, p.GitDirty
 }
 
 // KernelInfo identifies the guest kernel.

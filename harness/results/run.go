@@ -65,6 +65,10 @@ type Attempt struct {
 	// HostLoad1 is the host's 1-minute load average when the attempt
 	// started: guests share the host, so this says how noisy it was.
 	HostLoad1 float64 `json:"host_load1,omitempty"`
+	// GitCommit is the code that ran the attempt (a resumed run can mix
+	// commits); GitDirty says its work tree had uncommitted changes.
+	GitCommit string `json:"git_commit,omitempty"`
+	GitDirty  bool   `json:"git_dirty,omitempty"`
 }
 
 // Run is an open results directory.

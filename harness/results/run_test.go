@@ -1,6 +1,7 @@
 package results
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -53,5 +54,37 @@ func TestCommitReplacesAndResumes(t *testing.T) {
 	}
 	if _, err := Open(run.Dir); err == nil {
 		t.Error("a directory without scenario.toml and plan.json opened as a run")
+	}
+}
+
+// A resumption records its commit, which then runs the trials; the bare
+// timestamps earlier runs wrote for a resumption still load.
+func TestResumptionCommit(t *testing.T) {
+	p := &Provenance{GitCommit: "aaa"}
+	if c, d := p.Commit(); c != "aaa" || d {
+		t.Errorf("never resumed: commit %q dirty %v, want aaa false", c, d)
+	}
+	p.Resumed = append(p.Resumed, Resumption{At: time.Unix(5, 0).UTC(), GitCommit: "bbb", GitDirty: true})
+	if c, d := p.Commit(); c != "bbb" || !d {
+		t.Errorf("resumed: commit %q dirty %v, want bbb true", c, d)
+	}
+
+	var old Provenance
+	if err := json.Unmarshal([]byte(`{"git_commit":"aaa","resumed":["2026-11-30T10:39:32Z"]}`), &old); err != nil {
+		t.Fatal(err)
+	}
+	if len(old.Resumed) != 1 || old.Resumed[0].GitCommit != "" || !old.Resumed[0].At.Equal(time.Date(2026, 11, 30, 10, 39, 32, 0, time.UTC)) {
+		t.Errorf("old resumption read as %+v", old.Resumed)
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Provenance
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Resumed) != 1 || back.Resumed[0] != p.Resumed[0] {
+		t.Errorf("round trip: %+v, want %+v", back.Resumed, p.Resumed)
 	}
 }

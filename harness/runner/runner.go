@@ -187,6 +187,9 @@ func runTrial(ctx context.Context, s *scenario.Scenario, run *results.Run, t pla
 
 func attemptOnce(ctx context.Context, s *scenario.Scenario, t plan.Trial, specJSON []byte, staged string, o Options) (results.Attempt, bool) {
 	a := results.Attempt{Started: o.Now().UTC(), HostLoad1: results.HostLoad1()}
+	if o.Provenance != nil {
+		a.GitCommit, a.GitDirty = o.Provenance.Commit()
+	}
 	logf, err := os.Create(filepath.Join(staged, GuestOutputFile))
 	if err != nil {
 		a.Error = err.Error()

@@ -138,7 +138,8 @@ func TestResume(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	g := &fakeGuest{t: t, calls: map[string]int{}, after: 5, stop: cancel}
-	_, err := Run(ctx, s, p, run, Options{Exec: g.exec})
+	prov := &results.Provenance{GitCommit: "first", TrialSeeds: map[string]uint64{}}
+	_, err := Run(ctx, s, p, run, Options{Exec: g.exec, Provenance: prov})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted run: err = %v", err)
 	}
@@ -147,7 +148,8 @@ func TestResume(t *testing.T) {
 		t.Fatalf("%d trials kept after interruption, want 5", len(ids))
 	}
 	g2 := &fakeGuest{t: t, calls: map[string]int{}}
-	sum, err := Run(context.Background(), s, p, run, Options{Exec: g2.exec})
+	prov.Resumed = append(prov.Resumed, results.Resumption{GitCommit: "second"})
+	sum, err := Run(context.Background(), s, p, run, Options{Exec: g2.exec, Provenance: prov})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,6 +160,18 @@ func TestResume(t *testing.T) {
 		if g2.calls[id] != 0 {
 			t.Errorf("finished trial %s ran again", id)
 		}
+	}
+	// Each trial names the code that ran it.
+	commits := map[string]int{}
+	all, _ := run.TrialIDs()
+	for _, id := range all {
+		o, _, _ := run.Outcome(id)
+		for _, a := range o.Attempts {
+			commits[a.GitCommit]++
+		}
+	}
+	if commits["first"] != 5 || commits["second"] != 19 || len(commits) != 2 {
+		t.Errorf("attempts per commit %v, want first 5, second 19", commits)
 	}
 }
 

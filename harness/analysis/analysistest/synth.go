@@ -91,6 +91,9 @@ type Model struct {
 	// AllocUS, when set, gives the victim an allocation probe whose
 	// latencies (us) are drawn around this median for the cell.
 	AllocUS func(config, neighbour string) float64
+	// Resumed, when set, says which trials a resumption of the run at
+	// commit "resumed" finished; the rest ran at "synthetic".
+	Resumed func(t plan.Trial) bool
 }
 
 // Default is a model where neighbours slow the victim in baseline, joint
@@ -160,7 +163,10 @@ func WriteRunOf(base, text string, m Model) (string, error) {
 			return "", err
 		}
 		o := results.Outcome{ID: t.ID, Status: results.StatusOK,
-			Attempts: []results.Attempt{{Started: start, Accel: "tcg", HostLoad1: 1.5 + float64(i%4)}}}
+			Attempts: []results.Attempt{{Started: start, Accel: "tcg", HostLoad1: 1.5 + float64(i%4), GitCommit: prov.GitCommit}}}
+		if m.Resumed != nil && m.Resumed(t) {
+			o.Attempts[0].GitCommit = "resumed"
+		}
 		if m.Fail[t.ID] {
 			o.Status, o.Reason = results.StatusFailed, "synthetic failure"
 		} else if err := WriteTrial(filepath.Join(staged, "trial"), t, m, start.Add(time.Duration(i)*time.Minute)); err != nil {
@@ -169,6 +175,9 @@ func WriteRunOf(base, text string, m Model) (string, error) {
 		if err := run.Commit(staged, o); err != nil {
 			return "", err
 		}
+	}
+	if m.Resumed != nil {
+		prov.Resumed = []results.Resumption{{At: start.Add(time.Hour), GitCommit: "resumed"}}
 	}
 	return run.Dir, run.WriteProvenance(prov)
 }

@@ -161,9 +161,20 @@ type Snapshot struct {
 	// Cgroups maps a cgroup path (relative to the mount, "" = root) to
 	// file name -> content, for SnapshotFiles that exist.
 	Cgroups map[string]map[string]string `json:"cgroups"`
-	// System holds /proc/pressure/{cpu,memory,io}, /proc/vmstat and
-	// /proc/meminfo.
+	// System holds SnapshotSystemFiles that exist, by path.
 	System map[string]string `json:"system"`
+}
+
+// SnapshotSystemFiles are the guest-wide files captured with every
+// snapshot. /proc/stat's idle, irq and softirq time and the interrupt
+// counts say where CPU time went that no cgroup was charged for (a guest
+// idling while its cgroups have runnable tasks, interrupt storms), and the
+// clocksource whether time itself was slow to read.
+var SnapshotSystemFiles = []string{
+	"/proc/pressure/cpu", "/proc/pressure/memory", "/proc/pressure/io",
+	"/proc/vmstat", "/proc/meminfo", "/proc/swaps",
+	"/proc/stat", "/proc/softirqs", "/proc/interrupts",
+	"/sys/devices/system/clocksource/clocksource0/current_clocksource",
 }
 
 // SnapshotFiles are the interface files captured per cgroup.

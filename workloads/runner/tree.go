@@ -154,7 +154,7 @@ func (t *trialRun) snapshot() trial.Snapshot {
 		}
 	}
 	s.Cgroups[""] = root
-	for _, f := range []string{"/proc/pressure/cpu", "/proc/pressure/memory", "/proc/pressure/io", "/proc/vmstat", "/proc/meminfo", "/proc/swaps"} {
+	for _, f := range trial.SnapshotSystemFiles {
 		if b, err := os.ReadFile(f); err == nil {
 			s.System[f] = string(b)
 		}

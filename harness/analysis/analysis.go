@@ -51,6 +51,10 @@ type Summary struct {
 	// HostLoads are the host's 1-minute load averages at the start of
 	// every attempt, in trial id order: how contended the host was.
 	HostLoads []float64
+	// VCPUWait is, per finished trial that measured it (its last
+	// attempt), the share of its vCPUs' runnable time they waited for a
+	// host CPU, in trial id order: the host's interference, trial by trial.
+	VCPUWait []TrialShare
 	// TrialCommits counts the finished trials per commit that ran their
 	// last attempt ("" when the run predates recording it; a "+dirty"
 	// suffix marks uncommitted changes). More than one key means a resumed
@@ -59,6 +63,12 @@ type Summary struct {
 	// Fidelity says, per trace victim, how closely its replayed steps
 	// used the memory and CPU time of their scaled recording.
 	Fidelity []VictimFidelity
+}
+
+// TrialShare is a per-trial fraction.
+type TrialShare struct {
+	ID    string
+	Share float64
 }
 
 // TrialNote is a trial that did not contribute data, and why.
@@ -125,6 +135,9 @@ func Analyze(dir string) (*Summary, error) {
 		}
 		if n := len(o.Attempts); n > 0 {
 			last := o.Attempts[n-1]
+			if w, ok := last.VCPUWaitShare(); ok {
+				s.VCPUWait = append(s.VCPUWait, TrialShare{t.ID, w})
+			}
 			c := last.GitCommit
 			if last.GitDirty {
 				c += "+dirty"

@@ -57,6 +57,9 @@ type Result struct {
 	Total         time.Duration
 	ConsoleLog    string
 	Warnings      []string
+	// VCPU is how long the vCPU threads ran and waited for a host CPU
+	// while the job ran (zero when it never started).
+	VCPU vm.VCPUTime
 }
 
 // Exec boots a guest, runs j and returns its exit code. A job that exits
@@ -143,6 +146,7 @@ func Exec(ctx context.Context, j Job) (*Result, error) {
 	res := &Result{Accel: accel, Kernel: env.Kernel.Name + " " + env.Kernel.Release, Warnings: warnings}
 	if vres != nil {
 		res.ExitCode, res.BootToCommand, res.Run, res.Total = vres.ExitCode, vres.BootToCommand, vres.Run, vres.Total
+		res.VCPU = vres.VCPU
 		res.Warnings = append(res.Warnings, vres.Warnings...)
 		if j.ConsoleLog != "" {
 			if err := fsutil.CopyFile(vres.ConsoleLog, j.ConsoleLog); err != nil && runErr == nil {

@@ -212,7 +212,16 @@ func provenance(b *bytes.Buffer, s *analysis.Summary) {
 		sort.Float64s(ls)
 		fmt.Fprintf(b, "| host load (1 min) at trial starts | median %.1f, max %.1f over %d boots |\n", ls[len(ls)/2], ls[len(ls)-1], len(ls))
 	}
+	if len(s.VCPUWait) > 0 {
+		ws := make([]float64, len(s.VCPUWait))
+		for i, w := range s.VCPUWait {
+			ws[i] = w.Share
+		}
+		sort.Float64s(ws)
+		fmt.Fprintf(b, "| vCPU wait for a host CPU, share of runnable time | median %.1f%%, max %.1f%% over %d trials |\n", 100*ws[len(ws)/2], 100*ws[len(ws)-1], len(ws))
+	}
 	b.WriteString("\n")
+	vcpuWait(b, s)
 	if len(s.HostLoads) > 0 && pv.HostCPUs > 0 {
 		ls := append([]float64(nil), s.HostLoads...)
 		sort.Float64s(ls)
@@ -228,6 +237,24 @@ func provenance(b *bytes.Buffer, s *analysis.Summary) {
 			fmt.Fprintf(b, "Guests ran under TCG (software emulation): CPU-bound work is near native, kernel-heavy work (faults, fork, reclaim) is several times slower. Compare configurations within this run, not absolute times across accelerators.\n\n")
 		}
 	}
+}
+
+// vcpuWait names the trials whose guests lost the most time to the host.
+// A vCPU that waits for a host CPU stops the guest's clock for nobody: the
+// guest's work simply takes longer, in whatever it was doing, so these
+// trials' latencies carry the host's stalls.
+func vcpuWait(b *bytes.Buffer, s *analysis.Summary) {
+	if len(s.VCPUWait) == 0 {
+		return
+	}
+	ws := append([]analysis.TrialShare(nil), s.VCPUWait...)
+	sort.SliceStable(ws, func(i, j int) bool { return ws[i].Share > ws[j].Share })
+	ws = ws[:min(len(ws), 5)]
+	parts := make([]string, len(ws))
+	for i, w := range ws {
+		parts[i] = fmt.Sprintf("`%s` %.1f%%", w.ID, 100*w.Share)
+	}
+	fmt.Fprintf(b, "The host's interference, measured per trial from the vCPU threads' run delay (time runnable but waiting for a host CPU, which the guest cannot see: whatever it was doing just takes longer) while the job ran. Highest: %s.\n\n", strings.Join(parts, ", "))
 }
 
 // trialCommits lists the commits that ran trials, most trials first.

@@ -321,6 +321,24 @@ func TestReportMixedCommits(t *testing.T) {
 	}
 }
 
+// The host's interference is shown per run and the worst trials named,
+// from each trial's vCPU run delay.
+func TestReportVCPUWait(t *testing.T) {
+	s := analysistest.Analyzed(t, 2, analysistest.Default())
+	md := string(report.Markdown(s, nil))
+	if !strings.Contains(md, "| vCPU wait for a host CPU, share of runnable time | median 1.5%, max 2.9% over 24 trials |") {
+		t.Errorf("no vCPU wait row:\n%s", md[:min(len(md), 2000)])
+	}
+	i := strings.Index(md, "Highest: ")
+	if i < 0 {
+		t.Fatalf("worst trials not named:\n%s", md[:min(len(md), 2000)])
+	}
+	line, _, _ := strings.Cut(md[i:], "\n")
+	if n := strings.Count(line, "%"); n != 5 || !strings.Contains(line, " 2.9%") {
+		t.Errorf("worst trials %q: want the five highest, first 2.9%%", line)
+	}
+}
+
 // Failures with the same cause are listed once with every trial id.
 func TestReportGroupsFailures(t *testing.T) {
 	m := analysistest.Default()

@@ -65,10 +65,24 @@ type Attempt struct {
 	// HostLoad1 is the host's 1-minute load average when the attempt
 	// started: guests share the host, so this says how noisy it was.
 	HostLoad1 float64 `json:"host_load1,omitempty"`
+	// VCPURunMs and VCPUWaitMs are how long the guest's vCPU threads ran
+	// on a host CPU and waited for one (runnable, not running) while the
+	// job ran: the host's interference, which the guest cannot see.
+	VCPURunMs  float64 `json:"vcpu_run_ms,omitempty"`
+	VCPUWaitMs float64 `json:"vcpu_wait_ms,omitempty"`
 	// GitCommit is the code that ran the attempt (a resumed run can mix
 	// commits); GitDirty says its work tree had uncommitted changes.
 	GitCommit string `json:"git_commit,omitempty"`
 	GitDirty  bool   `json:"git_dirty,omitempty"`
+}
+
+// VCPUWaitShare is the fraction of the vCPUs' runnable time they waited
+// for a host CPU; ok is false when the attempt did not measure it.
+func (a Attempt) VCPUWaitShare() (share float64, ok bool) {
+	if a.VCPURunMs+a.VCPUWaitMs <= 0 {
+		return 0, false
+	}
+	return a.VCPUWaitMs / (a.VCPURunMs + a.VCPUWaitMs), true
 }
 
 // Run is an open results directory.

@@ -211,6 +211,8 @@ func attemptOnce(ctx context.Context, s *scenario.Scenario, t plan.Trial, specJS
 	if res != nil {
 		a.Accel, a.ExitCode = res.Accel, res.ExitCode
 		a.BootToCommand, a.Run = res.BootToCommand.Round(time.Millisecond).String(), res.Run.Round(time.Millisecond).String()
+		a.VCPURunMs = float64(res.VCPU.Run.Microseconds()) / 1000
+		a.VCPUWaitMs = float64(res.VCPU.Wait.Microseconds()) / 1000
 	}
 	switch {
 	case err != nil:

@@ -46,6 +46,9 @@ type Result struct {
 	OutTar        string // tar of the guest's /out
 	OutComplete   bool
 	Warnings      []string // guest-side problems after the job started
+	// VCPU is the host's treatment of the vCPU threads from the job's
+	// start to its end (the last reading before qemu exited).
+	VCPU VCPUTime
 }
 
 // Qemu is the emulator binary.
@@ -79,6 +82,9 @@ func (c Config) args() []string {
 	// IO-APIC timer check can fail and panic the boot.
 	cmdline := "console=ttyS0 quiet panic=-1 oops=panic no_timer_check mitigations=off random.trust_cpu=on 8250.nr_uarts=1 " + c.Append
 	return []string{
+		// debug-threads names the vCPU threads ("CPU 0/TCG"), so the host
+		// can tell how long they waited for a CPU.
+		"-name", "agentcgroup,debug-threads=on",
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-accel", accel, "-cpu", cpu,
 		"-m", strconv.Itoa(c.MemMB), "-smp", strconv.Itoa(c.CPUs),
@@ -127,18 +133,30 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	)
 	done := make(chan struct{})
 	eventsDone := make(chan []guest.Event)
+	vcpus := &vcpuSampler{procRoot: "/proc", pid: cmd.Process.Pid}
+	samplerDone := make(chan struct{})
+	go func() {
+		defer close(samplerDone)
+		vcpus.run(250*time.Millisecond, done)
+	}()
 	go func() {
 		eventsDone <- followStatus(filepath.Join(c.WorkDir, "status.jsonl"), done, func(ev guest.Event) {
-			if ev.Event == "start" {
+			switch ev.Event {
+			case "start":
 				mu.Lock()
 				started = time.Now()
 				mu.Unlock()
+				vcpus.mark()
+			case "exit":
+				vcpus.end()
 			}
 		})
 	}()
 	waitErr := cmd.Wait()
 	close(done)
 	res.Events = <-eventsDone
+	<-samplerDone
+	res.VCPU = vcpus.total()
 	res.Total = time.Since(start)
 	mu.Lock()
 	if !started.IsZero() {

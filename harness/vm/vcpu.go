@@ -1,0 +1,168 @@
+package vm
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// VCPUTime is how the host treated the guest's vCPU threads while the job
+// ran: the time they ran on a host CPU and the time they were runnable but
+// waited for one (schedstat's run_delay). The guest cannot see the wait:
+// its clock runs on while a vCPU waits, so whatever the guest was doing
+// (a request, a reclaim pass, a spinner's slice) appears to take longer.
+// A host shared with other work shows it here first.
+type VCPUTime struct {
+	Run     time.Duration `json:"run"`
+	Wait    time.Duration `json:"wait"`
+	Threads int           `json:"threads"` // vCPU threads found
+}
+
+// WaitShare is the fraction of the vCPUs' runnable time spent waiting for
+// a host CPU (0 when nothing was measured).
+func (v VCPUTime) WaitShare() float64 {
+	if v.Run+v.Wait <= 0 {
+		return 0
+	}
+	return float64(v.Wait) / float64(v.Run+v.Wait)
+}
+
+// schedstat is one thread's /proc/<pid>/task/<tid>/schedstat.
+type schedstat struct{ run, wait time.Duration }
+
+// parseSchedstat reads "<ns on cpu> <ns waiting on a runqueue> <slices>".
+func parseSchedstat(s string) (schedstat, error) {
+	f := strings.Fields(s)
+	if len(f) < 2 {
+		return schedstat{}, fmt.Errorf("schedstat %q: want at least 2 fields", s)
+	}
+	run, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil {
+		return schedstat{}, fmt.Errorf("schedstat run time: %w", err)
+	}
+	wait, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		return schedstat{}, fmt.Errorf("schedstat run delay: %w", err)
+	}
+	return schedstat{time.Duration(run), time.Duration(wait)}, nil
+}
+
+// isVCPUThread matches qemu's vCPU thread names with debug-threads=on:
+// "CPU 0/TCG", "CPU 1/KVM".
+func isVCPUThread(comm string) bool {
+	comm = strings.TrimSpace(comm)
+	return strings.HasPrefix(comm, "CPU ") && (strings.HasSuffix(comm, "/TCG") || strings.HasSuffix(comm, "/KVM"))
+}
+
+// readVCPUs samples the vCPU threads of process pid under procRoot
+// ("/proc"), by thread id.
+func readVCPUs(procRoot string, pid int) map[int]schedstat {
+	dir := filepath.Join(procRoot, strconv.Itoa(pid), "task")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	out := map[int]schedstat{}
+	for _, e := range ents {
+		tid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile(filepath.Join(dir, e.Name(), "comm"))
+		if err != nil || !isVCPUThread(string(comm)) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "schedstat"))
+		if err != nil {
+			continue
+		}
+		if st, err := parseSchedstat(string(b)); err == nil {
+			out[tid] = st
+		}
+	}
+	return out
+}
+
+// vcpuSampler follows a qemu process's vCPU threads. The threads are gone
+// once qemu exits, so it samples periodically and keeps the last reading;
+// mark sets the reading the job's time is measured from, end the last one
+// (later samples, while the guest writes its results and powers off, are
+// not the job's).
+type vcpuSampler struct {
+	procRoot string
+	pid      int
+
+	mu         sync.Mutex
+	base, last map[int]schedstat
+	ended      bool
+}
+
+func (s *vcpuSampler) sample() {
+	cur := readVCPUs(s.procRoot, s.pid)
+	if len(cur) == 0 {
+		return
+	}
+	s.mu.Lock()
+	if !s.ended {
+		s.last = cur
+	}
+	s.mu.Unlock()
+}
+
+// end takes the job's last reading.
+func (s *vcpuSampler) end() {
+	s.sample()
+	s.mu.Lock()
+	s.ended = true
+	s.mu.Unlock()
+}
+
+// mark takes a reading now and measures from it.
+func (s *vcpuSampler) mark() {
+	cur := readVCPUs(s.procRoot, s.pid)
+	s.mu.Lock()
+	s.base = cur
+	if len(cur) > 0 {
+		s.last = cur
+	}
+	s.mu.Unlock()
+}
+
+// run samples every period until done is closed.
+func (s *vcpuSampler) run(period time.Duration, done <-chan struct{}) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			s.sample()
+		}
+	}
+}
+
+// total is the time from the mark to the last reading (zero without a
+// mark: the job never started).
+func (s *vcpuSampler) total() VCPUTime {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var v VCPUTime
+	if s.base == nil {
+		return v
+	}
+	for tid, l := range s.last {
+		b, ok := s.base[tid]
+		if !ok {
+			continue
+		}
+		v.Run += max(l.run-b.run, 0)
+		v.Wait += max(l.wait-b.wait, 0)
+		v.Threads++
+	}
+	return v
+}

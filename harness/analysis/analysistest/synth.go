@@ -91,6 +91,10 @@ type Model struct {
 	// AllocUS, when set, gives the victim an allocation probe whose
 	// latencies (us) are drawn around this median for the cell.
 	AllocUS func(config, neighbour string) float64
+	// VCPUWaitShare, when > 0, is every trial's vCPU wait share (a host
+	// busy with other work); otherwise trials wait 0-2.9%, as on a quiet
+	// host.
+	VCPUWaitShare float64
 	// Resumed, when set, says which trials a resumption of the run at
 	// commit "resumed" finished; the rest ran at "synthetic".
 	Resumed func(t plan.Trial) bool
@@ -165,6 +169,9 @@ func WriteRunOf(base, text string, m Model) (string, error) {
 		o := results.Outcome{ID: t.ID, Status: results.StatusOK,
 			Attempts: []results.Attempt{{Started: start, Accel: "tcg", HostLoad1: 1.5 + float64(i%4), GitCommit: prov.GitCommit,
 				VCPURunMs: 20000, VCPUWaitMs: float64(100 * (i % 7))}}}
+		if w := m.VCPUWaitShare; w > 0 {
+			o.Attempts[0].VCPUWaitMs = 20000 * w / (1 - w)
+		}
 		if m.Resumed != nil && m.Resumed(t) {
 			o.Attempts[0].GitCommit = "resumed"
 		}

@@ -55,14 +55,20 @@ type Summary struct {
 	// attempt), the share of its vCPUs' runnable time they waited for a
 	// host CPU, in trial id order: the host's interference, trial by trial.
 	VCPUWait []TrialShare
-	// TrialCommits counts the finished trials per commit that ran their
-	// last attempt ("" when the run predates recording it; a "+dirty"
-	// suffix marks uncommitted changes). More than one key means a resumed
-	// run mixes code.
-	TrialCommits map[string]int
+	// TrialCommits counts the finished trials per version of the code
+	// that ran their last attempt (Commit "" when the run predates
+	// recording it). More than one key means a resumed run mixes code.
+	TrialCommits map[CodeVersion]int
 	// Fidelity says, per trace victim, how closely its replayed steps
 	// used the memory and CPU time of their scaled recording.
 	Fidelity []VictimFidelity
+}
+
+// CodeVersion is the code that ran a trial: a commit, and whether its work
+// tree had uncommitted changes.
+type CodeVersion struct {
+	Commit string
+	Dirty  bool
 }
 
 // TrialShare is a per-trial fraction.
@@ -105,7 +111,7 @@ func Analyze(dir string) (*Summary, error) {
 	s := &Summary{
 		Dir: dir, Scenario: p.Scenario, Description: p.Description,
 		Configs: p.Configs, Sweep: p.Sweep, Sets: p.Sets, Victims: p.Victims, Planned: len(p.Trials),
-		Unavailable: map[string][]string{}, TrialCommits: map[string]int{}, Pooled: map[CellKey]*hdrhistogram.Histogram{},
+		Unavailable: map[string][]string{}, TrialCommits: map[CodeVersion]int{}, Pooled: map[CellKey]*hdrhistogram.Histogram{},
 	}
 	if prov, err := run.ReadProvenance(); err == nil {
 		s.Provenance = prov
@@ -138,11 +144,7 @@ func Analyze(dir string) (*Summary, error) {
 			if w, ok := last.VCPUWaitShare(); ok {
 				s.VCPUWait = append(s.VCPUWait, TrialShare{t.ID, w})
 			}
-			c := last.GitCommit
-			if last.GitDirty {
-				c += "+dirty"
-			}
-			s.TrialCommits[c]++
+			s.TrialCommits[CodeVersion{last.GitCommit, last.GitDirty}]++
 		}
 		switch {
 		case o.Status == results.StatusSkipped:

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -215,13 +216,13 @@ func provenance(b *bytes.Buffer, s *analysis.Summary) {
 		fmt.Fprintf(b, "| host load (1 min) at trial starts | median %.1f, max %.1f over %d boots |\n", ls[len(ls)/2], ls[len(ls)-1], len(ls))
 	}
 	if len(s.VCPUWait) > 0 {
-		hi := slices.MaxFunc(s.VCPUWait, func(a, b analysis.TrialShare) int { return cmp.Compare(a.Share, b.Share) })
-		fmt.Fprintf(b, "| vCPU wait for a host CPU, share of runnable time | median %.1f%%, max %.1f%% over %d trials |\n", 100*medianShare(s.VCPUWait), 100*hi.Share, len(s.VCPUWait))
+		med, hi := shareStats(s.VCPUWait)
+		fmt.Fprintf(b, "| vCPU wait for a host CPU, share of runnable time | median %.1f%%, max %.1f%% over %d trials |\n", 100*med, 100*hi, len(s.VCPUWait))
 	}
 	b.WriteString("\n")
 	vcpuWait(b, s)
 	if len(s.VCPUWait) > 0 {
-		if med := medianShare(s.VCPUWait); med > disturbedVCPUWait {
+		if med, _ := shareStats(s.VCPUWait); med > disturbedVCPUWait {
 			fmt.Fprintf(b, "**The host kept the guest waiting** (median vCPU wait %.1f%% of runnable time, above the %.0f%% an otherwise idle host shows): guests lost CPU time to other work, which adds stalls to every configuration, solo runs included. Treat absolute latencies as noisy and look at differences within this run.\n\n", 100*med, 100*disturbedVCPUWait)
 		}
 	} else if len(s.HostLoads) > 0 && pv.HostCPUs > 0 {
@@ -250,14 +251,14 @@ func provenance(b *bytes.Buffer, s *analysis.Summary) {
 // the guest itself causes.
 const disturbedVCPUWait = 0.10
 
-// medianShare is the (upper) median of the trials' shares.
-func medianShare(ts []analysis.TrialShare) float64 {
+// shareStats is the (upper) median and the maximum of the trials' shares.
+func shareStats(ts []analysis.TrialShare) (median, max float64) {
 	ws := make([]float64, len(ts))
 	for i, t := range ts {
 		ws[i] = t.Share
 	}
 	sort.Float64s(ws)
-	return ws[len(ws)/2]
+	return ws[len(ws)/2], ws[len(ws)-1]
 }
 
 // vcpuWait names the trials whose guests lost the most time to the host.
@@ -278,28 +279,29 @@ func vcpuWait(b *bytes.Buffer, s *analysis.Summary) {
 	fmt.Fprintf(b, "The host's interference, measured per trial from the vCPU threads' run delay (time runnable but waiting for a host CPU, which the guest cannot see: whatever it was doing just takes longer) while the job ran. Highest: %s.\n\n", strings.Join(parts, ", "))
 }
 
-// trialCommits lists the commits that ran trials, most trials first.
-func trialCommits(m map[string]int) string {
-	cs := make([]string, 0, len(m))
-	for c := range m {
-		cs = append(cs, c)
-	}
-	sort.Slice(cs, func(i, j int) bool {
-		if m[cs[i]] != m[cs[j]] {
-			return m[cs[i]] > m[cs[j]]
+// trialCommits lists the versions of the code that ran trials, most
+// trials first.
+func trialCommits(m map[analysis.CodeVersion]int) string {
+	vs := slices.Collect(maps.Keys(m))
+	slices.SortFunc(vs, func(a, b analysis.CodeVersion) int {
+		if c := cmp.Or(cmp.Compare(m[b], m[a]), cmp.Compare(a.Commit, b.Commit)); c != 0 || a.Dirty == b.Dirty {
+			return c
 		}
-		return cs[i] < cs[j]
+		if a.Dirty {
+			return 1 // the committed tree first
+		}
+		return -1
 	})
-	parts := make([]string, len(cs))
-	for i, c := range cs {
-		name := "`" + short(strings.TrimSuffix(c, "+dirty")) + "`"
-		switch {
-		case c == "":
-			name = "unrecorded"
-		case strings.HasSuffix(c, "+dirty"):
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		name := "unrecorded"
+		if v.Commit != "" {
+			name = "`" + short(v.Commit) + "`"
+		}
+		if v.Dirty {
 			name += " (uncommitted changes)"
 		}
-		parts[i] = fmt.Sprintf("%s: %d", name, m[c])
+		parts[i] = fmt.Sprintf("%s: %d", name, m[v])
 	}
 	return strings.Join(parts, ", ")
 }

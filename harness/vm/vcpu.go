@@ -58,25 +58,35 @@ func isVCPUThread(comm string) bool {
 	return strings.HasPrefix(comm, "CPU ") && (strings.HasSuffix(comm, "/TCG") || strings.HasSuffix(comm, "/KVM"))
 }
 
-// readVCPUs samples the vCPU threads of process pid under procRoot
-// ("/proc"), by thread id.
-func readVCPUs(procRoot string, pid int) map[int]schedstat {
+// findVCPUs lists the vCPU threads of process pid under procRoot
+// ("/proc"). qemu creates them before the guest boots and keeps them until
+// it exits, so one look at the job's start finds them all.
+func findVCPUs(procRoot string, pid int) []int {
 	dir := filepath.Join(procRoot, strconv.Itoa(pid), "task")
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil
 	}
-	out := map[int]schedstat{}
+	var tids []int
 	for _, e := range ents {
 		tid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
 		comm, err := os.ReadFile(filepath.Join(dir, e.Name(), "comm"))
-		if err != nil || !isVCPUThread(string(comm)) {
-			continue
+		if err == nil && isVCPUThread(string(comm)) {
+			tids = append(tids, tid)
 		}
-		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "schedstat"))
+	}
+	return tids
+}
+
+// readSchedstats reads the listed threads' schedstat, by thread id; a
+// thread that is gone (qemu exiting) is left out.
+func readSchedstats(procRoot string, pid int, tids []int) map[int]schedstat {
+	out := make(map[int]schedstat, len(tids))
+	for _, tid := range tids {
+		b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "task", strconv.Itoa(tid), "schedstat"))
 		if err != nil {
 			continue
 		}
@@ -87,27 +97,40 @@ func readVCPUs(procRoot string, pid int) map[int]schedstat {
 	return out
 }
 
-// vcpuSampler follows a qemu process's vCPU threads. The threads are gone
-// once qemu exits, so it samples periodically and keeps the last reading;
-// mark sets the reading the job's time is measured from, end the last one
-// (later samples, while the guest writes its results and powers off, are
-// not the job's).
+// vcpuSampler follows a qemu process's vCPU threads from the job's start
+// (mark) to its end (end). The threads are gone once qemu exits, so it
+// samples periodically in between and keeps the last complete reading;
+// readings before the mark are not taken and after the end not kept (the
+// guest then writes its results and powers off, which is not the job).
 type vcpuSampler struct {
 	procRoot string
 	pid      int
 
 	mu         sync.Mutex
+	tids       []int // found at the mark
 	base, last map[int]schedstat
 	ended      bool
 }
 
+// mark finds the vCPU threads and measures from their reading now.
+func (s *vcpuSampler) mark() {
+	tids := findVCPUs(s.procRoot, s.pid)
+	cur := readSchedstats(s.procRoot, s.pid, tids)
+	s.mu.Lock()
+	s.tids, s.base, s.last = tids, cur, cur
+	s.mu.Unlock()
+}
+
 func (s *vcpuSampler) sample() {
-	cur := readVCPUs(s.procRoot, s.pid)
-	if len(cur) == 0 {
+	s.mu.Lock()
+	tids, active := s.tids, s.base != nil && !s.ended
+	s.mu.Unlock()
+	if !active {
 		return
 	}
+	cur := readSchedstats(s.procRoot, s.pid, tids)
 	s.mu.Lock()
-	if !s.ended {
+	if !s.ended && len(cur) == len(tids) {
 		s.last = cur
 	}
 	s.mu.Unlock()
@@ -118,17 +141,6 @@ func (s *vcpuSampler) end() {
 	s.sample()
 	s.mu.Lock()
 	s.ended = true
-	s.mu.Unlock()
-}
-
-// mark takes a reading now and measures from it.
-func (s *vcpuSampler) mark() {
-	cur := readVCPUs(s.procRoot, s.pid)
-	s.mu.Lock()
-	s.base = cur
-	if len(cur) > 0 {
-		s.last = cur
-	}
 	s.mu.Unlock()
 }
 

@@ -135,6 +135,7 @@ type Daemon struct {
 	probe                  *mempressure.Probe
 	probeStatus            string
 	ops                    *memcgops.Ops // memcg_agent_ops, in full memory mode
+	protect                *protector    // memory.low protection, in mainline mode
 	memMode, memModeWhy    string
 	sched                  io.Closer
 	schedStatus            string
@@ -239,6 +240,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.watch = w
 	d.ticker = newTicker(d)
+	d.protect = newProtector(d)
 	defer w.close()
 	d.reg = prometheus.NewRegistry()
 	d.metrics = newMetrics(d)
@@ -325,6 +327,7 @@ func (d *Daemon) Reload() error {
 		// Its next look was timed by the old escalation settings.
 		s.kick("policy reloaded")
 	}
+	d.protect.kick() // protect may have changed in a profile, or monitor_only
 	d.lastReload = "ok"
 	d.log.Emit(eventlog.Event{Kind: "config_loaded", Detail: cfg.Path + " " + note})
 	d.metrics.reloads.WithLabelValues("ok").Inc()

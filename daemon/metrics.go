@@ -18,7 +18,7 @@ type metrics struct {
 	reloads     *prometheus.CounterVec
 
 	cpu, memCur, memEvents, thrDelay, thrEvents, score, state, freezes *prometheus.Desc
-	memMode, opsEvents                                                 *prometheus.Desc
+	memMode, opsEvents, protEvents, protBytes                          *prometheus.Desc
 }
 
 var stepLabels = []string{"session", "step", "class", "profile"}
@@ -48,11 +48,15 @@ func newMetrics(d *Daemon) *metrics {
 			"1 for the memory mode in force: mainline (memory.high and the probe) or full (memcg_agent_ops).", []string{"mode"}, nil),
 		opsEvents: prometheus.NewDesc("agentcgroup_memcg_ops_events_total",
 			"memcg_agent_ops counters in full mode: delay_calls, delay_nonzero, delay_credit, low_grants, min_grants, revoked.", []string{"kind"}, nil),
+		protEvents: prometheus.NewDesc("agentcgroup_protection_events_total",
+			"Mainline memory.low protection: granted (steps), charged_ms (protection time under reclaim), revoked_budget, revoked_max, revoked_oom.", []string{"kind"}, nil),
+		protBytes: prometheus.NewDesc("agentcgroup_protected_bytes",
+			"Mainline memory.low protection: the protected steps' memory.current at the protector's last look.", nil, nil),
 	}
 }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.cpu, m.memCur, m.memEvents, m.thrDelay, m.thrEvents, m.score, m.state, m.freezes, m.memMode, m.opsEvents} {
+	for _, d := range []*prometheus.Desc{m.cpu, m.memCur, m.memEvents, m.thrDelay, m.thrEvents, m.score, m.state, m.freezes, m.memMode, m.opsEvents, m.protEvents, m.protBytes} {
 		ch <- d
 	}
 	m.transitions.Describe(ch)
@@ -74,6 +78,13 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			"delay_credit": st.DelayCredit, "low_grants": st.LowGrants, "min_grants": st.MinGrants, "revoked": st.Revoked} {
 			ch <- prometheus.MustNewConstMetric(m.opsEvents, prometheus.CounterValue, float64(v), k)
 		}
+	}
+	if st := m.d.protect.Stats(); st != nil {
+		for k, v := range map[string]uint64{"granted": st.Granted, "charged_ms": st.ChargedMs,
+			"revoked_budget": st.RevokedBudget, "revoked_max": st.RevokedMax, "revoked_oom": st.RevokedOOM} {
+			ch <- prometheus.MustNewConstMetric(m.protEvents, prometheus.CounterValue, float64(v), k)
+		}
+		ch <- prometheus.MustNewConstMetric(m.protBytes, prometheus.GaugeValue, float64(st.LowBytes))
 	}
 	for _, s := range m.d.stepList() {
 		s.mu.Lock()

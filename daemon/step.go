@@ -224,6 +224,7 @@ func (d *Daemon) startStep(s *step) {
 		defer s.memEvents.close()
 		s.loop()
 	}()
+	d.protect.kick()
 }
 
 func mono() time.Duration { return time.Duration(eventlog.Mono()) }
@@ -579,6 +580,7 @@ func (d *Daemon) doRemoveStep(s *step, why string) error {
 		e.Error = err.Error()
 	}
 	d.log.Emit(e)
+	d.protect.kick()
 	return err
 }
 

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/agentcgroup/agentcgroup/cgroupfs"
+	"github.com/agentcgroup/agentcgroup/harness/vmtest"
 )
 
 const cgroupRoot = "/sys/fs/cgroup"
@@ -384,30 +385,8 @@ func guestDelayIsSleep(t *testing.T) {
 		}
 	}
 	check("no swap", delaySleepRun(t, "mao-sleep-noswap", o, delayMS, false), 4)
-	enableSwap(t, 128)
+	vmtest.ZramSwap(t, 128)
 	check("zram swap", delaySleepRun(t, "mao-sleep-zram", o, delayMS, true), 0)
-}
-
-// enableSwap sets up a zram swap device (zram does not store zero pages,
-// so the helpers write non-zero data).
-func enableSwap(t *testing.T, mb int) {
-	t.Helper()
-	if _, err := os.Stat("/sys/block/zram0"); err != nil {
-		if out, err := exec.Command("modprobe", "zram").CombinedOutput(); err != nil {
-			t.Fatalf("no zram device and modprobe zram failed: %v: %s", err, out)
-		}
-	}
-	if b, _ := os.ReadFile("/proc/swaps"); strings.Contains(string(b), "zram0") {
-		return
-	}
-	if err := os.WriteFile("/sys/block/zram0/disksize", []byte(fmt.Sprintf("%dM", mb)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range [][]string{{"mkswap", "/dev/zram0"}, {"swapon", "/dev/zram0"}} {
-		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v: %s", c, err, out)
-		}
-	}
 }
 
 // protectResult is one run of the idle-then-active scenario.
@@ -462,7 +441,7 @@ func protectScenario(t *testing.T, mode string, setup func(top, session, inter c
 }
 
 func guestProtection(t *testing.T) {
-	enableSwap(t, 512)
+	vmtest.ZramSwap(t, 512)
 	const ws = "24M"
 	var results []protectResult
 	results = append(results, protectScenario(t, "none", func(_, _, _ cgroupfs.Cgroup) {}))
@@ -642,7 +621,7 @@ func guestMemcgBasics(t *testing.T) {
 		}
 	})
 	t.Run("low-protects", func(t *testing.T) {
-		enableSwap(t, 512)
+		vmtest.ZramSwap(t, 512)
 		none := protectScenario(t, "basic-none", func(_, _, _ cgroupfs.Cgroup) {})
 		low := protectScenario(t, "basic-low", func(_, session, inter cgroupfs.Cgroup) {
 			write(t, session, "memory.low", "24M")
@@ -658,7 +637,7 @@ func guestMemcgBasics(t *testing.T) {
 // guestProtectionRevoked: protection stops when the step's budget is used
 // up, and when an OOM kill happens next to it (its parent's oom_kill rises).
 func guestProtectionRevoked(t *testing.T) {
-	enableSwap(t, 512)
+	vmtest.ZramSwap(t, 512)
 	o := loadAttached(t, Options{})
 	run := func(t *testing.T, name string, budgetMS uint32, between func(session cgroupfs.Cgroup)) (CgroupState, float64) {
 		top := mkCgroup(t, name)

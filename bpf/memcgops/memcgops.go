@@ -43,6 +43,11 @@ const (
 	// KernelMaxDelay is the patch's bound on one BPF delay
 	// (MEMCG_BPF_MAX_HIGH_DELAY_MS).
 	KernelMaxDelay = 2000 * time.Millisecond
+
+	// DefaultProtectBudget is the protection budget of a step whose
+	// policy leaves mem_protect_budget_ms at 0 (the object's
+	// default_protect_budget_ms); the mainline protector uses it too.
+	DefaultProtectBudget = 30 * time.Second
 )
 
 // Revocation reasons in CgroupState.Revoked.
@@ -70,7 +75,7 @@ type Options struct {
 	// DelayK is k when the policy leaves mem_delay_k at 0 (default 2, max 4).
 	DelayK uint32
 	// ProtectBudget applies when a policy leaves mem_protect_budget_ms at
-	// 0 (default 30 s).
+	// 0 (default DefaultProtectBudget).
 	ProtectBudget time.Duration
 	// ProtectMin lets below_min protect too. Off by default: reclaim never
 	// overrides min protection, so it can push the system into OOM.

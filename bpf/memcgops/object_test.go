@@ -1,6 +1,8 @@
 package memcgops
 
 import (
+	"time"
+
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -33,6 +35,13 @@ func TestEmbeddedObject(t *testing.T) {
 		if _, ok := spec.Variables[v]; !ok {
 			t.Errorf("object lacks tunable %s", v)
 		}
+	}
+	var budgetMs uint32
+	if err := spec.Variables["default_protect_budget_ms"].Get(&budgetMs); err != nil {
+		t.Fatal(err)
+	}
+	if time.Duration(budgetMs)*time.Millisecond != DefaultProtectBudget {
+		t.Errorf("default_protect_budget_ms is %d; DefaultProtectBudget says %v", budgetMs, DefaultProtectBudget)
 	}
 	for _, p := range []string{"mao_get_high_delay_ms", "mao_below_low", "mao_below_min", "mao_cgroup_online", "mao_cgroup_offline"} {
 		if spec.Programs[p] == nil || spec.Programs[p].Type != ebpf.StructOps {

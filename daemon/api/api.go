@@ -56,10 +56,13 @@ type Status struct {
 	// scaled), "scheduler" (step_policy, read by sched_ext) or "off".
 	CPUPolicy string `json:"cpu_policy,omitempty"`
 	// MemcgOps holds memcg_agent_ops' global counters in full mode.
-	MemcgOps   *MemcgOpsStats `json:"memcg_ops,omitempty"`
-	LastReload string         `json:"last_reload,omitempty"`
-	Sessions   []Session      `json:"sessions"`
-	Steps      []Step         `json:"steps"`
+	MemcgOps *MemcgOpsStats `json:"memcg_ops,omitempty"`
+	// Protection holds the mainline protector's counters (memory.low on
+	// protected steps and their ancestors) in mainline mode.
+	Protection *ProtectionStats `json:"protection,omitempty"`
+	LastReload string           `json:"last_reload,omitempty"`
+	Sessions   []Session        `json:"sessions"`
+	Steps      []Step           `json:"steps"`
 }
 
 // MemcgOpsStats are memcg_agent_ops' counters since it was loaded.
@@ -72,6 +75,21 @@ type MemcgOpsStats struct {
 	LowGrants    uint64 `json:"low_grants"`    // below_low protections granted
 	MinGrants    uint64 `json:"min_grants"`    // below_min protections granted
 	Revoked      uint64 `json:"revoked"`       // protections withdrawn (budget, max, oom)
+}
+
+// ProtectionStats are the mainline protector's counters since the daemon
+// started.
+type ProtectionStats struct {
+	Mechanism string `json:"mechanism"` // "memory.low"
+	Protected int    `json:"protected"` // steps protected now
+	Granted   uint64 `json:"granted"`   // steps ever given protection
+	// ChargedMs is protection time charged against budgets: while reclaim
+	// that could take a protected step's pages ran.
+	ChargedMs     uint64 `json:"charged_ms"`
+	LowBytes      uint64 `json:"low_bytes"` // the base's memory.low: protected usage at the last look
+	RevokedBudget uint64 `json:"revoked_budget"`
+	RevokedMax    uint64 `json:"revoked_max"`
+	RevokedOOM    uint64 `json:"revoked_oom"`
 }
 
 // Error is the body of every non-2xx response.

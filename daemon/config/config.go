@@ -148,8 +148,11 @@ type Memory struct {
 	DelayK        uint32   `toml:"delay_k"`        // exponent 1..4
 	DelayMax      Duration `toml:"delay_max"`
 	ProtectBudget Duration `toml:"protect_budget"`
-	Protect       bool     `toml:"protect"`   // let below_low/below_min protect this step
-	OOMGroup      bool     `toml:"oom_group"` // memory.oom.group: the step dies whole
+	// Protect keeps the step's memory from reclaim for up to ProtectBudget
+	// of reclaim: memcg_agent_ops' below_low in full mode, memory.low on
+	// the step and its ancestors in mainline mode (daemon/protect.go).
+	Protect  bool `toml:"protect"`
+	OOMGroup bool `toml:"oom_group"` // memory.oom.group: the step dies whole
 }
 
 // Escalation thresholds for RUNNING -> THROTTLED -> SOFT_PAUSED -> KILLED

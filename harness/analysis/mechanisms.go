@@ -15,16 +15,17 @@ import (
 // configuration's name promises; Check says from the stack's own counters
 // whether it ran.
 const (
-	MechScheduler = "scheduler"       // scx_agent_flatcg scheduled the steps
-	MechPolicy    = "step policy"     // every step's step_policy entry present, in the map the scheduler read
-	MechBoost     = "boost"           // interactive victim steps got wakeup boosts
-	MechDaemon    = "daemon"          // agentcgroupd managed the steps in the configured memory mode
-	MechReaction  = "memory reaction" // pressure on a step led to a daemon transition or a BPF delay
-	MechPenalty   = "thrash penalty"  // a step over its penalty score was penalized by the scheduler
+	MechScheduler = "scheduler"         // scx_agent_flatcg scheduled the steps
+	MechPolicy    = "step policy"       // every step's step_policy entry present, in the map the scheduler read
+	MechBoost     = "boost"             // interactive victim steps got wakeup boosts
+	MechDaemon    = "daemon"            // agentcgroupd managed the steps in the configured memory mode
+	MechReaction  = "memory reaction"   // pressure on a step led to a daemon transition or a BPF delay
+	MechProtect   = "memory protection" // protected victim steps kept their memory under reclaim
+	MechPenalty   = "thrash penalty"    // a step over its penalty score was penalized by the scheduler
 )
 
 // MechanismNames lists every mechanism in report order.
-var MechanismNames = []string{MechScheduler, MechPolicy, MechBoost, MechDaemon, MechReaction, MechPenalty}
+var MechanismNames = []string{MechScheduler, MechPolicy, MechBoost, MechDaemon, MechReaction, MechProtect, MechPenalty}
 
 // Status of one mechanism in one trial.
 type Status string
@@ -64,8 +65,10 @@ type Counts struct {
 	Kills          map[string]int // by cause
 	Bursts         int
 	BPFDelays      uint64 // memcg_agent_ops delays answered (full mode)
-	Protections    uint64 // below_low/below_min grants (full mode)
-	Revoked        uint64
+	// Protections are below_low/below_min grants in full mode, steps the
+	// daemon gave memory.low in mainline mode.
+	Protections uint64
+	Revoked     uint64
 }
 
 // classIDs match enum agc_class (bpf/include/agentcgroup.h).
@@ -197,6 +200,10 @@ func Mechanisms(r *trial.Raw) ([]Check, Counts) {
 		c.BPFDelays = d.MemcgOps["delay_nonzero"]
 		c.Protections = d.MemcgOps["low_grants"] + d.MemcgOps["min_grants"]
 		c.Revoked = d.MemcgOps["revoked"]
+		if p := d.Protection; p != nil {
+			c.Protections += p["granted"]
+			c.Revoked += p["revoked_budget"] + p["revoked_max"] + p["revoked_oom"]
+		}
 	}
 	switch {
 	case !st.Daemon && d != nil:
@@ -232,6 +239,38 @@ func Mechanisms(r *trial.Raw) ([]Check, Counts) {
 			add(MechReaction, Engaged, "%d/%d pressured steps throttled; %d freezes, %d kills, %d BPF delays",
 				reacted, len(pressured), c.Freezes, len(d.Kills), c.BPFDelays)
 		}
+	}
+
+	// memory protection: the daemon protects victim steps whose profile
+	// sets memory.protect (the policy's flag), by memcg_agent_ops'
+	// below_low in full mode and by memory.low in mainline mode.
+	protected := 0
+	for _, s := range steps {
+		if s.victim && ev.Policies[s.path].Flags&2 != 0 {
+			protected++
+		}
+	}
+	switch {
+	case !st.Daemon:
+		add(MechProtect, Absent, "")
+	case d == nil:
+		add(MechProtect, Missing, "no daemon evidence")
+	case protected == 0:
+		add(MechProtect, Idle, "no victim step's profile protects it")
+	case st.Memory == stack.MemFull:
+		if c.Protections > 0 || c.Revoked > 0 {
+			add(MechProtect, Engaged, "%d below_low/below_min grants, %d protections revoked", c.Protections, c.Revoked)
+		} else {
+			add(MechProtect, Idle, "reclaim never asked about a protected step")
+		}
+	case d.Protection == nil:
+		add(MechProtect, Missing, "%d victim steps are to be protected; the daemon reported no memory.low protection (it predates it)", protected)
+	case d.Protection["granted"] == 0:
+		add(MechProtect, Missing, "%d victim steps are to be protected; the daemon set memory.low on none", protected)
+	case d.Protection["charged_ms"] > 0 || c.Revoked > 0:
+		add(MechProtect, Engaged, "%d steps under memory.low, %d ms of it under reclaim, %d revoked", d.Protection["granted"], d.Protection["charged_ms"], c.Revoked)
+	default:
+		add(MechProtect, Idle, "%d steps under memory.low; no reclaim reached them", d.Protection["granted"])
 	}
 
 	// thrash penalty: coupled configurations, where a step's peak score

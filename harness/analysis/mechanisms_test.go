@@ -118,3 +118,38 @@ func TestMechanismsSchedulerCountsReplaySteps(t *testing.T) {
 		t.Errorf("runtime on a replayed step: %+v", c)
 	}
 }
+
+// mem-only in mainline mode protects a victim whose profile asks for it
+// with memory.low: a daemon that set none, or reported nothing (one that
+// predates it), did not; one that did but saw no reclaim was idle.
+func TestMechanismsMainlineProtection(t *testing.T) {
+	victim, noisy := trial.StepPath("victim", "chat"), trial.StepPath("noisy", "spin")
+	ev := func(flags uint32, prot map[string]uint64) trial.Evidence {
+		return trial.Evidence{PolicyMapID: 3, PressureMapID: 4,
+			Policies: map[string]trial.PolicyEntry{victim: {Class: 1, Flags: flags}, noisy: {Class: 3}},
+			Daemon: &trial.DaemonEvidence{MemoryMode: "mainline", StepsCreated: 2, Protection: prot,
+				Transitions: map[string]map[string]int{noisy: {"THROTTLED": 1}}}}
+	}
+	for _, c := range []struct {
+		name  string
+		flags uint32
+		prot  map[string]uint64
+		want  Status
+	}{
+		{"not asked", 0, nil, Idle},
+		{"old daemon", 2, nil, Missing},
+		{"none set", 2, map[string]uint64{"granted": 0}, Missing},
+		{"no reclaim", 2, map[string]uint64{"granted": 1}, Idle},
+		{"held", 2, map[string]uint64{"granted": 1, "charged_ms": 300}, Engaged},
+		{"revoked", 2, map[string]uint64{"granted": 1, "revoked_max": 1}, Engaged},
+	} {
+		checks, _ := Mechanisms(rawFor("mem-only", ev(c.flags, c.prot)))
+		if got := statusOf(checks, MechProtect); got.Status != c.want {
+			t.Errorf("%s: %+v, want %s", c.name, got, c.want)
+		}
+	}
+	checks, _ := Mechanisms(rawFor("baseline", trial.Evidence{}))
+	if got := statusOf(checks, MechProtect); got.Status != Absent {
+		t.Errorf("baseline: %+v", got)
+	}
+}

@@ -56,7 +56,7 @@ func configurations(b *bytes.Buffer, s *analysis.Summary) {
 	p("\n")
 
 	p("### Actions behind them\n\n")
-	p("Summed over each configuration's trials: step_policy entries written (by the runner for a static source, by the daemon otherwise), scheduler boosts, penalized enqueues and CPU time charged while penalized of step cgroups, steps whose peak thrash score reached their penalty score, daemon transitions (throttled, frozen, thawed), kills by cause, memory burst credit grants, and memcg_agent_ops delays and protections (full mode).\n\n")
+	p("Summed over each configuration's trials: step_policy entries written (by the runner for a static source, by the daemon otherwise), scheduler boosts, penalized enqueues and CPU time charged while penalized of step cgroups, steps whose peak thrash score reached their penalty score, daemon transitions (throttled, frozen, thawed), kills by cause, memory burst credit grants, memcg_agent_ops delays (full mode), and protections: memcg_agent_ops' below_low grants in full mode, steps given memory.low by the daemon in mainline mode.\n\n")
 	p("| configuration | policy writes | boosts | penalties (ms penalized) | steps due a penalty | throttled | frozen | thawed | killed | bursts | BPF delays | protections (revoked) |\n")
 	p("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {

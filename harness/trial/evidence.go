@@ -106,6 +106,10 @@ type DaemonEvidence struct {
 	Bursts map[string]int `json:"bursts,omitempty"`
 	// MemcgOps holds memcg_agent_ops' counters in full mode.
 	MemcgOps map[string]uint64 `json:"memcg_ops,omitempty"`
+	// Protection holds the daemon's memory.low protection counters in
+	// mainline mode: granted (steps), charged_ms (protection time under
+	// reclaim), revoked_budget, revoked_max, revoked_oom, low_bytes.
+	Protection map[string]uint64 `json:"protection,omitempty"`
 }
 
 // DaemonKill is one kill.

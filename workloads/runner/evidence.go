@@ -170,6 +170,10 @@ func (t *trialRun) collectEvidence(ws []*workload, pw *pressureWatch) {
 						"delay_nonzero": o.DelayNonzero, "delay_credit": o.DelayCredit, "delay_ms_sum": o.DelayMsSum,
 						"low_grants": o.LowGrants, "min_grants": o.MinGrants, "revoked": o.Revoked}
 				}
+				if p := s.Protection; p != nil {
+					de.Protection = map[string]uint64{"granted": p.Granted, "charged_ms": p.ChargedMs, "low_bytes": p.LowBytes,
+						"revoked_budget": p.RevokedBudget, "revoked_max": p.RevokedMax, "revoked_oom": p.RevokedOOM}
+				}
 			}
 		}
 		if err := readDaemonEvents(filepath.Join(t.tmp, trial.DaemonLog), de); err != nil {

@@ -355,8 +355,9 @@ func fnv64(s string) uint64 {
 
 // FullEvidence is what a trial's stack reports when every mechanism of its
 // configuration engaged: policy entries for every step in the maps the
-// scheduler read, boosts of the interactive victim, daemon throttles of a
-// pressured neighbour and, when coupled, its penalty.
+// scheduler read, boosts of the interactive victim, its memory protection
+// by the daemon, daemon throttles of a pressured neighbour and, when
+// coupled, its penalty.
 func FullEvidence(t plan.Trial, high int64) trial.Evidence {
 	sp := t.Spec
 	st := sp.Stack
@@ -393,6 +394,9 @@ func FullEvidence(t plan.Trial, high int64) trial.Evidence {
 				pe := trial.PolicyEntry{Class: classOf[s.Class], WeightMulQ8: 256}
 				if s.Class == trial.ClassInteractive {
 					pe.BoostCredit = 50e6
+					if st.Daemon {
+						pe.Flags |= 2 // the daemon's interactive profile protects it
+					}
 				}
 				ev.Policies[p] = pe
 			}
@@ -420,6 +424,13 @@ func FullEvidence(t plan.Trial, high int64) trial.Evidence {
 	}
 	if ev.Policies != nil && ev.Daemon == nil {
 		ev.PolicyWrites = len(ev.Policies)
+	}
+	switch {
+	case ev.Daemon == nil:
+	case st.Memory == stack.MemFull:
+		ev.Daemon.MemcgOps = map[string]uint64{"low_grants": 12}
+	default:
+		ev.Daemon.Protection = map[string]uint64{"granted": 1, "charged_ms": 400}
 	}
 	return ev
 }

@@ -10,7 +10,9 @@
 //
 // Memory mode (daemon.memory_mode, or Options.MemoryMode / agentcgroupd
 // --memory-mode): "mainline" applies memory.high/max, raises memory.high
-// for burst credit and lets the probe write step_pressure; "full" attaches
+// for burst credit, lets the probe write step_pressure and protects steps
+// whose profile sets memory.protect with memory.low on them and their
+// ancestors (see protect.go); "full" attaches
 // memcg_agent_ops (bpf/memcgops) on the pinned maps, which sets each
 // throttle delay from the step's profile and writes step_pressure itself
 // (see memmode.go); "auto" picks full when the kernel has memcg_bpf_ops.

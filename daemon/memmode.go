@@ -16,7 +16,8 @@ import (
 // Memory modes, as reported in status, metrics and the event log.
 //
 // mainline: memory.high/max from the profile, burst credit by raising
-// memory.high for burst_duration, the fentry probe writes step_pressure.
+// memory.high for burst_duration, the fentry probe writes step_pressure,
+// protection by memory.low (protect.go).
 //
 // full: memcg_agent_ops (bpf/memcgops) is attached on the kernel's
 // memcg_bpf_ops and reads each step's delay curve, burst credit and

@@ -96,6 +96,9 @@ func (p *protector) kick() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.on {
+		if p.d.ctx.Err() != nil {
+			return // shutting down: the daemon's wait group may be waited on
+		}
 		p.on = true
 		p.d.wg.Add(1)
 		go p.run()

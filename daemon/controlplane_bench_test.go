@@ -87,9 +87,10 @@ func BenchmarkControlPlane(b *testing.B) {
 	base.GuestBusy = guestBusy().pct(g0)
 	out = append(out, base)
 	for _, n := range []int{1, 10, 50} {
-		out = append(out, daemonCase(b, daemonBin, n, false, window))
+		out = append(out, daemonCase(b, daemonBin, n, "", window))
 	}
-	out = append(out, daemonCase(b, daemonBin, 0, true, window))
+	out = append(out, daemonCase(b, daemonBin, 1, "protected", window))
+	out = append(out, daemonCase(b, daemonBin, 0, "throttled", window))
 	out = append(out, schedCase(b, schedBin, window))
 
 	printControlPlane(os.Stdout, out)
@@ -129,11 +130,16 @@ monitor_only = false
 probe = "auto"
 tick = "100ms"
 keep_ended = "1h"
+# On the patched kernel too: the protected case measures the mainline
+# protector (memcg_agent_ops protects in full mode at no daemon cost).
+memory_mode = "mainline"
 
+# The protected idle step.
 [profiles.interactive]
 [profiles.interactive.memory]
 high = "128M"
 max = "256M"
+protect = true
 [profiles.interactive.escalation]
 exempt = true
 
@@ -164,16 +170,23 @@ psi_stall = "100ms"
 psi_window = "1s"
 `
 
-// daemonCase starts agentcgroupd, gives it idle steps (sleep) or one
-// throttled step, and measures it over window.
-func daemonCase(b *testing.B, bin string, idle int, throttled bool, window time.Duration) cpResult {
+// daemonCase starts agentcgroupd, gives it idle steps (sleep), an idle
+// step whose memory it protects (kind "protected": the mainline
+// protector's looks) or one throttled step (kind "throttled"), and
+// measures it over window.
+func daemonCase(b *testing.B, bin string, idle int, kind string, window time.Duration) cpResult {
 	b.Helper()
 	r := cpResult{Case: fmt.Sprintf("agentcgroupd, %d idle steps", idle), Goal: 0}
 	if idle == 10 {
 		r.Goal = 1
 	}
-	if throttled {
+	throttled := kind == "throttled"
+	class := "background"
+	switch kind {
+	case "throttled":
 		r.Case, r.Goal = "agentcgroupd, 1 throttled step", 3
+	case "protected":
+		r.Case, r.Goal, class = "agentcgroupd, 1 protected idle step", 0.5, "interactive"
 	}
 	dir := b.TempDir()
 	sock := filepath.Join(dir, "d.sock")
@@ -221,7 +234,7 @@ func daemonCase(b *testing.B, bin string, idle int, throttled bool, window time.
 	}
 	for i := 0; i < idle; i++ {
 		p := exec.Command("sleep", "3600")
-		st, err := c.CreateStep(api.StepRequest{Session: "cp", Step: fmt.Sprintf("idle%d", i), Class: "background", Argv: p.Args})
+		st, err := c.CreateStep(api.StepRequest{Session: "cp", Step: fmt.Sprintf("idle%d", i), Class: class, Argv: p.Args})
 		if err != nil {
 			b.Fatal(err)
 		}

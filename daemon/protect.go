@@ -1,8 +1,8 @@
 package daemon
 
 import (
+	"bytes"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -34,15 +34,16 @@ import (
 // then at most what those steps shed since the last look.
 //
 // The budget and the revocations are memcg_agent_ops': a look's interval
-// (at most protectGapCap) is charged against the step's protect_budget
+// (at most protectReclaimLook) is charged against the step's protect_budget
 // when reclaim that could take the step's pages ran during it (global
 // reclaim, or an ancestor at its memory.high or memory.max), and the
 // protection is withdrawn for good (memory.low 0) once the step's own
 // memory.events max or oom, or its session's oom_kill, grows after it
 // began, or the budget is spent.
 //
-// The protector looks every daemon.tick while such reclaim runs and every
-// protectIdleLook otherwise, and not at all without a protected step. The
+// The protector looks every protectReclaimLook while such reclaim runs and
+// every protectIdleLook otherwise, and not at all without a protected
+// step. The
 // daemon writes nothing above its base: if the base's parent is not the
 // root cgroup, the parent's own low bounds the protection.
 type protector struct {
@@ -52,9 +53,9 @@ type protector struct {
 	mu       sync.Mutex
 	on       bool // run goes
 	steps    map[*step]*protection
-	lows     map[string]uint64 // ancestor path -> memory.low last written
-	ancEv    map[string]uint64 // ancestor path -> memory.events high+max at the last look
-	scan     uint64            // /proc/vmstat pages scanned by global reclaim
+	anc      map[string]*ancestor // session and base paths
+	vmstat   *knob
+	scan     uint64 // pages scanned by global reclaim, from /proc/vmstat
 	lastLook time.Duration
 	stats    api.ProtectionStats
 }
@@ -64,17 +65,34 @@ type protection struct {
 	maxBase, oomBase, sessOOMBase uint64 // danger signals when it began
 	used                          time.Duration
 	revoked                       string // "", "budget", "max" or "oom"
+	began                         bool   // memory.low written
+	events, current               *knob
+}
+
+// ancestor is a session or the base while a protected step is below it.
+type ancestor struct {
+	cg     cgroupfs.Cgroup
+	events *knob
+	limit  uint64 // memory.events high+max at the last look
+	seen   bool
+	low    uint64 // memory.low last written
+	sum    uint64 // protected usage below it, this look
+	read   bool   // memory.events read this look
+	grew   bool   // ... and high+max had grown
 }
 
 const (
-	// protectGapCap is the most one look charges against a budget: a
-	// longer interval is mostly quiet, as memcg_agent_ops charges the gaps
-	// between its grants.
-	protectGapCap = 100 * time.Millisecond
-	// protectIdleLook paces the looks while no reclaim runs: often enough
-	// that the ancestors' lows follow a step's growth before reclaim
-	// starts, rarely enough to cost nothing measurable.
-	protectIdleLook = time.Second
+	// protectReclaimLook paces the looks while reclaim runs: the
+	// ancestors' lows trail the protected steps' usage by at most this
+	// much time. It is also the most one look charges against a budget,
+	// so a look after a quiet spell charges one interval, as
+	// memcg_agent_ops charges the gaps between its grants up to a cap.
+	protectReclaimLook = 250 * time.Millisecond
+	// protectIdleLook paces the looks while no reclaim runs: the lows are
+	// then at most this stale when reclaim starts. Each look wakes several
+	// of the daemon's threads; under emulation a look a second cost 0.5%
+	// of a vCPU for one protected step (BenchmarkControlPlane).
+	protectIdleLook = 2 * time.Second
 )
 
 // newProtector returns the mainline protector, or nil in full mode, where
@@ -84,7 +102,7 @@ func newProtector(d *Daemon) *protector {
 		return nil
 	}
 	return &protector{d: d, wake: make(chan struct{}, 1), steps: map[*step]*protection{},
-		lows: map[string]uint64{}, ancEv: map[string]uint64{}, stats: api.ProtectionStats{Mechanism: "memory.low"}}
+		anc: map[string]*ancestor{}, stats: api.ProtectionStats{Mechanism: "memory.low"}}
 }
 
 // kick asks for a look now: a step came or went, or the policy changed.
@@ -117,6 +135,7 @@ func (p *protector) run() {
 	for {
 		select {
 		case <-p.d.ctx.Done():
+			p.closeFiles()
 			return
 		case <-p.wake:
 		case <-timer.C:
@@ -144,19 +163,70 @@ func (p *protector) run() {
 	}
 }
 
-// globalScan is the pages scanned by global (not cgroup limit) reclaim.
-func globalScan() (uint64, error) {
-	f, err := os.Open("/proc/vmstat")
+// globalScan is the pages scanned by global (not cgroup limit) reclaim,
+// summed from /proc/vmstat without building a map of its ~180 counters.
+func (p *protector) globalScan() (uint64, error) {
+	if p.vmstat == nil {
+		p.vmstat = openKnob("/proc/vmstat")
+	}
+	b, err := p.vmstat.read()
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
-	m, err := cgroupfs.ParseFlatKeyed("/proc/vmstat", f)
-	if err != nil {
-		return 0, err
+	var sum uint64
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		k, v, ok := bytes.Cut(line, []byte(" "))
+		if !ok {
+			continue
+		}
+		switch string(k) {
+		case "pgscan_kswapd", "pgscan_direct", "pgscan_khugepaged", "pgscan_proactive":
+			n, _ := parseUint(v)
+			sum += n
+		}
 	}
-	return m["pgscan_kswapd"] + m["pgscan_direct"] + m["pgscan_khugepaged"] + m["pgscan_proactive"], nil
+	return sum, nil
 }
+
+// ancestor returns the record of the session or base at path.
+func (p *protector) ancestor(path string) *ancestor {
+	a := p.anc[path]
+	if a == nil {
+		a = &ancestor{cg: cgroupfs.Cgroup{Path: path}, events: openKnob(filepath.Join(path, "memory.events"))}
+		p.anc[path] = a
+	}
+	return a
+}
+
+// limitReclaim reads whether the ancestor's memory.high or memory.max
+// made it reclaim since the last look: reclaim that reaches the protected
+// steps below it. Once per look.
+func (a *ancestor) limitReclaim() bool {
+	if a.read {
+		return a.grew
+	}
+	a.read = true
+	ev, err := a.events.flatKeyed()
+	if err != nil {
+		return false
+	}
+	v := ev["high"] + ev["max"]
+	a.grew = a.seen && v > a.limit
+	a.limit, a.seen = v, true
+	return a.grew
+}
+
+// lowSlack is how far an ancestor's memory.low may trail the protected
+// usage below it before the protector writes it again: 64 pages, nothing
+// next to a working set, and most looks of a step whose usage drifts by a
+// few pages then write nothing.
+const lowSlack = 256 << 10
 
 // look brings every protected step and its ancestors up to date. It
 // returns when to look next and whether any step is protected.
@@ -165,41 +235,27 @@ func (p *protector) look() (time.Duration, bool) {
 	// protector's (createStep and Reload kick with it held).
 	d := p.d
 	steps := d.stepList()
-	mon, tick := d.monitorOnly(), d.tick()
+	mon := d.monitorOnly()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := mono()
-	gap := min(now-p.lastLook, protectGapCap)
+	gap := min(now-p.lastLook, protectReclaimLook)
 	if p.lastLook == 0 {
 		gap = 0
 	}
 	p.lastLook = now
-	scan, err := globalScan()
-	globalReclaim := err == nil && p.scan != 0 && scan > p.scan
+	scan, err := p.globalScan()
+	reclaim := err == nil && p.scan != 0 && scan > p.scan
 	if err == nil {
 		p.scan = scan
 	}
-	base := d.tree.Root()
-	// Limit reclaim at an ancestor reaches the protected steps below it.
-	ancReclaim := map[string]bool{}
-	ancestorReclaim := func(cg cgroupfs.Cgroup) bool {
-		if r, ok := ancReclaim[cg.Path]; ok {
-			return r
-		}
-		ev, err := cg.FlatKeyed("memory.events")
-		if err != nil {
-			return false
-		}
-		v := ev["high"] + ev["max"]
-		old, seen := p.ancEv[cg.Path]
-		p.ancEv[cg.Path] = v
-		ancReclaim[cg.Path] = seen && v > old
-		return ancReclaim[cg.Path]
+	for _, a := range p.anc {
+		a.read, a.grew, a.sum = false, false, 0
 	}
-	reclaim := globalReclaim || ancestorReclaim(base)
+	base := p.ancestor(d.tree.Root().Path)
+	reclaim = base.limitReclaim() || reclaim
 
 	live := map[*step]bool{}
-	sums := map[string]uint64{} // ancestor path -> protected usage below it
 	var events []eventlog.Event
 	for _, s := range steps {
 		s.mu.Lock()
@@ -212,32 +268,38 @@ func (p *protector) look() (time.Duration, bool) {
 					events = append(events, p.event(s, "unprotected", "", "the step's profile no longer protects it"))
 				}
 			}
-			delete(p.steps, s)
+			p.drop(s)
 			continue
 		}
 		if budget <= 0 {
 			budget = memcgops.DefaultProtectBudget
 		}
 		live[s] = true
-		sess := cgroupfs.Cgroup{Path: filepath.Dir(s.cg.Path)}
-		ev, err := s.cg.FlatKeyed("memory.events")
+		if pr == nil {
+			pr = &protection{events: openKnob(filepath.Join(s.cg.Path, "memory.events")),
+				current: openKnob(filepath.Join(s.cg.Path, "memory.current"))}
+			p.steps[s] = pr
+		}
+		if pr.revoked != "" {
+			continue
+		}
+		sess := p.ancestor(filepath.Dir(s.cg.Path))
+		sessReclaim := sess.limitReclaim()
+		ev, err := pr.events.flatKeyed()
 		if err != nil {
 			continue // the step is going; its removal kicks another look
 		}
-		sev, _ := sess.FlatKeyed("memory.events")
-		if pr == nil {
-			pr = &protection{maxBase: ev["max"], oomBase: ev["oom"], sessOOMBase: sev["oom_kill"]}
-			p.steps[s] = pr
+		sev, _ := sess.events.flatKeyed()
+		if !pr.began {
+			pr.maxBase, pr.oomBase, pr.sessOOMBase = ev["max"], ev["oom"], sev["oom_kill"]
 			if err := s.cg.Write("memory.low", "max"); err != nil {
 				pr.revoked = "error"
 				events = append(events, p.event(s, "protect_failed", "", err.Error()))
 				continue
 			}
+			pr.began = true
 			p.stats.Granted++
 			events = append(events, p.event(s, "protected", "", fmt.Sprintf("memory.low=max, budget %v under reclaim", budget)))
-		}
-		if pr.revoked != "" {
-			continue
 		}
 		cause := ""
 		switch {
@@ -246,7 +308,7 @@ func (p *protector) look() (time.Duration, bool) {
 		case ev["oom"] > pr.oomBase || sev["oom_kill"] > pr.sessOOMBase:
 			cause = "oom"
 		}
-		if sessReclaim := ancestorReclaim(sess); cause == "" && (reclaim || sessReclaim) {
+		if cause == "" && (reclaim || sessReclaim) {
 			pr.used += gap
 			p.stats.ChargedMs += uint64(gap.Milliseconds())
 			if pr.used >= budget {
@@ -268,67 +330,89 @@ func (p *protector) look() (time.Duration, bool) {
 				fmt.Sprintf("after %v of protection under reclaim", pr.used.Round(time.Millisecond))))
 			continue
 		}
-		cur, err := s.cg.ReadUint("memory.current")
-		if err != nil {
+		b, err := pr.current.read()
+		cur, ok := parseUint(bytes.TrimSpace(b))
+		if err != nil || !ok {
 			continue
 		}
-		sums[sess.Path] += cur
-		sums[base.Path] += cur
+		sess.sum += cur
+		base.sum += cur
+		reclaim = reclaim || sessReclaim // a session's limit reclaim paces the looks too
 	}
 	for s := range p.steps {
 		if !live[s] {
-			delete(p.steps, s)
+			p.drop(s)
 		}
 	}
 	// Ancestors: the new sums, and 0 where protection has ended.
-	for path := range p.lows {
-		if _, ok := sums[path]; !ok {
-			sums[path] = 0
-		}
-	}
-	for path, v := range sums {
-		if old, ok := p.lows[path]; ok && old == v {
-			continue
-		}
-		cg := cgroupfs.Cgroup{Path: path}
-		if err := cg.WriteLimit("memory.low", v); err != nil {
-			if cg.Exists() {
-				events = append(events, eventlog.Event{Kind: "error", Detail: "memory.low of " + path, Error: err.Error()})
-			}
-			delete(p.lows, path)
-			continue
-		}
-		if v == 0 {
-			delete(p.lows, path)
-		} else {
-			p.lows[path] = v
-		}
-	}
-	p.stats.Protected = 0
+	protected := 0
 	for _, pr := range p.steps {
 		if pr.revoked == "" {
-			p.stats.Protected++
+			protected++
 		}
 	}
-	p.stats.LowBytes = p.lows[base.Path]
-	for path := range p.ancEv {
-		if _, ok := ancReclaim[path]; !ok {
-			delete(p.ancEv, path) // a session with no protected step left
+	for path, a := range p.anc {
+		want := a.sum
+		if a.low != want && (want == 0 || a.low == 0 || absDiff(a.low, want) >= lowSlack) {
+			if err := a.cg.WriteLimit("memory.low", want); err != nil {
+				if a.cg.Exists() {
+					events = append(events, eventlog.Event{Kind: "error", Detail: "memory.low of " + path, Error: err.Error()})
+				}
+			} else {
+				a.low = want
+			}
+		}
+		if want == 0 && a.low == 0 {
+			a.events.close()
+			delete(p.anc, path) // nothing protected below it any more
 		}
 	}
-	for _, r := range ancReclaim {
-		reclaim = reclaim || r // a session's limit reclaim paces the looks too
-	}
+	p.stats.Protected = protected
+	p.stats.LowBytes = base.low
 	for _, e := range events {
 		d.log.Emit(e)
 	}
 	if len(p.steps) == 0 {
+		p.vmstat.close()
+		p.vmstat = nil
 		return 0, false
 	}
 	if reclaim {
-		return tick, true
+		return protectReclaimLook, true
 	}
 	return protectIdleLook, true
+}
+
+func absDiff(a, b uint64) uint64 {
+	if a > b {
+		return a - b
+	}
+	return b - a
+}
+
+// closeFiles closes what the protector holds open when the daemon stops;
+// the lows stay, for the next daemon to adopt with the steps.
+func (p *protector) closeFiles() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for s := range p.steps {
+		p.drop(s)
+	}
+	for path, a := range p.anc {
+		a.events.close()
+		delete(p.anc, path)
+	}
+	p.vmstat.close()
+	p.vmstat = nil
+}
+
+// drop forgets a step that is gone or no longer protected.
+func (p *protector) drop(s *step) {
+	if pr := p.steps[s]; pr != nil {
+		pr.events.close()
+		pr.current.close()
+		delete(p.steps, s)
+	}
 }
 
 func (p *protector) event(s *step, kind, cause, detail string) eventlog.Event {

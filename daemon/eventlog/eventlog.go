@@ -15,7 +15,10 @@ import (
 
 // Event is one line. Kind is one of: transition, step_created, step_removed,
 // step_adopted, burst_start, burst_end, session_started, session_ended,
-// config_loaded, config_rejected, probe, scheduler, memory_mode, error.
+// config_loaded, config_rejected, probe, scheduler, memory_mode, error, and
+// for mainline memory.low protection protected, protection_revoked (Cause
+// budget, max or oom), unprotected (the profile stopped asking for it) and
+// protect_failed.
 type Event struct {
 	MonoNS   uint64 `json:"mono_ns"`
 	Time     string `json:"time"`

@@ -41,7 +41,8 @@ import (
 // memory.events max or oom, or its session's oom_kill, grows after it
 // began, or the budget is spent.
 //
-// The protector looks every protectReclaimLook while such reclaim runs and
+// The protector looks every protectReclaimLook while such reclaim runs or
+// a protected step's usage moves by more than lowSlack between looks, and
 // every protectIdleLook otherwise, and not at all without a protected
 // step. The
 // daemon writes nothing above its base: if the base's parent is not the
@@ -88,10 +89,11 @@ const (
 	// so a look after a quiet spell charges one interval, as
 	// memcg_agent_ops charges the gaps between its grants up to a cap.
 	protectReclaimLook = 250 * time.Millisecond
-	// protectIdleLook paces the looks while no reclaim runs: the lows are
-	// then at most this stale when reclaim starts. Each look wakes several
-	// of the daemon's threads; under emulation a look a second cost 0.5%
-	// of a vCPU for one protected step (BenchmarkControlPlane).
+	// protectIdleLook paces the looks while no reclaim runs and the
+	// protected usage holds still: when reclaim starts, the lows miss at
+	// most what the steps grew since the last look. Each look wakes
+	// several of the daemon's threads; under emulation a look a second
+	// cost 0.5% of a vCPU for one protected step (BenchmarkControlPlane).
 	protectIdleLook = 2 * time.Second
 )
 
@@ -351,9 +353,11 @@ func (p *protector) look() (time.Duration, bool) {
 			protected++
 		}
 	}
+	moved := false
 	for path, a := range p.anc {
 		want := a.sum
 		if a.low != want && (want == 0 || a.low == 0 || absDiff(a.low, want) >= lowSlack) {
+			moved = true
 			if err := a.cg.WriteLimit("memory.low", want); err != nil {
 				if a.cg.Exists() {
 					events = append(events, eventlog.Event{Kind: "error", Detail: "memory.low of " + path, Error: err.Error()})
@@ -377,7 +381,11 @@ func (p *protector) look() (time.Duration, bool) {
 		p.vmstat = nil
 		return 0, false
 	}
-	if reclaim {
+	if reclaim || moved {
+		// Under reclaim, and while a protected step is growing or
+		// shrinking (building its working set, typically right after it
+		// starts), the lows are followed closely; a settled step costs a
+		// look every protectIdleLook.
 		return protectReclaimLook, true
 	}
 	return protectIdleLook, true

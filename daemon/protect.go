@@ -44,9 +44,8 @@ import (
 // The protector looks every protectReclaimLook while such reclaim runs or
 // a protected step's usage moves by more than lowSlack between looks, and
 // every protectIdleLook otherwise, and not at all without a protected
-// step. The
-// daemon writes nothing above its base: if the base's parent is not the
-// root cgroup, the parent's own low bounds the protection.
+// step. The daemon writes nothing above its base: if the base's parent is
+// not the root cgroup, the parent's own low bounds the protection.
 type protector struct {
 	d    *Daemon
 	wake chan struct{}
@@ -356,17 +355,15 @@ func (p *protector) look() (time.Duration, bool) {
 	moved := false
 	for path, a := range p.anc {
 		want := a.sum
+		gone := false
 		if a.low != want && (want == 0 || a.low == 0 || absDiff(a.low, want) >= lowSlack) {
-			moved = true
-			if err := a.cg.WriteLimit("memory.low", want); err != nil {
-				if a.cg.Exists() {
-					events = append(events, eventlog.Event{Kind: "error", Detail: "memory.low of " + path, Error: err.Error()})
-				}
-			} else {
-				a.low = want
+			if err := a.cg.WriteLimit("memory.low", want); err == nil {
+				a.low, moved = want, true
+			} else if gone = !a.cg.Exists(); !gone {
+				events = append(events, eventlog.Event{Kind: "error", Detail: "memory.low of " + path, Error: err.Error()})
 			}
 		}
-		if want == 0 && a.low == 0 {
+		if gone || (want == 0 && a.low == 0) {
 			a.events.close()
 			delete(p.anc, path) // nothing protected below it any more
 		}

@@ -71,14 +71,18 @@ type protection struct {
 
 // ancestor is a session or the base while a protected step is below it.
 type ancestor struct {
-	cg     cgroupfs.Cgroup
-	events *knob
-	limit  uint64 // memory.events high+max at the last look
-	seen   bool
-	low    uint64 // memory.low last written
-	sum    uint64 // protected usage below it, this look
-	read   bool   // memory.events read this look
-	grew   bool   // ... and high+max had grown
+	cg cgroupfs.Cgroup
+	// events is memory.events.local: the ancestor's own limit events.
+	// memory.events counts the descendants' too, so a neighbour at its
+	// own memory.high would look like reclaim that reaches every step.
+	// tree is memory.events, for the oom_kill count of the whole session.
+	events, tree *knob
+	limit        uint64 // memory.events.local high+max at the last look
+	seen         bool
+	low          uint64 // memory.low last written
+	sum          uint64 // protected usage below it, this look
+	read         bool   // memory.events read this look
+	grew         bool   // ... and high+max had grown
 }
 
 const (
@@ -199,10 +203,16 @@ func (p *protector) globalScan() (uint64, error) {
 func (p *protector) ancestor(path string) *ancestor {
 	a := p.anc[path]
 	if a == nil {
-		a = &ancestor{cg: cgroupfs.Cgroup{Path: path}, events: openKnob(filepath.Join(path, "memory.events"))}
+		a = &ancestor{cg: cgroupfs.Cgroup{Path: path}, events: openKnob(filepath.Join(path, "memory.events.local")),
+			tree: openKnob(filepath.Join(path, "memory.events"))}
 		p.anc[path] = a
 	}
 	return a
+}
+
+func (a *ancestor) close() {
+	a.events.close()
+	a.tree.close()
 }
 
 // limitReclaim reads whether the ancestor's memory.high or memory.max
@@ -290,7 +300,7 @@ func (p *protector) look() (time.Duration, bool) {
 		if err != nil {
 			continue // the step is going; its removal kicks another look
 		}
-		sev, _ := sess.events.flatKeyed()
+		sev, _ := sess.tree.flatKeyed()
 		if !pr.began {
 			pr.maxBase, pr.oomBase, pr.sessOOMBase = ev["max"], ev["oom"], sev["oom_kill"]
 			if err := s.cg.Write("memory.low", "max"); err != nil {
@@ -364,7 +374,7 @@ func (p *protector) look() (time.Duration, bool) {
 			}
 		}
 		if gone || (want == 0 && a.low == 0) {
-			a.events.close()
+			a.close()
 			delete(p.anc, path) // nothing protected below it any more
 		}
 	}
@@ -404,7 +414,7 @@ func (p *protector) closeFiles() {
 		p.drop(s)
 	}
 	for path, a := range p.anc {
-		a.events.close()
+		a.close()
 		delete(p.anc, path)
 	}
 	p.vmstat.close()

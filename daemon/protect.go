@@ -179,17 +179,8 @@ func (p *protector) globalScan() (uint64, error) {
 		return 0, err
 	}
 	var sum uint64
-	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
-		k, v, ok := bytes.Cut(line, []byte(" "))
-		if !ok {
-			continue
-		}
+	for line := range bytes.Lines(b) {
+		k, v, _ := bytes.Cut(bytes.TrimSuffix(line, []byte("\n")), []byte(" "))
 		switch string(k) {
 		case "pgscan_kswapd", "pgscan_direct", "pgscan_khugepaged", "pgscan_proactive":
 			n, _ := parseUint(v)

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -41,24 +40,6 @@ type protectRun struct {
 	during, end [4]string
 	status      *api.ProtectionStats
 	events      []eventlog.Event
-}
-
-// syncBuffer collects a command's output while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *syncBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
 }
 
 // mainlineProtectRun: in the daemon's tree, limited to 96 MiB at its base,
@@ -113,7 +94,7 @@ func mainlineProtectRun(t *testing.T, protect bool, budget string) protectRun {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := &syncBuffer{}
+	out := &lockedBuffer{}
 	hog.Stdout = out
 	hst := runStep(t, c, "hog", "grow", "background", hog)
 	defer stopProc(t, hog)

@@ -138,6 +138,7 @@ type Daemon struct {
 	probeStatus            string
 	ops                    *memcgops.Ops // memcg_agent_ops, in full memory mode
 	protect                *protector    // memory.low protection, in mainline mode
+	guard                  *nodeGuard    // kills before the node runs out of memory
 	memMode, memModeWhy    string
 	sched                  io.Closer
 	schedStatus            string
@@ -243,6 +244,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.watch = w
 	d.ticker = newTicker(d)
 	d.protect = newProtector(d)
+	d.guard = newNodeGuard(d)
 	defer w.close()
 	d.reg = prometheus.NewRegistry()
 	d.metrics = newMetrics(d)
@@ -318,10 +320,11 @@ func (d *Daemon) Reload() error {
 	if cfg.Daemon.Socket != old.Socket || cfg.Daemon.Base != old.Base || cfg.Daemon.CgroupMount != old.CgroupMount ||
 		cfg.Daemon.PinDir != old.PinDir || cfg.Daemon.MetricsAddr != old.MetricsAddr || cfg.Daemon.Scheduler != old.Scheduler ||
 		cfg.Daemon.Probe != old.Probe || cfg.Daemon.EventLog != old.EventLog || cfg.Daemon.MemoryMode != old.MemoryMode {
-		note = "daemon.* settings other than monitor_only, tick and keep_ended take effect on restart"
+		note = "daemon.* settings other than monitor_only, tick, keep_ended and node_available_floor take effect on restart"
 		keep := cfg.Daemon
 		cfg.Daemon = old
 		cfg.Daemon.MonitorOnly, cfg.Daemon.Tick, cfg.Daemon.KeepEnded = keep.MonitorOnly, keep.Tick, keep.KeepEnded
+		cfg.Daemon.NodeAvailableFloor = keep.NodeAvailableFloor
 	}
 	d.cfg = cfg
 	for _, s := range d.steps {
@@ -330,6 +333,7 @@ func (d *Daemon) Reload() error {
 		s.kick("policy reloaded")
 	}
 	d.protect.kick() // protect may have changed in a profile, or monitor_only
+	d.guard.kick()   // the floor, or which profiles may be killed
 	d.lastReload = "ok"
 	d.log.Emit(eventlog.Event{Kind: "config_loaded", Detail: cfg.Path + " " + note})
 	d.metrics.reloads.WithLabelValues("ok").Inc()

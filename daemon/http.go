@@ -156,7 +156,7 @@ func (d *Daemon) getStatus(r *http.Request) (int, any, error) {
 	st := api.Status{Config: d.cfg.Path, MonitorOnly: d.cfg.Daemon.MonitorOnly, Probe: d.probeStatus,
 		Scheduler: d.schedStatus, LastReload: d.lastReload, Sessions: []api.Session{}, Steps: []api.Step{},
 		MemoryMode: d.memMode, MemoryModeReason: d.memModeWhy, CPUPolicy: d.cpuPolicyLocked(), MemcgOps: d.opsStats(),
-		Protection: d.protect.Stats()}
+		Protection: d.protect.Stats(), NodeGuard: d.guard.Stats()}
 	bySess := map[string][]string{}
 	for _, s := range d.steps {
 		bySess[s.sid] = append(bySess[s.sid], s.tid)

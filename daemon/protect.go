@@ -48,10 +48,9 @@ import (
 // not the root cgroup, the parent's own low bounds the protection.
 type protector struct {
 	d    *Daemon
-	wake chan struct{}
+	loop *lazyLoop
 
 	mu       sync.Mutex
-	on       bool // run goes
 	steps    map[*step]*protection
 	anc      map[string]*ancestor // session and base paths
 	vmstat   *knob
@@ -106,65 +105,16 @@ func newProtector(d *Daemon) *protector {
 	if d.fullMode() {
 		return nil
 	}
-	return &protector{d: d, wake: make(chan struct{}, 1), steps: map[*step]*protection{},
+	p := &protector{d: d, steps: map[*step]*protection{},
 		anc: map[string]*ancestor{}, stats: api.ProtectionStats{Mechanism: "memory.low"}}
+	p.loop = newLazyLoop(d, p.look, p.closeFiles)
+	return p
 }
 
-// kick asks for a look now: a step came or went, or the policy changed.
-// Callers may hold the daemon's lock, never a step's.
+// kick asks for a look now (nil-safe: full mode has no protector).
 func (p *protector) kick() {
-	if p == nil {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.on {
-		if p.d.ctx.Err() != nil {
-			return // shutting down: the daemon's wait group may be waited on
-		}
-		p.on = true
-		p.d.wg.Add(1)
-		go p.run()
-		return
-	}
-	select {
-	case p.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (p *protector) run() {
-	defer p.d.wg.Done()
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-p.d.ctx.Done():
-			p.closeFiles()
-			return
-		case <-p.wake:
-		case <-timer.C:
-		}
-		next, any := p.look()
-		if !any {
-			p.mu.Lock()
-			// A kick after the look found nothing is for a new step.
-			select {
-			case <-p.wake:
-				p.mu.Unlock()
-				next = 0
-			default:
-				p.on = false
-				p.mu.Unlock()
-				return
-			}
-		}
-		timer.Stop()
-		select {
-		case <-timer.C:
-		default:
-		}
-		timer.Reset(next)
+	if p != nil {
+		p.loop.kick()
 	}
 }
 

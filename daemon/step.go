@@ -225,6 +225,7 @@ func (d *Daemon) startStep(s *step) {
 		s.loop()
 	}()
 	d.protect.kick()
+	d.guard.kick()
 }
 
 func mono() time.Duration { return time.Duration(eventlog.Mono()) }
@@ -581,6 +582,7 @@ func (d *Daemon) doRemoveStep(s *step, why string) error {
 	}
 	d.log.Emit(e)
 	d.protect.kick()
+	d.guard.kick()
 	return err
 }
 

@@ -60,9 +60,12 @@ type Status struct {
 	// Protection holds the mainline protector's counters (memory.low on
 	// protected steps and their ancestors) in mainline mode.
 	Protection *ProtectionStats `json:"protection,omitempty"`
-	LastReload string           `json:"last_reload,omitempty"`
-	Sessions   []Session        `json:"sessions"`
-	Steps      []Step           `json:"steps"`
+	// NodeGuard holds the node guard's counters while
+	// daemon.node_available_floor is set.
+	NodeGuard  *NodeGuardStats `json:"node_guard,omitempty"`
+	LastReload string          `json:"last_reload,omitempty"`
+	Sessions   []Session       `json:"sessions"`
+	Steps      []Step          `json:"steps"`
 }
 
 // MemcgOpsStats are memcg_agent_ops' counters since it was loaded.
@@ -90,6 +93,15 @@ type ProtectionStats struct {
 	RevokedBudget uint64 `json:"revoked_budget"`
 	RevokedMax    uint64 `json:"revoked_max"`
 	RevokedOOM    uint64 `json:"revoked_oom"`
+}
+
+// NodeGuardStats are the node guard's counters since the daemon started.
+type NodeGuardStats struct {
+	FloorBytes     uint64 `json:"floor_bytes"`     // daemon.node_available_floor
+	AvailableBytes uint64 `json:"available_bytes"` // MemAvailable at the last look
+	Looks          uint64 `json:"looks"`           // /proc/meminfo reads
+	Kills          uint64 `json:"kills"`           // steps killed (logged, in monitor-only mode)
+	Errors         uint64 `json:"errors,omitempty"`
 }
 
 // Error is the body of every non-2xx response.

@@ -81,6 +81,12 @@ type Daemon struct {
 	// removes it earlier. Evaluations set it so a killed step's counters
 	// survive until the closing snapshot.
 	KeepEnded Duration `toml:"keep_ended"`
+	// NodeAvailableFloor turns on the node guard: when the node's
+	// MemAvailable falls to this, the daemon kills the largest step that
+	// escalation may kill (not exempt, max_freezes set), one at a time,
+	// before the kernel runs out and its OOM killer stalls every
+	// allocating task, protected ones included. 0 (default) is off.
+	NodeAvailableFloor ByteSize `toml:"node_available_floor"`
 }
 
 // Memory modes (daemon.memory_mode).
@@ -291,6 +297,9 @@ func (c *Config) validate(src []byte) error {
 	}
 	if d.Tick <= 0 {
 		return fail([]string{"daemon", "tick"}, "must be positive, e.g. \"20ms\"")
+	}
+	if d.NodeAvailableFloor == Unlimited {
+		return fail([]string{"daemon", "node_available_floor"}, "\"max\" would kill at once; give the MemAvailable to keep, e.g. \"64MiB\", or 0 for off")
 	}
 	if len(c.Profiles) == 0 {
 		return fail([]string{"profiles"}, "no profiles; define at least one [profiles.<name>] per class you use")

@@ -33,6 +33,10 @@
 //
 // Exempt steps are throttled by the kernel like any other but never frozen
 // or killed. max_freezes = 0 never kills.
+//
+// Apart from this per-step rule, the daemon's node guard kills one Killable
+// step at a time, the largest, when the node's available memory falls to
+// its floor (NodeKill, cause "node_low").
 package escalate
 
 import (
@@ -115,6 +119,10 @@ const (
 	// KillOthersHurt: other steps' memory.pressure some avg10 reached the
 	// profile's others_psi_some_avg10.
 	KillOthersHurt KillCause = "others_hurt"
+	// KillNodeLow: the node's available memory fell to the daemon's
+	// node_available_floor and the step was the largest one that may be
+	// killed (see NodeKill).
+	KillNodeLow KillCause = "node_low"
 )
 
 // Transition is a state change with its cause.
@@ -252,6 +260,27 @@ func (m *Machine) Step(in Input) *Transition {
 	case Killed:
 	}
 	return nil
+}
+
+// Killable reports whether the node guard may end the step: the same
+// steps the escalation rule may kill, the not exempt ones with
+// max_freezes set, and not already killed.
+func (m *Machine) Killable() bool {
+	return m.State != Killed && !m.P.Exempt && m.P.MaxFreezes > 0
+}
+
+// NodeKill moves a Killable step to KILLED for the node's sake, whatever
+// its state: the node is about to run out of memory and the kernel's OOM
+// killer would otherwise stall every allocating task, protected ones
+// included, before it picks a task itself. It returns nil for a step that
+// is not Killable.
+func (m *Machine) NodeKill(now time.Duration, why string) *Transition {
+	if !m.Killable() {
+		return nil
+	}
+	t := m.to(Killed, Kill, now, why)
+	t.Kill = KillNodeLow
+	return t
 }
 
 // NextLook is when the step must be observed next if no kernel signal

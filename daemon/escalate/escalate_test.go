@@ -354,3 +354,29 @@ func TestNextLookThawAtThawAfter(t *testing.T) {
 		t.Fatal("a RUNNING step waits for kernel signals only")
 	}
 }
+
+func TestNodeKillOnlyKillable(t *testing.T) {
+	exempt, never := esc(), esc()
+	exempt.Exempt = true
+	never.MaxFreezes = 0
+	for name, p := range map[string]config.Escalation{"exempt": exempt, "max_freezes 0": never} {
+		if m := New(p, 0); m.Killable() || m.NodeKill(time.Second, "node low") != nil || m.State != Running {
+			t.Errorf("%s: the node guard may not kill it (state %v)", name, m.State)
+		}
+	}
+	// From any live state, frozen included; once, since a killed step is
+	// no longer Killable.
+	now := time.Second
+	m := New(esc(), now)
+	drive(m, &now, 600*ms, Input{Probe: true, Score: 300})
+	if m.State != SoftPaused || !m.Killable() {
+		t.Fatalf("setup: state %v", m.State)
+	}
+	tr := m.NodeKill(now, "MemAvailable 40 MiB <= floor 48 MiB")
+	if tr == nil || tr.From != SoftPaused || tr.To != Killed || tr.Action != Kill || tr.Kill != KillNodeLow || m.State != Killed {
+		t.Fatalf("node kill: %+v, state %v", tr, m.State)
+	}
+	if m.NodeKill(now, "again") != nil {
+		t.Fatal("a killed step was killed again")
+	}
+}

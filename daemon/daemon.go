@@ -62,6 +62,11 @@
 // in package escalate. In monitor-only mode transitions are logged with
 // dry_run and nothing is written to any knob.
 //
+// Node guard (daemon.node_available_floor, nodeguard.go): when the node's
+// MemAvailable falls to the floor, the largest step escalation may kill is
+// killed at once, whatever its state, with kill_cause "node_low", before
+// the kernel runs out and every allocating task waits for its OOM killer.
+//
 // Event log (daemon.event_log, JSON lines, see eventlog.Event): mono_ns is
 // CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns, so a transition's
 // reaction_ns (mono_ns - onset_mono_ns) is the time from the kernel's first

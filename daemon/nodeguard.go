@@ -121,6 +121,9 @@ func (g *nodeGuard) look() (time.Duration, bool) {
 	}
 	g.stats.Looks++
 	g.stats.AvailableBytes = avail
+	if g.stats.MinAvailableBytes == 0 || avail < g.stats.MinAvailableBytes {
+		g.stats.MinAvailableBytes = avail
+	}
 	g.fall /= 2
 	if g.last > avail && now > g.lastAt {
 		g.fall = max(g.fall, float64(g.last-avail)/(now-g.lastAt).Seconds())

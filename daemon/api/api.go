@@ -99,9 +99,11 @@ type ProtectionStats struct {
 type NodeGuardStats struct {
 	FloorBytes     uint64 `json:"floor_bytes"`     // daemon.node_available_floor
 	AvailableBytes uint64 `json:"available_bytes"` // MemAvailable at the last look
-	Looks          uint64 `json:"looks"`           // /proc/meminfo reads
-	Kills          uint64 `json:"kills"`           // steps killed (logged, in monitor-only mode)
-	Errors         uint64 `json:"errors,omitempty"`
+	// MinAvailableBytes is the lowest MemAvailable a look saw.
+	MinAvailableBytes uint64 `json:"min_available_bytes"`
+	Looks             uint64 `json:"looks"` // /proc/meminfo reads
+	Kills             uint64 `json:"kills"` // steps killed (logged, in monitor-only mode)
+	Errors            uint64 `json:"errors,omitempty"`
 }
 
 // Error is the body of every non-2xx response.

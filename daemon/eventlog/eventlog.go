@@ -33,7 +33,8 @@ type Event struct {
 	Cause  string `json:"cause,omitempty"`
 	DryRun bool   `json:"dry_run,omitempty"`
 	// On a kill transition, what allowed it: "max" or "oom" (the step at
-	// its memory.max) or "others_hurt" (other steps' memory pressure).
+	// its memory.max), "others_hurt" (other steps' memory pressure) or
+	// "node_low" (the node guard: MemAvailable at its floor).
 	KillCause string `json:"kill_cause,omitempty"`
 
 	ThrashScore  uint32            `json:"thrash_score,omitempty"`

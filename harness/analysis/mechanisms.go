@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/agentcgroup/agentcgroup/cgroupfs"
+	"github.com/agentcgroup/agentcgroup/daemon/escalate"
 	"github.com/agentcgroup/agentcgroup/harness/stack"
 	"github.com/agentcgroup/agentcgroup/harness/trial"
 )
@@ -22,10 +23,11 @@ const (
 	MechReaction  = "memory reaction"   // pressure on a step led to a daemon transition or a BPF delay
 	MechProtect   = "memory protection" // protected victim steps kept their memory under reclaim
 	MechPenalty   = "thrash penalty"    // a step over its penalty score was penalized by the scheduler
+	MechNodeGuard = "node guard"        // the daemon killed before the kernel's global OOM killer had to
 )
 
 // MechanismNames lists every mechanism in report order.
-var MechanismNames = []string{MechScheduler, MechPolicy, MechBoost, MechDaemon, MechReaction, MechProtect, MechPenalty}
+var MechanismNames = []string{MechScheduler, MechPolicy, MechBoost, MechDaemon, MechReaction, MechProtect, MechNodeGuard, MechPenalty}
 
 // Status of one mechanism in one trial.
 type Status string
@@ -273,6 +275,32 @@ func Mechanisms(r *trial.Raw) ([]Check, Counts) {
 		add(MechProtect, Idle, "%d steps under memory.low; no reclaim reached them", d.Protection["granted"])
 	}
 
+	// node guard: with daemon.node_available_floor set, the daemon kills
+	// the largest killable step before the node runs out; a task the
+	// kernel's global OOM killer ended means it was too late.
+	globalOOM := globalOOMKills(r)
+	g := map[string]uint64(nil)
+	if d != nil {
+		g = d.NodeGuard
+	}
+	guardKills := c.Kills[string(escalate.KillNodeLow)]
+	switch {
+	case !st.Daemon:
+		add(MechNodeGuard, Absent, "")
+	case d == nil:
+		add(MechNodeGuard, Missing, "no daemon evidence")
+	case g == nil:
+		add(MechNodeGuard, Idle, "off: the policy sets no daemon.node_available_floor")
+	case guardKills == 0 && globalOOM > 0:
+		add(MechNodeGuard, Missing, "the kernel's OOM killer ended %d tasks first (MemAvailable floor %d MiB, lowest seen %d MiB)",
+			globalOOM, g["floor_bytes"]>>20, g["min_available_bytes"]>>20)
+	case guardKills > 0:
+		add(MechNodeGuard, Engaged, "%d steps killed at the %d MiB MemAvailable floor (lowest seen %d MiB); the kernel's OOM killer ended %d tasks",
+			guardKills, g["floor_bytes"]>>20, g["min_available_bytes"]>>20, globalOOM)
+	default:
+		add(MechNodeGuard, Idle, "MemAvailable stayed above the %d MiB floor (lowest seen %d MiB)", g["floor_bytes"]>>20, g["min_available_bytes"]>>20)
+	}
+
 	// thrash penalty: coupled configurations, where a step's peak score
 	// reached its penalty score
 	if sched != nil {
@@ -367,6 +395,22 @@ func ranSteps(sp trial.Spec, steps []specStep, sched *trial.SchedulerEvidence) [
 	}
 	sort.Strings(ran)
 	return ran
+}
+
+// globalOOMKills counts the spec steps' tasks the kernel's OOM killer
+// ended for the node rather than at the step's own memory.max: their
+// memory.events oom_kill grew and oom (reclaim at the step's limit
+// failing) did not.
+func globalOOMKills(r *trial.Raw) int {
+	n := 0
+	for _, s := range specSteps(r.Manifest.Spec) {
+		a, err1 := cgroupfs.ParseFlatKeyed(s.path, strings.NewReader(r.After.Cgroups[s.path]["memory.events"]))
+		b, err2 := cgroupfs.ParseFlatKeyed(s.path, strings.NewReader(r.Before.Cgroups[s.path]["memory.events"]))
+		if err1 == nil && err2 == nil && a["oom_kill"] > b["oom_kill"] && a["oom"] == b["oom"] {
+			n += int(a["oom_kill"] - b["oom_kill"])
+		}
+	}
+	return n
 }
 
 // pressuredSteps are the spec steps whose memory.events "high" grew.

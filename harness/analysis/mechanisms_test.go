@@ -153,3 +153,39 @@ func TestMechanismsMainlineProtection(t *testing.T) {
 		t.Errorf("baseline: %+v", got)
 	}
 }
+
+// The node guard is idle when the policy leaves it off or MemAvailable
+// never reached its floor, engaged when it killed, and missing when the
+// kernel's global OOM killer ended a task without the guard killing
+// first; a task killed at its own memory.max is not the guard's business.
+func TestMechanismsNodeGuard(t *testing.T) {
+	noisy := trial.StepPath("noisy", "spin")
+	guard := map[string]uint64{"floor_bytes": 48 << 20, "min_available_bytes": 30 << 20, "looks": 40}
+	for _, c := range []struct {
+		name   string
+		guard  map[string]uint64
+		kills  []trial.DaemonKill
+		events string // the noisy step's memory.events after the trial
+		want   Status
+	}{
+		{"off", nil, nil, "oom 0\noom_kill 1\n", Idle},
+		{"above the floor", guard, nil, "oom 0\noom_kill 0\n", Idle},
+		{"killed first", guard, []trial.DaemonKill{{Cgroup: noisy, Cause: "node_low"}}, "oom 0\noom_kill 0\n", Engaged},
+		{"kernel first", guard, nil, "oom 0\noom_kill 1\n", Missing},
+		{"own memory.max", guard, nil, "oom 1\noom_kill 1\n", Idle},
+	} {
+		r := rawFor("joint", trial.Evidence{Daemon: &trial.DaemonEvidence{MemoryMode: "mainline", StepsCreated: 2,
+			NodeGuard: c.guard, Kills: c.kills}})
+		r.After.Cgroups[noisy]["memory.events"] = c.events
+		r.Before.Cgroups[noisy]["memory.events"] = "oom 0\noom_kill 0\n"
+		checks, _ := Mechanisms(r)
+		if got := statusOf(checks, MechNodeGuard); got.Status != c.want {
+			t.Errorf("%s: %+v, want %s", c.name, got, c.want)
+		}
+	}
+	if got := statusOf(first(Mechanisms(rawFor("cpu-only", trial.Evidence{}))), MechNodeGuard); got.Status != Absent {
+		t.Errorf("cpu-only: %+v", got)
+	}
+}
+
+func first(c []Check, _ Counts) []Check { return c }

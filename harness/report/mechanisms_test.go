@@ -35,9 +35,9 @@ func TestReportMechanisms(t *testing.T) {
 		"thrash penalty did not engage in 2/6 trials",
 		"joint, step policy missing: joint.cpu.r00: the scheduler read maps 99/8, the policy was written to 7/8: not shared",
 		"joint, thrash penalty missing: joint.mem.r00: 1 steps reached their penalty score, none was penalized",
-		"| joint | 6 | engaged 6 | **missing 6** | **missing 6** | engaged 6 | engaged 2, idle 4 | engaged 6 | idle 4, **missing 2** |",
+		"| joint | 6 | engaged 6 | **missing 6** | **missing 6** | engaged 6 | engaged 2, idle 4 | engaged 6 | idle 6 | idle 4, **missing 2** |",
 		"- baseline: fair-class CPU; static memory budgets. as named: no enforcement mechanism ran.",
-		"| baseline | 6 | - | - | - | - | - | - | - |",
+		"| baseline | 6 | - | - | - | - | - | - | - | - |",
 		"**joint is not what its name says: step policy did not engage",
 		"| joint | daemon | 60 (60–60) | 15 (15–15) | 0.1 (0.1–0.1) | 0.2 (0.2–0.2) |",
 		// Recorded before the steady span was split: the old column only.

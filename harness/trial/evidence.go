@@ -110,6 +110,10 @@ type DaemonEvidence struct {
 	// mainline mode: granted (steps), charged_ms (protection time under
 	// reclaim), revoked_budget, revoked_max, revoked_oom, low_bytes.
 	Protection map[string]uint64 `json:"protection,omitempty"`
+	// NodeGuard holds the node guard's counters when the policy sets
+	// daemon.node_available_floor: floor_bytes, min_available_bytes
+	// (the lowest MemAvailable it saw), looks, kills.
+	NodeGuard map[string]uint64 `json:"node_guard,omitempty"`
 }
 
 // DaemonKill is one kill.

@@ -174,6 +174,10 @@ func (t *trialRun) collectEvidence(ws []*workload, pw *pressureWatch) {
 					de.Protection = map[string]uint64{"granted": p.Granted, "charged_ms": p.ChargedMs, "low_bytes": p.LowBytes,
 						"revoked_budget": p.RevokedBudget, "revoked_max": p.RevokedMax, "revoked_oom": p.RevokedOOM}
 				}
+				if g := s.NodeGuard; g != nil {
+					de.NodeGuard = map[string]uint64{"floor_bytes": g.FloorBytes, "min_available_bytes": g.MinAvailableBytes,
+						"looks": g.Looks, "kills": g.Kills}
+				}
 			}
 		}
 		if err := readDaemonEvents(filepath.Join(t.tmp, trial.DaemonLog), de); err != nil {

@@ -41,7 +41,8 @@ type cpResult struct {
 }
 
 // BenchmarkControlPlane measures the steady-state CPU of agentcgroupd with
-// 1, 10 and 50 idle steps and with one step throttled (a toucher that keeps
+// 1, 10 and 50 idle steps, with 10 under the node guard, with one
+// protected step, and with one step throttled (a toucher that keeps
 // charging fresh pages over its memory.high), and of scx_agent_flatcg
 // attached with nothing to do: each as % of one vCPU over a fixed window
 // after the helper is ready, from /proc/PID/stat (and, at ns resolution,
@@ -89,6 +90,7 @@ func BenchmarkControlPlane(b *testing.B) {
 	for _, n := range []int{1, 10, 50} {
 		out = append(out, daemonCase(b, daemonBin, n, "", window))
 	}
+	out = append(out, daemonCase(b, daemonBin, 10, "guarded", window))
 	out = append(out, daemonCase(b, daemonBin, 1, "protected", window))
 	out = append(out, daemonCase(b, daemonBin, 0, "throttled", window))
 	out = append(out, schedCase(b, schedBin, window))
@@ -133,7 +135,7 @@ keep_ended = "1h"
 # On the patched kernel too: the protected case measures the mainline
 # protector (memcg_agent_ops protects in full mode at no daemon cost).
 memory_mode = "mainline"
-
+%s
 # The protected idle step.
 [profiles.interactive]
 [profiles.interactive.memory]
@@ -181,17 +183,22 @@ func daemonCase(b *testing.B, bin string, idle int, kind string, window time.Dur
 		r.Goal = 1
 	}
 	throttled := kind == "throttled"
-	class := "background"
+	class, extra := "background", ""
 	switch kind {
 	case "throttled":
 		r.Case, r.Goal = "agentcgroupd, 1 throttled step", 3
 	case "protected":
 		r.Case, r.Goal, class = "agentcgroupd, 1 protected idle step", 0.5, "interactive"
+	case "guarded":
+		// The idle background steps are killable, so the guard looks at
+		// /proc/meminfo while they live; the floor is far below what the
+		// guest has, so it only looks.
+		r.Case, extra = fmt.Sprintf("agentcgroupd, %d idle steps, guard", idle), `node_available_floor = "16MiB"`
 	}
 	dir := b.TempDir()
 	sock := filepath.Join(dir, "d.sock")
 	pf := filepath.Join(dir, "policy.toml")
-	if err := os.WriteFile(pf, []byte(fmt.Sprintf(cpPolicy, sock, filepath.Join(dir, "state"), filepath.Join(dir, "events.jsonl"))), 0o644); err != nil {
+	if err := os.WriteFile(pf, []byte(fmt.Sprintf(cpPolicy, sock, filepath.Join(dir, "state"), filepath.Join(dir, "events.jsonl"), extra)), 0o644); err != nil {
 		b.Fatal(err)
 	}
 	var procs []*exec.Cmd

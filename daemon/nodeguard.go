@@ -106,10 +106,46 @@ func (g *nodeGuard) look() (time.Duration, bool) {
 			s.mu.Unlock()
 		}
 	}
+	avail, low := g.observe(floor, len(cands) > 0)
+	switch {
+	case len(cands) == 0:
+		return 0, false
+	case !low:
+		return g.pace(avail, floor, tick), true
+	}
+	var victim *step
+	var size uint64
+	for _, s := range cands {
+		if cur, err := s.cg.ReadUint("memory.current"); err == nil && (victim == nil || cur > size) {
+			victim, size = s, cur
+		}
+	}
+	why := fmt.Sprintf("MemAvailable %d MiB <= node_available_floor %d MiB; the largest killable step (memory.current %d MiB)",
+		avail>>20, floor>>20, size>>20)
+	// Killed without the guard's lock: the kill waits for the step to
+	// empty and saves the daemon's state under its lock, which a status
+	// request holds while it reads the guard's counters.
+	if victim != nil && victim.nodeKill(why, mon) {
+		g.mu.Lock()
+		g.stats.Kills++
+		g.dry = mon
+		// The kill freed memory (or, monitor-only, would have): the
+		// fall before it says nothing about the node after it.
+		g.last, g.fall = 0, 0
+		g.mu.Unlock()
+	}
+	return tick, true
+}
+
+// observe reads MemAvailable and updates the counters and the fall rate.
+// It reports whether the guard should kill now: at or below the floor,
+// and not after a monitor-only kill of this episode (nothing was freed,
+// so every look would log the kill of one more step).
+func (g *nodeGuard) observe(floor uint64, guarding bool) (uint64, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.stats.FloorBytes = floor
-	if len(cands) == 0 {
+	if !guarding {
 		g.last, g.fall, g.dry = 0, 0, false
 		return 0, false
 	}
@@ -117,7 +153,7 @@ func (g *nodeGuard) look() (time.Duration, bool) {
 	now := mono()
 	if err != nil {
 		g.stats.Errors++
-		return nodeGuardIdleLook, true
+		return ^uint64(0), false
 	}
 	g.stats.Looks++
 	g.stats.AvailableBytes = avail
@@ -131,34 +167,25 @@ func (g *nodeGuard) look() (time.Duration, bool) {
 	g.last, g.lastAt = avail, now
 	if avail > floor {
 		g.dry = false
-		next := nodeGuardIdleLook
-		if g.fall > 0 {
-			next = min(next, time.Duration(float64(avail-floor)/g.fall/2*float64(time.Second)))
-		}
-		return max(next, tick), true
+		return avail, false
 	}
-	if g.dry {
-		// Monitor-only: nothing was freed, and the next look would log
-		// the kill of every other step in turn.
-		return tick, true
+	return avail, !g.dry
+}
+
+// pace is the time to the next look: half the time the fastest fall seen
+// would take to bring MemAvailable down to the floor, within [tick,
+// nodeGuardIdleLook].
+func (g *nodeGuard) pace(avail, floor uint64, tick time.Duration) time.Duration {
+	g.mu.Lock()
+	fall := g.fall
+	g.mu.Unlock()
+	next := nodeGuardIdleLook
+	if avail <= floor {
+		next = tick // monitor-only, after this episode's logged kill
+	} else if fall > 0 && avail != ^uint64(0) {
+		next = min(next, time.Duration(float64(avail-floor)/fall/2*float64(time.Second)))
 	}
-	var victim *step
-	var size uint64
-	for _, s := range cands {
-		if cur, err := s.cg.ReadUint("memory.current"); err == nil && (victim == nil || cur > size) {
-			victim, size = s, cur
-		}
-	}
-	why := fmt.Sprintf("MemAvailable %d MiB <= node_available_floor %d MiB; the largest killable step (memory.current %d MiB)",
-		avail>>20, floor>>20, size>>20)
-	if victim != nil && victim.nodeKill(why, mon) {
-		g.stats.Kills++
-		g.dry = mon
-		// The kill freed memory (or, monitor-only, would have): the
-		// fall before it says nothing about the node after it.
-		g.last, g.fall = 0, 0
-	}
-	return tick, true
+	return max(next, tick)
 }
 
 // Stats returns the guard's counters (nil while it is off).

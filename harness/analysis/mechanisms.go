@@ -291,6 +291,8 @@ func Mechanisms(r *trial.Raw) ([]Check, Counts) {
 		add(MechNodeGuard, Missing, "no daemon evidence")
 	case g == nil:
 		add(MechNodeGuard, Idle, "off: the policy sets no daemon.node_available_floor")
+	case g["looks"] == 0 && globalOOM == 0:
+		add(MechNodeGuard, Idle, "no step it may kill (not exempt, max_freezes set) ran, so it never looked")
 	case guardKills == 0 && globalOOM > 0:
 		add(MechNodeGuard, Missing, "the kernel's OOM killer ended %d tasks first (MemAvailable floor %d MiB, lowest seen %d MiB)",
 			globalOOM, g["floor_bytes"]>>20, g["min_available_bytes"]>>20)

@@ -169,6 +169,7 @@ func TestMechanismsNodeGuard(t *testing.T) {
 		want   Status
 	}{
 		{"off", nil, nil, "oom 0\noom_kill 1\n", Idle},
+		{"nothing to guard", map[string]uint64{"floor_bytes": 48 << 20}, nil, "oom 0\noom_kill 0\n", Idle},
 		{"above the floor", guard, nil, "oom 0\noom_kill 0\n", Idle},
 		{"killed first", guard, []trial.DaemonKill{{Cgroup: noisy, Cause: "node_low"}}, "oom 0\noom_kill 0\n", Engaged},
 		{"kernel first", guard, nil, "oom 0\noom_kill 1\n", Missing},

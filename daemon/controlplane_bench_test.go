@@ -37,7 +37,7 @@ type cpResult struct {
 	Wakeups    float64 `json:"wakeups_per_s"`
 	GuestBusy  float64 `json:"guest_busy_pct"` // all CPUs' non-idle time over the window, % of the guest
 	Goal       float64 `json:"goal_pct"`       // 0: no goal
-	StateAfter string  `json:"state_after"`    // the throttled step's state at the end
+	StateAfter string  `json:"state_after"`    // the throttled step's state at the end; the node guard's looks in the window
 }
 
 // BenchmarkControlPlane measures the steady-state CPU of agentcgroupd with
@@ -267,7 +267,21 @@ func daemonCase(b *testing.B, bin string, idle int, kind string, window time.Dur
 	}
 	// Let creation's work and the first PSI averages settle.
 	time.Sleep(2 * time.Second)
+	looks := func() uint64 {
+		st, err := c.Status()
+		if err != nil || st.NodeGuard == nil {
+			b.Fatalf("node guard status: %+v %v", st.NodeGuard, err)
+		}
+		return st.NodeGuard.Looks
+	}
+	var looks0 uint64
+	if extra != "" {
+		looks0 = looks()
+	}
 	measure(b, &r, pid, window)
+	if extra != "" {
+		r.StateAfter = fmt.Sprintf("%d looks", looks()-looks0)
+	}
 	if throttled {
 		st, err := c.Step("cp", "hog")
 		if err != nil {

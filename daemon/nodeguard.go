@@ -39,6 +39,7 @@ type nodeGuard struct {
 	last    uint64        // MemAvailable at the last look; 0: no baseline
 	lastAt  time.Duration // ... and when
 	fall    float64       // fastest fall seen, bytes per second
+	fresh   bool          // the last look had no earlier one to measure a fall against
 	dry     bool          // monitor-only: this episode's kill was logged
 	stats   api.NodeGuardStats
 }
@@ -161,6 +162,7 @@ func (g *nodeGuard) observe(floor uint64, guarding bool) (uint64, bool) {
 		g.stats.MinAvailableBytes = avail
 	}
 	g.fall /= 2
+	g.fresh = g.last == 0
 	if g.last > avail && now > g.lastAt {
 		g.fall = max(g.fall, float64(g.last-avail)/(now-g.lastAt).Seconds())
 	}
@@ -174,14 +176,18 @@ func (g *nodeGuard) observe(floor uint64, guarding bool) (uint64, bool) {
 
 // pace is the time to the next look: half the time the fastest fall seen
 // would take to bring MemAvailable down to the floor, within [tick,
-// nodeGuardIdleLook].
+// nodeGuardIdleLook]. A look without an earlier one to measure against
+// (the first, or the first after a kill, whose freed memory makes the
+// fall before it meaningless) is followed one tick later, so the fall is
+// known at once: after a kill the other steps that filled the node are
+// still growing, and an idle-paced look found them at the floor already.
 func (g *nodeGuard) pace(avail, floor uint64, tick time.Duration) time.Duration {
 	g.mu.Lock()
-	fall := g.fall
+	fall, fresh := g.fall, g.fresh
 	g.mu.Unlock()
 	next := nodeGuardIdleLook
-	if avail <= floor {
-		next = tick // monitor-only, after this episode's logged kill
+	if avail <= floor || fresh {
+		next = tick // monitor-only after this episode's logged kill, or no fall known yet
 	} else if fall > 0 && avail != ^uint64(0) {
 		next = min(next, time.Duration(float64(avail-floor)/fall/2*float64(time.Second)))
 	}

@@ -1,10 +1,8 @@
 package daemon
 
 import (
-	"bytes"
 	"fmt"
 	"os"
-	"strconv"
 	"testing"
 	"time"
 
@@ -24,24 +22,16 @@ exempt = true
 max_freezes = 1
 `
 
-// memAvailable reads MemAvailable in bytes.
+// memAvailable reads MemAvailable in bytes, as the guard does.
 func memAvailable(t *testing.T) uint64 {
 	t.Helper()
-	b, err := os.ReadFile("/proc/meminfo")
+	g := &nodeGuard{}
+	defer g.close()
+	v, err := g.available()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for line := range bytes.Lines(b) {
-		if v, ok := bytes.CutPrefix(line, []byte("MemAvailable:")); ok {
-			n, err := strconv.ParseUint(string(bytes.TrimSuffix(bytes.TrimSpace(v), []byte(" kB"))), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n << 10
-		}
-	}
-	t.Fatal("no MemAvailable in /proc/meminfo")
-	return 0
+	return v
 }
 
 // The guard kills the largest killable step once MemAvailable reaches the

@@ -36,8 +36,8 @@ type nodeGuard struct {
 
 	mu      sync.Mutex
 	meminfo *knob
-	last    uint64        // MemAvailable at the last look; 0: no baseline
-	lastAt  time.Duration // ... and when
+	last    uint64        // MemAvailable at the last look
+	lastAt  time.Duration // ... and when; 0: no look to measure a fall against
 	fall    float64       // fastest fall seen, bytes per second
 	fresh   bool          // the last look had no earlier one to measure a fall against
 	dry     bool          // monitor-only: this episode's kill was logged
@@ -107,10 +107,14 @@ func (g *nodeGuard) look() (time.Duration, bool) {
 			s.mu.Unlock()
 		}
 	}
-	avail, low := g.observe(floor, len(cands) > 0)
-	switch {
-	case len(cands) == 0:
+	if len(cands) == 0 {
+		g.reset(floor)
 		return 0, false
+	}
+	avail, low, err := g.observe(floor)
+	switch {
+	case err != nil:
+		return nodeGuardIdleLook, true
 	case !low:
 		return g.pace(avail, floor, tick), true
 	}
@@ -132,29 +136,33 @@ func (g *nodeGuard) look() (time.Duration, bool) {
 		g.dry = mon
 		// The kill freed memory (or, monitor-only, would have): the
 		// fall before it says nothing about the node after it.
-		g.last, g.fall = 0, 0
+		g.lastAt, g.fall = 0, 0
 		g.mu.Unlock()
 	}
 	return tick, true
+}
+
+// reset forgets the fall measured so far: nothing is guarded.
+func (g *nodeGuard) reset(floor uint64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.stats.FloorBytes = floor
+	g.lastAt, g.fall, g.dry = 0, 0, false
 }
 
 // observe reads MemAvailable and updates the counters and the fall rate.
 // It reports whether the guard should kill now: at or below the floor,
 // and not after a monitor-only kill of this episode (nothing was freed,
 // so every look would log the kill of one more step).
-func (g *nodeGuard) observe(floor uint64, guarding bool) (uint64, bool) {
+func (g *nodeGuard) observe(floor uint64) (uint64, bool, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.stats.FloorBytes = floor
-	if !guarding {
-		g.last, g.fall, g.dry = 0, 0, false
-		return 0, false
-	}
 	avail, err := g.available()
 	now := mono()
 	if err != nil {
 		g.stats.Errors++
-		return ^uint64(0), false
+		return 0, false, err
 	}
 	g.stats.Looks++
 	g.stats.AvailableBytes = avail
@@ -162,16 +170,16 @@ func (g *nodeGuard) observe(floor uint64, guarding bool) (uint64, bool) {
 		g.stats.MinAvailableBytes = avail
 	}
 	g.fall /= 2
-	g.fresh = g.last == 0
-	if g.last > avail && now > g.lastAt {
+	g.fresh = g.lastAt == 0
+	if !g.fresh && g.last > avail && now > g.lastAt {
 		g.fall = max(g.fall, float64(g.last-avail)/(now-g.lastAt).Seconds())
 	}
 	g.last, g.lastAt = avail, now
 	if avail > floor {
 		g.dry = false
-		return avail, false
+		return avail, false, nil
 	}
-	return avail, !g.dry
+	return avail, !g.dry, nil
 }
 
 // pace is the time to the next look: half the time the fastest fall seen
@@ -188,7 +196,7 @@ func (g *nodeGuard) pace(avail, floor uint64, tick time.Duration) time.Duration 
 	next := nodeGuardIdleLook
 	if avail <= floor || fresh {
 		next = tick // monitor-only after this episode's logged kill, or no fall known yet
-	} else if fall > 0 && avail != ^uint64(0) {
+	} else if fall > 0 {
 		next = min(next, time.Duration(float64(avail-floor)/fall/2*float64(time.Second)))
 	}
 	return max(next, tick)

@@ -406,9 +406,7 @@ func ranSteps(sp trial.Spec, steps []specStep, sched *trial.SchedulerEvidence) [
 func globalOOMKills(r *trial.Raw) int {
 	n := 0
 	for _, s := range specSteps(r.Manifest.Spec) {
-		a, err1 := cgroupfs.ParseFlatKeyed(s.path, strings.NewReader(r.After.Cgroups[s.path]["memory.events"]))
-		b, err2 := cgroupfs.ParseFlatKeyed(s.path, strings.NewReader(r.Before.Cgroups[s.path]["memory.events"]))
-		if err1 == nil && err2 == nil && a["oom_kill"] > b["oom_kill"] && a["oom"] == b["oom"] {
+		if a, b, ok := stepEvents(r, s.path); ok && a["oom_kill"] > b["oom_kill"] && a["oom"] == b["oom"] {
 			n += int(a["oom_kill"] - b["oom_kill"])
 		}
 	}
@@ -419,14 +417,20 @@ func globalOOMKills(r *trial.Raw) int {
 func pressuredSteps(r *trial.Raw) []string {
 	var out []string
 	for _, s := range specSteps(r.Manifest.Spec) {
-		a, err1 := cgroupfs.ParseFlatKeyed(s.path, strings.NewReader(r.After.Cgroups[s.path]["memory.events"]))
-		b, err2 := cgroupfs.ParseFlatKeyed(s.path, strings.NewReader(r.Before.Cgroups[s.path]["memory.events"]))
-		if err1 == nil && err2 == nil && a["high"] > b["high"] {
+		if a, b, ok := stepEvents(r, s.path); ok && a["high"] > b["high"] {
 			out = append(out, s.path)
 		}
 	}
 	sort.Strings(out)
 	return out
+}
+
+// stepEvents is a step's memory.events after and before the trial, and
+// whether both snapshots had it.
+func stepEvents(r *trial.Raw, path string) (after, before map[string]uint64, ok bool) {
+	a, err1 := cgroupfs.ParseFlatKeyed(path, strings.NewReader(r.After.Cgroups[path]["memory.events"]))
+	b, err2 := cgroupfs.ParseFlatKeyed(path, strings.NewReader(r.Before.Cgroups[path]["memory.events"]))
+	return a, b, err1 == nil && err2 == nil
 }
 
 func peakScore(ev trial.Evidence) uint32 {
